@@ -1,0 +1,319 @@
+/*
+ * mproc.h - Python's multiprocessing for C.
+ *
+ * Parts of this header:
+ *   1. errors        MP_E* codes, mp_strerror, mp_err_name, last error
+ *   2. arguments     mp_args: the typed tuple passed to a child ("pickle")
+ *   3. processes     mp_process: start, join, terminate, exitcode, ...
+ *   4. this process  mp_current_process, mp_parent_process, cpu counts
+ *   5. start methods mp_context, mp_set_start_method, MP_MAIN_GUARD
+ *
+ * Conventions: functions return 0 on success and a negative MP_E* code on
+ * failure; mp_last_error_message() then says what went wrong.  Timeouts are
+ * in seconds (double); MP_FOREVER blocks.  Every object is opaque and safe
+ * to use from several threads of one process.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc/export.h"
+#include "mproc/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* 1. Errors                                                           */
+/* ------------------------------------------------------------------ */
+
+/* One table makes the codes, mp_strerror and mp_err_name. */
+#define MP_ERRNO_MAP(XX)                                                    \
+  XX(EINVAL,      -1, "invalid argument")                                   \
+  XX(ENOMEM,      -2, "out of memory")                                      \
+  XX(ESTATE,      -3, "operation not valid in the object's current state") \
+  XX(ETIMEDOUT,   -4, "timed out")                                          \
+  XX(ENOTSUP,     -5, "not supported on this platform")                     \
+  XX(EBOOTSTRAP,  -6, "process bootstrapping error (see MP_MAIN_GUARD)")    \
+  XX(EDAEMONIC,   -7, "daemonic processes are not allowed to have children") \
+  XX(EOS,         -8, "operating system error")                             \
+  XX(ETYPE,       -9, "wrong argument type")                                \
+  XX(ERANGE,     -10, "index out of range")                                 \
+  XX(EPROTO,     -11, "malformed message")                                  \
+  XX(EOWNERDEAD, -12, "previous owner died holding the lock")               \
+  XX(EWORKERDIED,-13, "worker process died")                                \
+  XX(EPIPE,      -14, "broken pipe")                                        \
+  XX(EEOF,       -15, "end of file")                                        \
+  XX(ECLOSED,    -16, "object is closed")                                   \
+  XX(EFULL,      -17, "full")                                               \
+  XX(EEMPTY,     -18, "empty")                                              \
+  XX(EVALUE,     -19, "value error")                                        \
+  XX(EAUTH,      -20, "authentication failed")                              \
+  XX(ENOENT,     -21, "no such object")                                     \
+  XX(EEXIST,     -22, "object already exists")                              \
+  XX(EPERM,      -23, "permission denied")
+
+enum {
+  MP_OK = 0,
+#define MP__ERR_ENUM(name, value, text) MP_##name = (value),
+  MP_ERRNO_MAP(MP__ERR_ENUM)
+#undef MP__ERR_ENUM
+  MP__ERR_MIN = -24
+};
+
+/* The text for an MP_E* code ("timed out"); "unknown error" otherwise. */
+MP_API const char *mp_strerror(int code);
+
+/* The code's name ("MP_ETIMEDOUT"); "MP_UNKNOWN" otherwise. */
+MP_API const char *mp_err_name(int code);
+
+/* Detail of the last failure of an mproc call in this thread, e.g.
+ * "daemonic processes are not allowed to have children".  Never NULL. */
+MP_API const char *mp_last_error_message(void);
+
+/* Record an error (code and printf-style message) as this thread's last
+ * error and return `code`.  In a child, the message of the last call
+ * travels to the parent when the child exits with a non-zero status:
+ *     return mp_set_error(3, "cannot open %s", path);
+ * gives the parent exitcode 3 and mp_process_error() == "cannot open ...". */
+MP_API int mp_set_error(int code, const char *fmt, ...) MP_PRINTF(2, 3);
+
+/* MP_FOREVER as a timeout blocks without limit. */
+#define MP_FOREVER (-1.0)
+
+/* ------------------------------------------------------------------ */
+/* 2. Arguments: mp_args                                               */
+/* ------------------------------------------------------------------ */
+
+/* An immutable-once-sent, typed tuple.  It is encoded into bytes as it is
+ * built, copied into the child at start (fork and spawn alike), and read
+ * there with bounds checks.  Strings and bytes are copied. */
+typedef struct mp_args mp_args;
+
+enum mp_arg_type {
+  MP_ARG_INT = 1,    /* int64_t */
+  MP_ARG_DOUBLE = 2, /* double */
+  MP_ARG_STR = 3,    /* NUL-terminated string */
+  MP_ARG_BYTES = 4,  /* bytes with a length */
+  MP_ARG_OBJECT = 5  /* reference to an mproc object (queue, lock, ...) */
+};
+
+/* A new empty tuple. */
+MP_API int mp_args_new(mp_args **out);
+
+/* A new tuple from a format, like Py_BuildValue:
+ *   'i' int, 'I' int64_t, 'd' double, 's' const char *,
+ *   'y' bytes as (const void *, size_t).
+ *     mp_args_pack(&a, "sid", "bob", 42, 1.5);                            */
+MP_API int mp_args_pack(mp_args **out, const char *fmt, ...);
+
+MP_API int mp_args_add_int(mp_args *a, int64_t v);
+MP_API int mp_args_add_double(mp_args *a, double v);
+MP_API int mp_args_add_str(mp_args *a, const char *s);
+MP_API int mp_args_add_bytes(mp_args *a, const void *p, size_t n);
+
+/* Number of items. */
+MP_API size_t mp_args_count(const mp_args *a);
+
+/* The MP_ARG_* type of item i; MP_ERANGE past the end. */
+MP_API int mp_args_type(const mp_args *a, size_t i);
+
+/* Read items by format, as mp_args_pack writes them ('i' int *,
+ * 'I' int64_t *, 'd' double *, 's' const char **, 'y' const void **,
+ * size_t *).  Pointers point into `a` and live as long as it does.
+ * MP_ETYPE on a type mismatch, MP_EINVAL when the count differs. */
+MP_API int mp_args_unpack(const mp_args *a, const char *fmt, ...);
+
+/* Lenient accessors for the common case: the item's value, or 0 / NULL
+ * (with the last error set) when i is out of range or of another type. */
+MP_API int64_t mp_args_int(const mp_args *a, size_t i);
+MP_API double mp_args_double(const mp_args *a, size_t i);
+MP_API const char *mp_args_str(const mp_args *a, size_t i);
+MP_API const void *mp_args_bytes(const mp_args *a, size_t i, size_t *n);
+
+/* A deep copy. */
+MP_API int mp_args_copy(mp_args **out, const mp_args *a);
+
+MP_API void mp_args_free(mp_args *a);
+
+/* ------------------------------------------------------------------ */
+/* 3. Processes: mp_process                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct mp_process mp_process;
+typedef struct mp_context mp_context;
+
+/* A waitable OS object: a file descriptor on POSIX, a HANDLE on Windows. */
+typedef intptr_t mp_handle;
+#define MP_INVALID_HANDLE ((mp_handle)-1)
+
+/* A target runs in the child; its return value is the exit code. */
+typedef int (*mp_target_fn)(const mp_args *args);
+
+/* A "subclass" run function; `self` is the user's struct (see below). */
+typedef int (*mp_run_fn)(void *self);
+
+/* A process that will run target(args) once started.  `args` may be NULL
+ * and is copied.  The name defaults to "Process-N" ("Process-1:2" in a
+ * grandchild), daemon to the creating process's own daemon flag. */
+MP_API int mp_process_new(mp_process **out, mp_target_fn target,
+                          const mp_args *args);
+
+/* The "subclass" form of Python's `class P(Process): def run(self)`.
+ * `self` points to a user struct of `size` bytes whose FIRST MEMBER is an
+ * `mp_process *`; this call creates the process and stores it there:
+ *     struct worker { mp_process *base; int n; } w = { NULL, 3 };
+ *     mp_process_new_subclass(&w, sizeof w, worker_run);
+ *     mp_process_start(w.base);
+ * At start the struct is copied into the child (bytewise: under spawn it
+ * must hold plain data, no pointers), its first member is set to the
+ * child's current process, and run(copy) is called there. */
+MP_API int mp_process_new_subclass(void *self, size_t size, mp_run_fn run);
+
+/* Name: any time, like Python (the child sees the name it had at start). */
+MP_API int mp_process_set_name(mp_process *p, const char *name);
+MP_API const char *mp_process_name(const mp_process *p);
+
+/* Daemon flag: before start only (MP_ESTATE after). */
+MP_API int mp_process_set_daemon(mp_process *p, int daemon);
+MP_API int mp_process_daemon(const mp_process *p);
+
+/* Start method for this process (NULL: the global default); before start. */
+MP_API int mp_process_set_context(mp_process *p, mp_context *ctx);
+
+/* Authentication key (inherited from the creating process by default:
+ * 32 random bytes in the main process).  1 to 256 bytes. */
+MP_API int mp_process_set_authkey(mp_process *p, const void *key, size_t n);
+/* Copies up to `cap` bytes of the key into buf; returns the key length. */
+MP_API size_t mp_process_authkey(const mp_process *p, void *buf, size_t cap);
+
+/* Start the child.  Errors: MP_ESTATE (started twice, or closed),
+ * MP_EDAEMONIC (called in a daemonic process), MP_EBOOTSTRAP (a spawned
+ * child still bootstrapping, or spawn without MP_MAIN_GUARD), MP_EOS. */
+MP_API int mp_process_start(mp_process *p);
+
+/* Run the target in the calling process (Python's Process.run()). */
+MP_API int mp_process_run(mp_process *p);
+
+/* Wait until the child ends or `timeout` seconds pass (MP_FOREVER).
+ * 0 when it has ended (exitcode available), MP_ETIMEDOUT otherwise;
+ * MP_ESTATE when never started, MP_EINVAL when joining oneself or a
+ * negative timeout other than MP_FOREVER.  MP_EBOOTSTRAP when a spawned
+ * child exited without reaching MP_MAIN_GUARD. */
+MP_API int mp_process_join(mp_process *p, double timeout);
+
+/* 1 while the child runs, 0 otherwise (not started or ended). */
+MP_API int mp_process_is_alive(mp_process *p);
+
+/* SIGTERM / SIGKILL on POSIX; TerminateProcess on Windows (exitcode -15,
+ * or -9 for kill).  No-op on an ended process; MP_ESTATE if not started. */
+MP_API int mp_process_terminate(mp_process *p);
+MP_API int mp_process_kill(mp_process *p);
+
+/* OS process id; 0 before start. */
+MP_API int64_t mp_process_pid(const mp_process *p);
+
+/* The exit code once the child has ended: the target's return value or
+ * exit(n) (POSIX truncates to 0..255), -N when killed by signal N.
+ * On Windows: terminate/kill give -15/-9, crashes map to the POSIX
+ * signal numbers (access violation -11, illegal instruction -4, ...).
+ * MP_ESTATE (and *code untouched) while running or before start. */
+MP_API int mp_process_exitcode(mp_process *p, int *code);
+
+/* The message the child reported with mp_set_error before exiting with a
+ * non-zero status, or a description of how it died; NULL if none. */
+MP_API const char *mp_process_error(mp_process *p);
+
+/* Becomes ready (readable fd / signalled handle) when the child ends;
+ * MP_INVALID_HANDLE before start.  Owned by the process object. */
+MP_API mp_handle mp_process_sentinel(const mp_process *p);
+
+/* Release the object.  MP_ESTATE while the child still runs (join or
+ * terminate it first).  NULL is accepted. */
+MP_API int mp_process_free(mp_process *p);
+
+/* Wait until at least one of `n` handles (sentinels) is ready or the
+ * timeout passes.  ready[i] (optional) is set to 1 for each ready one.
+ * Returns how many are ready, or MP_ETIMEDOUT.  Any number of handles. */
+MP_API int mp_wait(const mp_handle *handles, size_t n, double timeout,
+                   int *ready);
+
+/* ------------------------------------------------------------------ */
+/* 4. This process                                                     */
+/* ------------------------------------------------------------------ */
+
+/* This process ("MainProcess" in the main program).  Never NULL. */
+MP_API mp_process *mp_current_process(void);
+
+/* The process that started this one (name, pid, is_alive, join), or NULL
+ * in the main process. */
+MP_API mp_process *mp_parent_process(void);
+
+/* The children started by this process that are still running; ended
+ * ones are reaped as a side effect.  Stores up to `cap` of them in `out`
+ * (borrowed pointers) and returns how many there are in all. */
+MP_API int mp_active_children(mp_process **out, size_t cap);
+
+MP_API int64_t mp_getpid(void);
+MP_API int64_t mp_getppid(void);
+
+/* Logical CPUs in the machine, and those this process may run on. */
+MP_API int mp_cpu_count(void);
+MP_API int mp_process_cpu_count(void);
+
+/* ------------------------------------------------------------------ */
+/* 5. Start methods and the main guard                                 */
+/* ------------------------------------------------------------------ */
+
+/* "fork" (POSIX), "spawn" (everywhere), "forkserver" (POSIX).
+ * Defaults: fork on Linux and the BSDs, spawn on macOS and Windows. */
+#if !defined(_WIN32)
+#  define MP_HAS_FORK 1
+#  define MP_HAS_FORKSERVER 1
+#else
+#  define MP_HAS_FORK 0
+#  define MP_HAS_FORKSERVER 0
+#endif
+
+/* The context of a start method (NULL: the current default).  Contexts
+ * are static: never freed.  MP_EINVAL for an unknown name, MP_ENOTSUP
+ * for a method this platform lacks. */
+MP_API int mp_get_context(const char *method, mp_context **out);
+MP_API const char *mp_context_start_method(const mp_context *ctx);
+
+/* Set the default start method once (MP_ESTATE if already set, unless
+ * force is non-zero). */
+MP_API int mp_set_start_method(const char *method, int force);
+MP_API const char *mp_get_start_method(void);
+
+/* The methods available here, default first; returns how many. */
+MP_API int mp_get_all_start_methods(const char **out, size_t cap);
+
+/* The program spawned children run (default: this executable). */
+MP_API int mp_set_executable(const char *path);
+
+/* The main guard, Python's `if __name__ == '__main__':`.  Call it in main
+ * before starting any process:
+ *     int main(int argc, char **argv) {
+ *         MP_MAIN_GUARD(argc, argv);
+ *         ...
+ * In the main program it records argv and returns 0.  In a spawned child
+ * (re-running this program) it runs the child's target and exits with its
+ * status: it never returns, so code above it runs again in every spawned
+ * child, code below it does not.  Where main's argv is not at hand (a
+ * plugin, a test framework's worker), mp_main_guard(0, NULL) is accepted:
+ * spawned children then run this executable with no arguments. */
+MP_API int mp_main_guard(int argc, char **argv);
+#define MP_MAIN_GUARD(argc, argv) mp_main_guard((argc), (argv))
+
+/* Library version as a string, e.g. "0.1.0". */
+MP_API const char *mp_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_H */

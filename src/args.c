@@ -1,0 +1,448 @@
+/*
+ * args.c - mp_args, the typed tuple mproc passes to children.
+ *
+ * The tuple is kept encoded as it is built, so sending it is a copy of its
+ * bytes.  Layout (all integers little-endian):
+ *
+ *   "MPA1" | u32 count | item...
+ *   item:  u8 type | payload
+ *     MP_ARG_INT     i64
+ *     MP_ARG_DOUBLE  f64 (IEEE-754 bits as u64)
+ *     MP_ARG_STR     u32 len | len bytes | NUL       (no NUL inside)
+ *     MP_ARG_BYTES   u32 len | len bytes
+ *     MP_ARG_OBJECT  u32 kind | u32 len | len bytes (the type's own blob)
+ *
+ * mp__args_from_bytes validates everything against the given length, so a
+ * truncated or forged buffer is MP_EPROTO, never an out-of-bounds read.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ARGS_MAGIC "MPA1"
+#define ARGS_HEADER 8
+#define ARGS_ITEM_MAX (UINT32_MAX - 64u)
+
+struct mp_args {
+  unsigned char *buf;
+  size_t len, cap;
+  size_t *off; /* offset of each item's type byte */
+  size_t count, off_cap;
+};
+
+/* ---- little-endian helpers ------------------------------------------ */
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++)
+    v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+/* ---- building ------------------------------------------------------- */
+
+static int reserve(mp_args *a, size_t extra) {
+  if (a->len + extra > a->cap) {
+    size_t cap = a->cap ? a->cap : 64;
+    while (cap < a->len + extra)
+      cap *= 2;
+    unsigned char *b = realloc(a->buf, cap);
+    if (b == NULL)
+      return mp__error(MP_ENOMEM, "mp_args: out of memory");
+    a->buf = b;
+    a->cap = cap;
+  }
+  if (a->count == a->off_cap) {
+    size_t oc = a->off_cap ? a->off_cap * 2 : 8;
+    size_t *o = realloc(a->off, oc * sizeof *o);
+    if (o == NULL)
+      return mp__error(MP_ENOMEM, "mp_args: out of memory");
+    a->off = o;
+    a->off_cap = oc;
+  }
+  return 0;
+}
+
+int mp_args_new(mp_args **out) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_args_new: out is NULL");
+  *out = NULL;
+  mp_args *a = calloc(1, sizeof *a);
+  if (a == NULL || reserve(a, ARGS_HEADER) != 0) {
+    free(a);
+    return mp__error(MP_ENOMEM, "mp_args_new: out of memory");
+  }
+  memcpy(a->buf, ARGS_MAGIC, 4);
+  put_u32(a->buf + 4, 0);
+  a->len = ARGS_HEADER;
+  *out = a;
+  return 0;
+}
+
+/* Append one item: its type byte, an optional fixed head, then a body. */
+static int add_item(mp_args *a, int type, const void *head, size_t head_n,
+                    const void *body, size_t body_n, int nul) {
+  if (a == NULL)
+    return mp__error(MP_EINVAL, "mp_args: NULL tuple");
+  if (body_n > ARGS_ITEM_MAX)
+    return mp__error(MP_ERANGE, "mp_args: item of %zu bytes is too large",
+                     body_n);
+  size_t need = 1 + head_n + body_n + (nul ? 1 : 0);
+  int rc = reserve(a, need);
+  if (rc != 0)
+    return rc;
+  unsigned char *p = a->buf + a->len;
+  a->off[a->count++] = a->len;
+  *p++ = (unsigned char)type;
+  if (head_n)
+    memcpy(p, head, head_n);
+  p += head_n;
+  if (body_n)
+    memcpy(p, body, body_n);
+  p += body_n;
+  if (nul)
+    *p = '\0';
+  a->len += need;
+  put_u32(a->buf + 4, (uint32_t)a->count);
+  return 0;
+}
+
+int mp_args_add_int(mp_args *a, int64_t v) {
+  unsigned char h[8];
+  put_u64(h, (uint64_t)v);
+  return add_item(a, MP_ARG_INT, h, 8, NULL, 0, 0);
+}
+
+int mp_args_add_double(mp_args *a, double v) {
+  uint64_t bits;
+  unsigned char h[8];
+  memcpy(&bits, &v, 8);
+  put_u64(h, bits);
+  return add_item(a, MP_ARG_DOUBLE, h, 8, NULL, 0, 0);
+}
+
+int mp_args_add_str(mp_args *a, const char *s) {
+  if (s == NULL)
+    return mp__error(MP_EINVAL, "mp_args_add_str: NULL string");
+  size_t n = strlen(s);
+  unsigned char h[4];
+  put_u32(h, (uint32_t)n);
+  return add_item(a, MP_ARG_STR, h, 4, s, n, 1);
+}
+
+int mp_args_add_bytes(mp_args *a, const void *p, size_t n) {
+  if (p == NULL && n != 0)
+    return mp__error(MP_EINVAL, "mp_args_add_bytes: NULL data");
+  unsigned char h[4];
+  put_u32(h, (uint32_t)n);
+  return add_item(a, MP_ARG_BYTES, h, 4, p, n, 0);
+}
+
+int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
+                        size_t n) {
+  if (blob == NULL && n != 0)
+    return mp__error(MP_EINVAL, "mp_args: NULL object blob");
+  unsigned char h[8];
+  put_u32(h, kind);
+  put_u32(h + 4, (uint32_t)n);
+  return add_item(a, MP_ARG_OBJECT, h, 8, blob, n, 0);
+}
+
+void mp_args_free(mp_args *a) {
+  if (a == NULL)
+    return;
+  free(a->buf);
+  free(a->off);
+  free(a);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+size_t mp_args_count(const mp_args *a) { return a ? a->count : 0; }
+
+int mp_args_type(const mp_args *a, size_t i) {
+  if (a == NULL)
+    return mp__error(MP_EINVAL, "mp_args_type: NULL tuple");
+  if (i >= a->count)
+    return mp__error(MP_ERANGE, "mp_args: index %zu out of range (%zu items)",
+                     i, a->count);
+  return a->buf[a->off[i]];
+}
+
+/* Item i's payload if it has the wanted type. */
+static int item(const mp_args *a, size_t i, int type,
+                const unsigned char **p) {
+  int t = mp_args_type(a, i);
+  if (t < 0)
+    return t;
+  if (t != type)
+    return mp__error(MP_ETYPE, "mp_args: item %zu has type %d, not %d", i, t,
+                     type);
+  *p = a->buf + a->off[i] + 1;
+  return 0;
+}
+
+static int get_int(const mp_args *a, size_t i, int64_t *v) {
+  const unsigned char *p;
+  int rc = item(a, i, MP_ARG_INT, &p);
+  if (rc == 0)
+    *v = (int64_t)get_u64(p);
+  return rc;
+}
+
+static int get_double(const mp_args *a, size_t i, double *v) {
+  const unsigned char *p;
+  int rc = item(a, i, MP_ARG_DOUBLE, &p);
+  if (rc == 0) {
+    uint64_t bits = get_u64(p);
+    memcpy(v, &bits, 8);
+  }
+  return rc;
+}
+
+static int get_str(const mp_args *a, size_t i, const char **s) {
+  const unsigned char *p;
+  int rc = item(a, i, MP_ARG_STR, &p);
+  if (rc == 0)
+    *s = (const char *)p + 4;
+  return rc;
+}
+
+static int get_bytes(const mp_args *a, size_t i, const void **b, size_t *n) {
+  const unsigned char *p;
+  int rc = item(a, i, MP_ARG_BYTES, &p);
+  if (rc == 0) {
+    *n = get_u32(p);
+    *b = p + 4;
+  }
+  return rc;
+}
+
+int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
+                        const void **blob, size_t *n) {
+  const unsigned char *p;
+  int rc = item(a, i, MP_ARG_OBJECT, &p);
+  if (rc == 0) {
+    *kind = get_u32(p);
+    *n = get_u32(p + 4);
+    *blob = p + 8;
+  }
+  return rc;
+}
+
+int64_t mp_args_int(const mp_args *a, size_t i) {
+  int64_t v = 0;
+  return get_int(a, i, &v) == 0 ? v : 0;
+}
+
+double mp_args_double(const mp_args *a, size_t i) {
+  double v = 0.0;
+  return get_double(a, i, &v) == 0 ? v : 0.0;
+}
+
+const char *mp_args_str(const mp_args *a, size_t i) {
+  const char *s = NULL;
+  return get_str(a, i, &s) == 0 ? s : NULL;
+}
+
+const void *mp_args_bytes(const mp_args *a, size_t i, size_t *n) {
+  const void *b = NULL;
+  size_t len = 0;
+  if (get_bytes(a, i, &b, &len) != 0)
+    b = NULL;
+  if (n != NULL)
+    *n = len;
+  return b;
+}
+
+/* ---- format packing --------------------------------------------------- */
+
+static int pack_one(mp_args *a, char f, va_list *ap) {
+  switch (f) {
+  case 'i':
+    return mp_args_add_int(a, va_arg(*ap, int));
+  case 'I':
+    return mp_args_add_int(a, va_arg(*ap, int64_t));
+  case 'd':
+    return mp_args_add_double(a, va_arg(*ap, double));
+  case 's':
+    return mp_args_add_str(a, va_arg(*ap, const char *));
+  case 'y': {
+    const void *p = va_arg(*ap, const void *);
+    size_t n = va_arg(*ap, size_t);
+    return mp_args_add_bytes(a, p, n);
+  }
+  default:
+    return mp__error(MP_EINVAL, "mp_args_pack: unknown format '%c'", f);
+  }
+}
+
+int mp_args_pack(mp_args **out, const char *fmt, ...) {
+  if (fmt == NULL)
+    return mp__error(MP_EINVAL, "mp_args_pack: NULL format");
+  int rc = mp_args_new(out);
+  if (rc != 0)
+    return rc;
+  va_list ap;
+  va_start(ap, fmt);
+  for (const char *f = fmt; *f && rc == 0; f++)
+    rc = pack_one(*out, *f, &ap);
+  va_end(ap);
+  if (rc != 0) {
+    mp_args_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+static int unpack_one(const mp_args *a, size_t i, char f, va_list *ap) {
+  switch (f) {
+  case 'i': {
+    int64_t v;
+    int rc = get_int(a, i, &v);
+    if (rc == 0 && (v < INT32_MIN || v > INT32_MAX))
+      rc = mp__error(MP_ERANGE, "mp_args_unpack: item %zu does not fit int",
+                     i);
+    if (rc == 0)
+      *va_arg(*ap, int *) = (int)v;
+    return rc;
+  }
+  case 'I':
+    return get_int(a, i, va_arg(*ap, int64_t *));
+  case 'd':
+    return get_double(a, i, va_arg(*ap, double *));
+  case 's':
+    return get_str(a, i, va_arg(*ap, const char **));
+  case 'y': {
+    const void **p = va_arg(*ap, const void **);
+    size_t *n = va_arg(*ap, size_t *);
+    return get_bytes(a, i, p, n);
+  }
+  default:
+    return mp__error(MP_EINVAL, "mp_args_unpack: unknown format '%c'", f);
+  }
+}
+
+int mp_args_unpack(const mp_args *a, const char *fmt, ...) {
+  if (a == NULL || fmt == NULL)
+    return mp__error(MP_EINVAL, "mp_args_unpack: NULL argument");
+  size_t n = strlen(fmt);
+  if (n != a->count)
+    return mp__error(MP_EINVAL,
+                     "mp_args_unpack: format has %zu items, tuple has %zu", n,
+                     a->count);
+  int rc = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = unpack_one(a, i, fmt[i], &ap);
+  va_end(ap);
+  return rc;
+}
+
+/* ---- bytes in and out ------------------------------------------------- */
+
+const void *mp__args_data(const mp_args *a, size_t *n) {
+  *n = a->len;
+  return a->buf;
+}
+
+int mp_args_copy(mp_args **out, const mp_args *a) {
+  if (out == NULL || a == NULL)
+    return mp__error(MP_EINVAL, "mp_args_copy: NULL argument");
+  return mp__args_from_bytes(out, a->buf, a->len);
+}
+
+/* Size of the item at p (type byte included), or 0 if it does not fit in
+ * the `left` bytes or is malformed. */
+static size_t item_size(const unsigned char *p, size_t left) {
+  if (left < 1)
+    return 0;
+  size_t head, body;
+  switch (p[0]) {
+  case MP_ARG_INT:
+  case MP_ARG_DOUBLE:
+    return left >= 9 ? 9 : 0;
+  case MP_ARG_STR:
+  case MP_ARG_BYTES:
+    head = 4;
+    break;
+  case MP_ARG_OBJECT:
+    head = 8;
+    break;
+  default:
+    return 0;
+  }
+  if (left < 1 + head)
+    return 0;
+  /* The body length is the last u32 of the head. */
+  body = get_u32(p + 1 + head - 4);
+  if (p[0] == MP_ARG_STR) {
+    if (body > left - 1 - head - 1)
+      return 0;
+    const unsigned char *s = p + 1 + head;
+    if (s[body] != '\0' || memchr(s, '\0', body) != NULL)
+      return 0;
+    return 1 + head + body + 1;
+  }
+  if (body > left - 1 - head)
+    return 0;
+  return 1 + head + body;
+}
+
+int mp__args_from_bytes(mp_args **out, const void *data, size_t n) {
+  const unsigned char *p = data;
+  *out = NULL;
+  if (data == NULL || n < ARGS_HEADER || memcmp(p, ARGS_MAGIC, 4) != 0)
+    return mp__error(MP_EPROTO, "mp_args: bad header");
+  uint32_t count = get_u32(p + 4);
+  if (count > (n - ARGS_HEADER) / 9 + 1)
+    return mp__error(MP_EPROTO, "mp_args: item count %u exceeds the data",
+                     (unsigned)count);
+  mp_args *a;
+  int rc = mp_args_new(&a);
+  if (rc != 0)
+    return rc;
+  size_t pos = ARGS_HEADER;
+  for (uint32_t i = 0; i < count; i++) {
+    size_t sz = item_size(p + pos, n - pos);
+    if (sz == 0) {
+      mp_args_free(a);
+      return mp__error(MP_EPROTO, "mp_args: item %u is malformed",
+                       (unsigned)i);
+    }
+    if ((rc = reserve(a, sz)) != 0) {
+      mp_args_free(a);
+      return rc;
+    }
+    a->off[a->count++] = a->len;
+    memcpy(a->buf + a->len, p + pos, sz);
+    a->len += sz;
+    pos += sz;
+  }
+  if (pos != n) {
+    mp_args_free(a);
+    return mp__error(MP_EPROTO, "mp_args: %zu trailing bytes", n - pos);
+  }
+  put_u32(a->buf + 4, count);
+  *out = a;
+  return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * internal.h - what the common code files share.  Not installed.
+ *
+ * Internal cross-file names start with mp__ (functions) or mpi_ (the
+ * platform interface in platform.h).
+ */
+#ifndef MPROC_INTERNAL_H
+#define MPROC_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc.h"
+#include "platform.h"
+
+/* Thread-local storage: C11 where the compiler has it. */
+#if defined(_MSC_VER)
+#  define MP_THREAD_LOCAL __declspec(thread)
+#else
+#  define MP_THREAD_LOCAL _Thread_local
+#endif
+
+/* Set this thread's last error (code and message) and return code. */
+int mp__error(int code, const char *fmt, ...) MP_PRINTF(2, 3);
+int mp__verror(int code, const char *fmt, va_list ap);
+
+/* Bounded string copy that always terminates (cap > 0). */
+void mp__strlcpy(char *dst, const char *src, size_t cap);
+char *mp__strdup(const char *s);
+
+/* Validate a timeout: MP_FOREVER or >= 0. */
+int mp__check_timeout(double timeout);
+
+/* ---- args.c --------------------------------------------------------- */
+
+/* Internal form of an object reference item: `kind` says which mproc type
+ * it is, `blob` is that type's own encoding (names, handles, ...).  The
+ * next subsystems (queues, locks, values) register their kinds. */
+int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
+                        size_t n);
+int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
+                        const void **blob, size_t *n);
+
+/* The encoded bytes of a tuple, and a tuple decoded (validated) from
+ * bytes: MP_EPROTO when malformed. */
+const void *mp__args_data(const mp_args *a, size_t *n);
+int mp__args_from_bytes(mp_args **out, const void *p, size_t n);
+
+/* ---- process.c / boot.c --------------------------------------------- */
+
+/* The exit work of a child (join/terminate its own children, flush
+ * stdio, send the exit record); runs once. */
+void mp__child_finish(void);
+
+/* Set when this process is a child; the message mp_set_error last
+ * recorded, sent to the parent in the exit record. */
+void mp__remember_exit_message(const char *msg);
+
+#endif /* MPROC_INTERNAL_H */

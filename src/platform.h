@@ -1,0 +1,166 @@
+/*
+ * platform.h - the internal OS interface.
+ *
+ * Common code (the .c files in src/) does all of its OS work through these functions;
+ * each backend (src/posix/, src/win32/) implements every one of them.
+ * Nothing here names an OS type: handles travel as mpi_fd (an intptr_t
+ * holding a file descriptor or a HANDLE).
+ *
+ * Parts:
+ *   1. the library lock, time, randomness, ids, executable path
+ *   2. function references as (module, offset)
+ *   3. waiting on handles
+ *   4. starting, waiting for and signalling children (parent side)
+ *   5. the bootstrap of a spawned child and its exit record (child side)
+ *
+ * Errors: functions return 0 or a negative MP_E* code and, on failure,
+ * set the detail with mp__error(code, fmt, ...) (src/internal.h), which
+ * also translates errno / GetLastError text where the backend adds it.
+ */
+#ifndef MPROC_PLATFORM_H
+#define MPROC_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc.h"
+
+typedef intptr_t mpi_fd;
+#define MPI_BAD_FD ((mpi_fd)-1)
+
+/* ---- 1. Lock, time, randomness, ids ---------------------------------- */
+
+/* One recursive library-wide lock guarding the process registry and
+ * counters.  Held only briefly, never across a blocking wait.  POSIX
+ * resets it in the child of every fork (pthread_atfork). */
+void mpi_lock(void);
+void mpi_unlock(void);
+
+/* Monotonic clock in seconds. */
+double mpi_now(void);
+
+/* Cryptographically random bytes (getrandom/arc4random, BCryptGenRandom).
+ * 0 or MP_EOS. */
+int mpi_random(void *buf, size_t n);
+
+int64_t mpi_getpid(void);
+int64_t mpi_getppid(void);
+int mpi_cpu_count(void);         /* >= 1 */
+int mpi_process_cpu_count(void); /* CPUs this process may use, >= 1 */
+
+/* This process's executable as a UTF-8 path.  0, MP_ERANGE (too small)
+ * or MP_EOS. */
+int mpi_exe_path(char *buf, size_t cap);
+
+/* Short description of POSIX signal `sig` ("SIGSEGV"); "signal" if
+ * unknown.  Windows maps its crash codes onto these numbers too. */
+const char *mpi_signal_name(int sig);
+
+/* ---- 2. Function references ------------------------------------------ */
+
+/* Describe code address `fn` as (module, offset): module is "" for the
+ * main executable, otherwise the path of the shared library holding it.
+ * 0, MP_EINVAL (fn in no module), MP_ERANGE (cap too small). */
+int mpi_fn_encode(void (*fn)(void), char *module, size_t cap,
+                  uint64_t *offset);
+
+/* The address in this process of (module, offset); loads the module if it
+ * is not loaded yet.  0, MP_ENOENT (no such module). */
+int mpi_fn_decode(const char *module, uint64_t offset, void (**fn)(void));
+
+/* ---- 3. Waiting --------------------------------------------------------- */
+
+/* Wait until at least one of n handles is ready (fd readable or hung up;
+ * HANDLE signalled) or timeout seconds pass (negative: forever).  Sets
+ * ready[i] (if ready != NULL) to 1 or 0.  Returns the number ready (> 0),
+ * MP_ETIMEDOUT, or MP_EOS.  No limit on n. */
+int mpi_wait(const mpi_fd *h, size_t n, double timeout, int *ready);
+
+/* ---- 4. Children (parent side) --------------------------------------- */
+
+enum { MPI_FORK = 1, MPI_SPAWN = 2, MPI_FORKSERVER = 3 };
+
+/* The platform's default start method, and whether it has a method. */
+int mpi_default_method(void);
+int mpi_method_supported(int method);
+
+typedef struct mpi_child mpi_child; /* defined by each backend */
+
+typedef struct mpi_start_info {
+  int method;           /* MPI_FORK, MPI_SPAWN or MPI_FORKSERVER */
+  int daemon;           /* child dies when this process dies */
+  /* MPI_SPAWN, MPI_FORKSERVER: the bootstrap bytes the child reads in
+   * mpi_boot_detect(). */
+  const void *boot;
+  size_t boot_len;
+  /* MPI_FORK: runs in the child right after fork; never returns. */
+  void (*fork_main)(void *arg);
+  void *fork_arg;
+  /* MPI_SPAWN, MPI_FORKSERVER: the program to run (NULL: this
+   * executable) and its argv (NULL-terminated, argv[0] first; NULL: just
+   * the program's path).  Windows builds its command line from argv. */
+  const char *exe;
+  char *const *argv;
+} mpi_start_info;
+
+/* Start a child.  MP_ENOTSUP for a method the platform lacks, MP_EOS. */
+int mpi_child_start(const mpi_start_info *si, mpi_child **out);
+
+int64_t mpi_child_pid(const mpi_child *c);
+
+/* Ready once the child has ended (it may turn ready a moment before the
+ * exit status can be collected; mpi_child_wait copes with that). */
+mpi_fd mpi_child_sentinel(const mpi_child *c);
+
+typedef struct mpi_exit_info {
+  int exitcode;   /* Python style: code, or -N for signal N */
+  int booted;     /* spawn: 1 if the child read its bootstrap (reached the
+                   * guard); always 1 for fork and forkserver */
+  void *record;   /* the bytes the child sent with mpi_status_send, or
+                   * NULL; malloc'd, the caller frees */
+  size_t record_len;
+} mpi_exit_info;
+
+/* Wait up to timeout seconds (negative: forever) for the child to end and
+ * collect it.  0 with *info filled, or MP_ETIMEDOUT.  Call at most once
+ * successfully per child. */
+int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info);
+
+/* hard = 0: SIGTERM / TerminateProcess(-15); 1: SIGKILL / (-9). */
+int mpi_child_signal(mpi_child *c, int hard);
+
+/* Close the handles; never kills or waits. */
+void mpi_child_free(mpi_child *c);
+
+/* ---- 5. The child side ---------------------------------------------- */
+
+enum { MPI_BOOT_NONE = 0, MPI_BOOT_CHILD = 1 };
+
+/* Called by the main guard.  MPI_BOOT_NONE in a normal program.  In a
+ * spawned child: reads the bootstrap bytes the parent sent (malloc'd into
+ * *boot), acknowledges them, and returns MPI_BOOT_CHILD.  The POSIX
+ * backend's fork server also lives here: it never returns in the server,
+ * and its forked children return MPI_BOOT_CHILD with their bootstrap. */
+int mpi_boot_detect(void **boot, size_t *len);
+
+/* 1 while this process was started by spawn and has not yet passed the
+ * main guard (mpi_boot_detect not called yet). */
+int mpi_boot_pending(void);
+
+/* In a spawned or fork-server child, after decoding the bootstrap: apply
+ * the daemon rule (die with the parent whose pid is given). */
+int mpi_child_init(int daemon, int64_t parent_pid);
+
+/* In a child: send the exit record to the parent (once, right before the
+ * process exits).  No-op in the main process. */
+int mpi_status_send(const void *rec, size_t len);
+
+/* Is the process that started us alive?  1/0.  Wait for it to end:
+ * 0 or MP_ETIMEDOUT. */
+int mpi_parent_alive(int64_t parent_pid);
+int mpi_parent_wait(int64_t parent_pid, double timeout);
+
+/* End the process at once with `code` (no atexit handlers). */
+void mpi_exit(int code);
+
+#endif /* MPROC_PLATFORM_H */

@@ -1,0 +1,688 @@
+/*
+ * posix/child.c - starting, waiting for and signalling children, and the
+ * child's side of the bootstrap.
+ *
+ * Parts:
+ *   1. the start lock and descriptor helpers
+ *   2. fork, posix_spawn and fork-server starts
+ *   3. collecting a child: the status channel, waitpid, exit codes
+ *   4. the child side: bootstrap, exit record, watching the parent
+ *
+ * Every child holds the write end of a status pipe until it dies; the
+ * parent's read end is the sentinel (EOF = dead).  Before exiting the
+ * child writes one framed exit record on it.  Spawned children also get a
+ * socket carrying the bootstrap bytes, which they acknowledge with one
+ * byte: no acknowledgement means the child never reached the main guard.
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#  include <sys/prctl.h>
+#  include <sys/syscall.h>
+#endif
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__)
+#  include <sys/event.h>
+#  define MPI_HAVE_KQUEUE 1
+#endif
+
+#include "internal.h"
+
+extern char **environ;
+
+struct mpi_child {
+  int method;
+  pid_t pid;
+  int status_fd; /* read end: the sentinel */
+  int boot_fd;   /* spawn: our end of the bootstrap socket */
+  unsigned char *buf;
+  size_t len;
+  int eof;
+  int have_status; /* fork server: its 'X' frame arrived */
+  int wstatus;
+  int reaped;
+};
+
+/* ---- 1. The start lock and descriptors ------------------------------- */
+
+static pthread_mutex_t start_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void mpi__start_lock(void) { pthread_mutex_lock(&start_mutex); }
+void mpi__start_unlock(void) { pthread_mutex_unlock(&start_mutex); }
+
+static int set_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFD);
+  return fl < 0 ? -1 : fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+static int cloexec_pipe(int fds[2]) {
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__)
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return mpi__errno_error("pipe");
+#else
+  if (pipe(fds) != 0)
+    return mpi__errno_error("pipe");
+  set_cloexec(fds[0]);
+  set_cloexec(fds[1]);
+#endif
+  return 0;
+}
+
+static int cloexec_socketpair(int sv[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    return mpi__errno_error("socketpair");
+  set_cloexec(sv[0]);
+  set_cloexec(sv[1]);
+#if defined(SO_NOSIGPIPE)
+  int one = 1;
+  setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+  setsockopt(sv[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+  return 0;
+}
+
+#if !defined(MSG_NOSIGNAL)
+#  define MSG_NOSIGNAL 0 /* SO_NOSIGPIPE is set instead */
+#endif
+
+static int send_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return errno == EPIPE ? mp__error(MP_EPIPE, "send: broken pipe")
+                            : mpi__errno_error("send");
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* A length-prefixed blob: u64 LE length, then the bytes. */
+static int send_blob(int fd, const void *p, size_t n) {
+  unsigned char h[8];
+  for (int i = 0; i < 8; i++)
+    h[i] = (unsigned char)((uint64_t)n >> (8 * i));
+  int rc = send_all(fd, h, 8);
+  return rc == 0 ? send_all(fd, p, n) : rc;
+}
+
+/* Start `exe` with argv and this environment plus one entry (replacing
+ * any mproc marker inherited from our own parent). */
+int mpi__spawn_program(const char *exe, char *const *argv,
+                       const char *env_entry, pid_t *pid) {
+  char *exe_only[2] = {(char *)exe, NULL};
+  if (argv == NULL || argv[0] == NULL)
+    argv = exe_only;
+  size_t n = 0;
+  while (environ[n] != NULL)
+    n++;
+  char **envp = malloc((n + 2) * sizeof *envp);
+  if (envp == NULL)
+    return mp__error(MP_ENOMEM, "spawn: out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], MPI_ENV_SPAWN "=", sizeof MPI_ENV_SPAWN) != 0 &&
+        strncmp(environ[i], MPI_ENV_FORKSERVER "=",
+                sizeof MPI_ENV_FORKSERVER) != 0)
+      envp[k++] = environ[i];
+  envp[k++] = (char *)env_entry;
+  envp[k] = NULL;
+
+  posix_spawnattr_t attr;
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  int err = posix_spawn(pid, exe, NULL, &attr, argv, envp);
+  posix_spawnattr_destroy(&attr);
+  free(envp);
+  if (err != 0) {
+    errno = err;
+    return mpi__errno_error("posix_spawn");
+  }
+  return 0;
+}
+
+/* ---- 2. Starting ------------------------------------------------------ */
+
+static int child_status_fd = -1; /* in a child: where its record goes */
+static pid_t watch_pid;          /* in a child: the OS parent to watch */
+static int watch_main_thread;
+static int os_parent_is_ppid = 1;
+static int boot_done;
+
+void mpi__set_status_fd(int fd) {
+  if (child_status_fd >= 0 && child_status_fd != fd)
+    close(child_status_fd);
+  child_status_fd = fd;
+}
+
+int mpi__status_fd(void) { return child_status_fd; }
+
+static int start_fork(const mpi_start_info *si, mpi_child *c) {
+  int fds[2];
+  int rc = cloexec_pipe(fds);
+  if (rc != 0)
+    return rc;
+  int main_thread = mpi__is_main_thread();
+  pid_t parent = getpid();
+  fflush(NULL); /* nothing buffered is printed twice */
+  pid_t pid = fork();
+  if (pid < 0) {
+    rc = mpi__errno_error("fork");
+    close(fds[0]);
+    close(fds[1]);
+    return rc;
+  }
+  if (pid == 0) {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    start_mutex = fresh; /* held by the forking thread, not ours */
+    close(fds[0]);
+    mpi__set_status_fd(fds[1]);
+    mpi__forkserver_forget();
+    watch_pid = parent;
+    watch_main_thread = main_thread;
+    os_parent_is_ppid = 1;
+    boot_done = 1;
+    if (si->daemon && mpi__watch_parent(parent, main_thread) != 0)
+      _exit(1);
+    si->fork_main(si->fork_arg);
+    _exit(1); /* not reached */
+  }
+  close(fds[1]);
+  c->pid = pid;
+  c->status_fd = fds[0];
+  return 0;
+}
+
+static int own_exe(const mpi_start_info *si, char *buf, size_t cap) {
+  if (si->exe != NULL) {
+    if (strlen(si->exe) >= cap)
+      return mp__error(MP_ERANGE, "executable path too long");
+    strcpy(buf, si->exe);
+    return 0;
+  }
+  return mpi_exe_path(buf, cap);
+}
+
+static int start_spawn(const mpi_start_info *si, mpi_child *c) {
+  char exe[4096];
+  int rc = own_exe(si, exe, sizeof exe);
+  if (rc != 0)
+    return rc;
+  int sv[2], st[2];
+  if ((rc = cloexec_socketpair(sv)) != 0)
+    return rc;
+  if ((rc = cloexec_pipe(st)) != 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+  }
+  /* Inheritable copies, alive only inside the start lock. */
+  int boot_child = dup(sv[1]), status_child = dup(st[1]);
+  char env[128];
+  snprintf(env, sizeof env, MPI_ENV_SPAWN "=%d:%d:%ld:%d", boot_child,
+           status_child, (long)getpid(),
+           mpi__is_main_thread() ? MPI_FLAG_MAIN_THREAD : 0);
+  if (boot_child < 0 || status_child < 0)
+    rc = mpi__errno_error("dup");
+  else
+    rc = mpi__spawn_program(exe, si->argv, env, &c->pid);
+  if (boot_child >= 0)
+    close(boot_child);
+  if (status_child >= 0)
+    close(status_child);
+  close(sv[1]);
+  close(st[1]);
+  if (rc != 0) {
+    close(sv[0]);
+    close(st[0]);
+    return rc;
+  }
+  c->status_fd = st[0];
+  c->boot_fd = sv[0];
+  /* A child that dies before reading its bootstrap is seen at join. */
+  send_blob(sv[0], si->boot, si->boot_len);
+  return 0;
+}
+
+/* Read status frames into c->buf until `done` says so, EOF, or timeout. */
+static int read_status(mpi_child *c, double timeout,
+                       int (*done)(const mpi_child *));
+
+static int parse_frames(const mpi_child *c, int want, const unsigned char **p,
+                        size_t *n);
+
+static int have_pid(const mpi_child *c) {
+  return parse_frames(c, MPI_FRAME_PID, NULL, NULL);
+}
+
+static int start_forkserver(const mpi_start_info *si, mpi_child *c) {
+  int st[2];
+  int rc = cloexec_pipe(st);
+  if (rc != 0)
+    return rc;
+  rc = mpi__forkserver_request(si, st[1]);
+  close(st[1]);
+  c->status_fd = st[0];
+  if (rc == 0)
+    rc = read_status(c, -1.0, have_pid);
+  const unsigned char *p;
+  size_t n;
+  if (rc == 0 && parse_frames(c, MPI_FRAME_PID, &p, &n) && n == 8) {
+    int64_t pid = 0;
+    for (int i = 7; i >= 0; i--)
+      pid = (pid << 8) | p[i];
+    c->pid = (pid_t)pid;
+    if (pid > 0)
+      return 0;
+  }
+  close(st[0]);
+  c->status_fd = -1;
+  return rc != 0 ? rc
+                 : mp__error(MP_EOS, "the fork server could not start the "
+                                     "process");
+}
+
+int mpi_child_start(const mpi_start_info *si, mpi_child **out) {
+  mpi_child *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return mp__error(MP_ENOMEM, "start: out of memory");
+  c->method = si->method;
+  c->status_fd = c->boot_fd = -1;
+  int rc;
+  mpi__start_lock();
+  if (si->method == MPI_FORK)
+    rc = start_fork(si, c);
+  else if (si->method == MPI_SPAWN)
+    rc = start_spawn(si, c);
+  else if (si->method == MPI_FORKSERVER)
+    rc = start_forkserver(si, c);
+  else
+    rc = mp__error(MP_ENOTSUP, "unknown start method %d", si->method);
+  mpi__start_unlock();
+  if (rc != 0) {
+    free(c->buf);
+    free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+int64_t mpi_child_pid(const mpi_child *c) { return (int64_t)c->pid; }
+mpi_fd mpi_child_sentinel(const mpi_child *c) { return c->status_fd; }
+
+/* ---- 3. Collecting ----------------------------------------------------- */
+
+/* Find the last complete frame of type `want`; 1 if there is one. */
+static int parse_frames(const mpi_child *c, int want, const unsigned char **p,
+                        size_t *n) {
+  int found = 0;
+  size_t pos = 0;
+  while (c->len - pos >= 5) {
+    uint32_t len = mpi__get_u32(c->buf + pos + 1);
+    if (len > c->len - pos - 5)
+      break;
+    if (c->buf[pos] == want) {
+      found = 1;
+      if (p != NULL) {
+        *p = c->buf + pos + 5;
+        *n = len;
+      }
+    }
+    pos += 5 + (size_t)len;
+  }
+  return found;
+}
+
+static int read_status(mpi_child *c, double timeout,
+                       int (*done)(const mpi_child *)) {
+  double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
+  while (!c->eof && !done(c)) {
+    mpi_fd fd = c->status_fd;
+    double left = deadline < 0 ? -1.0 : deadline - mpi_now();
+    int rc = mpi_wait(&fd, 1, left < 0 && deadline >= 0 ? 0 : left, NULL);
+    if (rc < 0)
+      return rc;
+    unsigned char tmp[4096];
+    ssize_t r = read(c->status_fd, tmp, sizeof tmp);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      c->eof = 1; /* EOF, or an error we treat as the end */
+      break;
+    }
+    if (c->len + (size_t)r > MPI_RECORD_MAX)
+      continue; /* a misbehaving child: keep the channel drained */
+    unsigned char *b = realloc(c->buf, c->len + (size_t)r);
+    if (b == NULL)
+      return mp__error(MP_ENOMEM, "status: out of memory");
+    c->buf = b;
+    memcpy(c->buf + c->len, tmp, (size_t)r);
+    c->len += (size_t)r;
+  }
+  return 0;
+}
+
+static int have_exit_status(const mpi_child *c) {
+  return c->method == MPI_FORKSERVER &&
+         parse_frames(c, MPI_FRAME_STATUS, NULL, NULL);
+}
+
+static int exitcode_of(int wstatus) {
+  if (WIFEXITED(wstatus))
+    return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus))
+    return -WTERMSIG(wstatus);
+  return 255;
+}
+
+/* waitpid for a child whose status pipe is at EOF: it is exiting, so the
+ * wait is short; spin briefly, at most until the deadline. */
+static int reap(mpi_child *c, double timeout) {
+  double deadline = mpi_now() + (timeout < 0 || timeout > 0.01 ? 0.01
+                                                               : timeout);
+  long nap = 1000; /* ns */
+  for (;;) {
+    pid_t r = waitpid(c->pid, &c->wstatus, WNOHANG);
+    if (r == c->pid) {
+      c->reaped = 1;
+      return 0;
+    }
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) { /* not our child any more (SIGCHLD ignored?) */
+      c->wstatus = 255 << 8;
+      c->reaped = 1;
+      return 0;
+    }
+    if (mpi_now() >= deadline)
+      return mp__error(MP_ETIMEDOUT, "child is still exiting");
+    struct timespec ts = {0, nap};
+    nanosleep(&ts, NULL);
+    if (nap < 200000)
+      nap *= 2;
+  }
+}
+
+static int acknowledged(mpi_child *c) {
+  if (c->method != MPI_SPAWN)
+    return 1;
+  unsigned char b = 0;
+  ssize_t r = recv(c->boot_fd, &b, 1, MSG_DONTWAIT);
+  return r == 1 && b == 'A';
+}
+
+int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info) {
+  double start = mpi_now();
+  int rc = read_status(c, timeout, have_exit_status);
+  if (rc != 0)
+    return rc;
+  if (!c->eof && !have_exit_status(c))
+    return mp__error(MP_ETIMEDOUT, "child is still running");
+  double left = timeout < 0 ? -1.0 : timeout - (mpi_now() - start);
+  if (c->method == MPI_FORKSERVER) {
+    const unsigned char *p;
+    size_t n;
+    if (parse_frames(c, MPI_FRAME_STATUS, &p, &n) && n == 4)
+      c->wstatus = (int)mpi__get_u32(p);
+    else
+      c->wstatus = 255 << 8; /* the fork server died: status unknown */
+    c->reaped = 1;
+  } else if (!c->reaped && (rc = reap(c, left < 0 ? 0 : left)) != 0) {
+    return rc;
+  }
+  info->exitcode = exitcode_of(c->wstatus);
+  info->booted = acknowledged(c);
+  info->record = NULL;
+  info->record_len = 0;
+  const unsigned char *p;
+  size_t n;
+  if (parse_frames(c, MPI_FRAME_RECORD, &p, &n) &&
+      (info->record = malloc(n ? n : 1)) != NULL) {
+    memcpy(info->record, p, n);
+    info->record_len = n;
+  }
+  return 0;
+}
+
+int mpi_child_signal(mpi_child *c, int hard) {
+  if (c->reaped || c->pid <= 0)
+    return 0;
+  if (kill(c->pid, hard ? SIGKILL : SIGTERM) != 0 && errno != ESRCH)
+    return mpi__errno_error("kill");
+  return 0;
+}
+
+void mpi_child_free(mpi_child *c) {
+  if (c == NULL)
+    return;
+  if (c->status_fd >= 0)
+    close(c->status_fd);
+  if (c->boot_fd >= 0)
+    close(c->boot_fd);
+  free(c->buf);
+  free(c);
+}
+
+/* ---- 4. The child side ---------------------------------------------- */
+
+int mpi_boot_pending(void) {
+  return !boot_done &&
+         (getenv(MPI_ENV_SPAWN) != NULL || getenv(MPI_ENV_FORKSERVER) != NULL);
+}
+
+static int read_blob(int fd, void **out, size_t *n) {
+  unsigned char h[8];
+  int rc = mpi__read_all(fd, h, 8);
+  if (rc != 0)
+    return rc;
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; i--)
+    len = (len << 8) | h[i];
+  if (len > MPI_BOOT_MAX)
+    return mp__error(MP_EPROTO, "bootstrap of %llu bytes is too large",
+                     (unsigned long long)len);
+  void *p = malloc(len ? (size_t)len : 1);
+  if (p == NULL)
+    return mp__error(MP_ENOMEM, "bootstrap: out of memory");
+  if ((rc = mpi__read_all(fd, p, (size_t)len)) != 0) {
+    free(p);
+    return rc;
+  }
+  *out = p;
+  *n = (size_t)len;
+  return 0;
+}
+
+/* The fork server's children come back here (forkserver.c). */
+void mpi__become_forkserver_child(int status_fd) {
+  mpi__set_status_fd(status_fd);
+  watch_pid = getppid();
+  watch_main_thread = 1; /* the server is single-threaded */
+  os_parent_is_ppid = 0; /* our parent of record is the requester */
+  boot_done = 1;
+}
+
+int mpi_boot_detect(void **boot, size_t *len) {
+  boot_done = 1;
+  const char *fs = getenv(MPI_ENV_FORKSERVER);
+  if (fs != NULL)
+    return mpi__forkserver_serve(fs, boot, len);
+  const char *env = getenv(MPI_ENV_SPAWN);
+  if (env == NULL)
+    return MPI_BOOT_NONE;
+  int bfd = -1, sfd = -1, flags = 0;
+  long ppid = 0;
+  int ok = sscanf(env, "%d:%d:%ld:%d", &bfd, &sfd, &ppid, &flags) == 4;
+  unsetenv(MPI_ENV_SPAWN);
+  if (!ok || bfd < 0 || sfd < 0) {
+    fprintf(stderr, "mproc: malformed " MPI_ENV_SPAWN " variable\n");
+    _exit(1);
+  }
+  set_cloexec(bfd);
+  set_cloexec(sfd);
+  mpi__set_status_fd(sfd);
+  watch_pid = (pid_t)ppid;
+  watch_main_thread = (flags & MPI_FLAG_MAIN_THREAD) != 0;
+  os_parent_is_ppid = 1;
+  if (read_blob(bfd, boot, len) != 0) {
+    fprintf(stderr, "mproc: cannot read the bootstrap: %s\n",
+            mp_last_error_message());
+    _exit(1);
+  }
+  send_all(bfd, "A", 1);
+  close(bfd);
+  return MPI_BOOT_CHILD;
+}
+
+int mpi_status_send(const void *rec, size_t len) {
+  if (child_status_fd < 0)
+    return 0;
+  return mpi__frame_write(child_status_fd, MPI_FRAME_RECORD, rec, len);
+}
+
+static void die_with_parent(void) {
+  kill(getpid(), SIGKILL);
+  _exit(137);
+}
+
+#if defined(__linux__)
+static int pidfd_of(pid_t pid) {
+#  if defined(SYS_pidfd_open)
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#  else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#  endif
+}
+#endif
+
+/* Block until process `pid` ends (or its end cannot be watched: -1). */
+static int block_until_gone(pid_t pid, double timeout) {
+#if defined(__linux__)
+  int fd = pidfd_of(pid);
+  if (fd < 0)
+    return errno == ESRCH ? 0 : -1;
+  mpi_fd h = fd;
+  int rc = mpi_wait(&h, 1, timeout, NULL);
+  close(fd);
+  return rc == MP_ETIMEDOUT ? MP_ETIMEDOUT : 0;
+#elif defined(MPI_HAVE_KQUEUE)
+  int kq = kqueue();
+  if (kq < 0)
+    return -1;
+  struct kevent ev;
+  EV_SET(&ev, pid, EVFILT_PROC, EV_ADD | EV_ONESHOT, NOTE_EXIT, 0, NULL);
+  if (kevent(kq, &ev, 1, NULL, 0, NULL) != 0) {
+    close(kq);
+    return errno == ESRCH ? 0 : -1;
+  }
+  mpi_fd h = kq;
+  int rc = mpi_wait(&h, 1, timeout, NULL);
+  close(kq);
+  return rc == MP_ETIMEDOUT ? MP_ETIMEDOUT : 0;
+#else
+  (void)pid;
+  (void)timeout;
+  return -1;
+#endif
+}
+
+static void *watcher(void *arg) {
+  pid_t parent = (pid_t)(intptr_t)arg;
+  if (block_until_gone(parent, -1.0) == 0)
+    die_with_parent();
+  /* No way to block on it here: look every 50 ms. */
+  while (getppid() == parent) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  die_with_parent();
+  return NULL;
+}
+
+int mpi__watch_parent(pid_t parent, int started_from_main_thread) {
+#if defined(__linux__)
+  /* PR_SET_PDEATHSIG fires when the *thread* that started us ends, so it
+   * is exact only for children started from the main thread. */
+  if (started_from_main_thread) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+      return mpi__errno_error("prctl");
+    if (getppid() != parent)
+      die_with_parent();
+    return 0;
+  }
+#else
+  (void)started_from_main_thread;
+#endif
+  if (getppid() != parent)
+    die_with_parent();
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&t, &a, watcher, (void *)(intptr_t)parent);
+  pthread_attr_destroy(&a);
+  if (err != 0) {
+    errno = err;
+    return mpi__errno_error("pthread_create");
+  }
+  return 0;
+}
+
+int mpi_child_init(int daemon, int64_t parent_pid) {
+  if (!daemon)
+    return 0;
+  pid_t p = watch_pid ? watch_pid : (pid_t)parent_pid;
+  return mpi__watch_parent(p, watch_main_thread);
+}
+
+int mpi_parent_alive(int64_t parent_pid) {
+  if (os_parent_is_ppid)
+    return (int64_t)getppid() == parent_pid;
+  return kill((pid_t)parent_pid, 0) == 0 || errno == EPERM;
+}
+
+int mpi_parent_wait(int64_t parent_pid, double timeout) {
+  if (!mpi_parent_alive(parent_pid))
+    return 0;
+  int rc = block_until_gone((pid_t)parent_pid, timeout);
+  if (rc == 0)
+    return 0;
+  if (rc == MP_ETIMEDOUT)
+    return mp__error(MP_ETIMEDOUT, "the parent is still running");
+  double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
+  while (mpi_parent_alive(parent_pid)) {
+    if (deadline >= 0 && mpi_now() >= deadline)
+      return mp__error(MP_ETIMEDOUT, "the parent is still running");
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+void mpi_exit(int code) { _exit(code); }

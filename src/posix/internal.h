@@ -1,0 +1,50 @@
+/*
+ * posix/internal.h - what the POSIX backend's files share.
+ */
+#ifndef MPROC_POSIX_INTERNAL_H
+#define MPROC_POSIX_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "../internal.h"
+
+/* Environment markers a spawned process finds in mpi_boot_detect. */
+#define MPI_ENV_SPAWN "MPROC_SPAWN"           /* boot:status:ppid:flags */
+#define MPI_ENV_FORKSERVER "MPROC_FORKSERVER" /* ctl:ppid */
+
+/* Status channel frames (child or fork server -> parent):
+ * u8 type | u32 length (LE) | payload. */
+enum { MPI_FRAME_RECORD = 'R', MPI_FRAME_PID = 'P', MPI_FRAME_STATUS = 'X' };
+#define MPI_RECORD_MAX (64 * 1024)
+#define MPI_BOOT_MAX ((size_t)1 << 30)
+
+/* Flags carried to a spawned child. */
+enum { MPI_FLAG_MAIN_THREAD = 1 };
+
+/* sys.c */
+int mpi__errno_error(const char *what);  /* MP_EOS with strerror(errno) */
+int mpi__is_main_thread(void);
+int mpi__write_all(int fd, const void *p, size_t n);
+int mpi__read_all(int fd, void *p, size_t n); /* MP_EEOF on early EOF */
+int mpi__frame_write(int fd, int type, const void *p, size_t n);
+void mpi__put_u32(unsigned char *p, uint32_t v);
+uint32_t mpi__get_u32(const unsigned char *p);
+
+/* child.c: the serialised section around fork / posix_spawn. */
+void mpi__start_lock(void);
+void mpi__start_unlock(void);
+/* In a child: the fd its exit record goes to; the parent it watches. */
+void mpi__set_status_fd(int fd);
+int mpi__status_fd(void);
+int mpi__watch_parent(pid_t parent, int started_from_main_thread);
+int mpi__spawn_program(const char *exe, char *const *argv,
+                       const char *env_entry, pid_t *pid);
+void mpi__become_forkserver_child(int status_fd);
+
+/* forkserver.c */
+int mpi__forkserver_request(const mpi_start_info *si, int status_wr);
+/* The server's loop; returns MPI_BOOT_CHILD only in its forked children. */
+int mpi__forkserver_serve(const char *env, void **boot, size_t *len);
+void mpi__forkserver_forget(void); /* in a forked child */
+
+#endif /* MPROC_POSIX_INTERNAL_H */

@@ -1,0 +1,77 @@
+/*
+ * win32/internal.h - what the Win32 backend's files share.
+ *
+ * Parts:
+ *   1. the Windows headers, with the version this backend needs
+ *   2. the spawn protocol: environment marker, frames, limits
+ *   3. helpers from sys.c: errors, UTF-8 <-> UTF-16, pipe I/O, timeouts
+ *   4. helpers from child.c used by sys.c
+ */
+#ifndef MPROC_WIN32_INTERNAL_H
+#define MPROC_WIN32_INTERNAL_H
+
+/* ---- 1. Windows headers ---------------------------------------------- */
+
+#ifndef WIN32_LEAN_AND_MEAN
+#  define WIN32_LEAN_AND_MEAN
+#endif
+/* Windows 7: GetActiveProcessorCount, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+ * InitOnceExecuteOnce, CompareStringOrdinal. */
+#if !defined(_WIN32_WINNT) || _WIN32_WINNT < 0x0601
+#  undef _WIN32_WINNT
+#  define _WIN32_WINNT 0x0601
+#endif
+
+#include <windows.h>
+
+#include "../internal.h"
+
+/* ---- 2. The spawn protocol ------------------------------------------- */
+
+/* The environment entry a spawned child finds in mpi_boot_detect:
+ * MPROC_SPAWN=<boot read handle>:<status write handle>:<parent pid>:
+ * <parent process handle>, all decimal. */
+#define MPI_ENV_SPAWN_W L"MPROC_SPAWN"
+
+/* Status channel frames (child -> parent): u8 type | u32 LE length |
+ * payload, as in the POSIX backend. */
+enum { MPI_FRAME_ACK = 'A', MPI_FRAME_RECORD = 'R' };
+#define MPI_FRAME_MAX 4096               /* one frame, header included */
+#define MPI_STATUS_KEEP (64 * 1024)      /* what the parent keeps */
+#define MPI_STATUS_PIPE_SIZE (64 * 1024) /* never blocks the child */
+#define MPI_BOOT_MAX ((uint64_t)1 << 30)
+
+/* Our TerminateProcess exit codes (Python uses 0x10000 for terminate). */
+#define MPI_TERMINATE_CODE 0x10000u
+#define MPI_KILL_CODE 0x10009u
+
+/* ---- 3. Helpers (sys.c) ---------------------------------------------- */
+
+/* Set the last error to "what: <system text> (error N)" for err (or
+ * GetLastError()) and return the matching MP_E* code. */
+int mpi__win_error_code(DWORD err, const char *what);
+int mpi__win_error(const char *what);
+
+/* UTF-8 -> malloc'd UTF-16 (NULL with the error set). */
+wchar_t *mpi__to_wide(const char *s);
+/* UTF-16 -> UTF-8 into buf: 0, MP_ERANGE or MP_EOS. */
+int mpi__to_utf8(const wchar_t *w, char *buf, size_t cap);
+/* The full path of module m (NULL: the executable), malloc'd. */
+wchar_t *mpi__module_path(HMODULE m);
+
+/* Whole reads and writes on pipes: 0, MP_EPIPE (reader gone), MP_EEOF
+ * (writer gone before n bytes), MP_EOS. */
+int mpi__write_all(HANDLE h, const void *p, size_t n);
+int mpi__read_all(HANDLE h, void *p, size_t n);
+/* One frame in one write (payload cut to fit MPI_FRAME_MAX). */
+int mpi__frame_write(HANDLE h, int type, const void *p, size_t n);
+void mpi__put_u32(unsigned char *p, uint32_t v);
+uint32_t mpi__get_u32(const unsigned char *p);
+
+/* Seconds (negative: forever) -> a Wait* timeout in ms, rounded up. */
+DWORD mpi__timeout_ms(double seconds);
+
+/* Wait for one handle: 0 when signalled, MP_ETIMEDOUT, MP_EOS. */
+int mpi__wait_one(HANDLE h, double timeout);
+
+#endif /* MPROC_WIN32_INTERNAL_H */

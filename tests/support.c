@@ -1,0 +1,242 @@
+/*
+ * support.c - test helpers (see support.h).  The OS-specific parts are
+ * here, in the tests, not in the library's common code.
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE
+#endif
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#if defined(_WIN32)
+#  include <windows.h>
+#else
+#  include <errno.h>
+#  include <poll.h>
+#  include <signal.h>
+#  include <sys/syscall.h>
+#  include <time.h>
+#  include <unistd.h>
+#endif
+
+void ts_worker_init(void) {
+  ts_unsetenv("BXFI_MAP");
+  mp_main_guard(0, NULL);
+}
+
+mp_process *ts_start(const char *method, mp_target_fn fn, mp_args *args) {
+  mp_context *ctx = NULL;
+  mp_process *p = NULL;
+  cr_assert_eq(mp_get_context(method, &ctx), 0, "context %s: %s", method,
+               mp_last_error_message());
+  cr_assert_eq(mp_process_new(&p, fn, args), 0);
+  cr_assert_eq(mp_process_set_context(p, ctx), 0);
+  int rc = mp_process_start(p);
+  cr_assert_eq(rc, 0, "start (%s): %s: %s", method, mp_err_name(rc),
+               mp_last_error_message());
+  return p;
+}
+
+int ts_join(mp_process *p) {
+  int rc = mp_process_join(p, 30.0);
+  cr_assert(rc == 0 || rc == MP_EBOOTSTRAP, "join: %s: %s", mp_err_name(rc),
+            mp_last_error_message());
+  int code = -1000;
+  cr_assert_eq(mp_process_exitcode(p, &code), 0);
+  return code;
+}
+
+void ts_setenv(const char *name, const char *value) {
+#if defined(_WIN32)
+  _putenv_s(name, value);
+#else
+  setenv(name, value, 1);
+#endif
+}
+
+void ts_unsetenv(const char *name) {
+#if defined(_WIN32)
+  _putenv_s(name, "");
+#else
+  unsetenv(name);
+#endif
+}
+
+void ts_temp_path(char *buf, size_t cap, const char *tag) {
+#if defined(_WIN32)
+  char dir[MAX_PATH];
+  GetTempPathA(sizeof dir, dir);
+  snprintf(buf, cap, "%smproc-test-%s-%lld.txt", dir, tag,
+           (long long)mp_getpid());
+#else
+  snprintf(buf, cap, "/tmp/mproc-test-%s-%lld.txt", tag,
+           (long long)mp_getpid());
+#endif
+  remove(buf);
+}
+
+long ts_read_file(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return -1;
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return (long)n;
+}
+
+void ts_append_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "ab");
+  if (f != NULL) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+/* ---- pipes -------------------------------------------------------------- */
+
+#if defined(_WIN32)
+
+void ts_pipe_open(ts_pipe *p) {
+  HANDLE rd, wr;
+  cr_assert(CreatePipe(&rd, &wr, NULL, 0));
+  p->rd = (intptr_t)rd;
+  p->wr = (intptr_t)wr;
+  p->owner = (int64_t)GetCurrentProcessId();
+}
+
+void ts_pipe_close(ts_pipe *p) {
+  CloseHandle((HANDLE)p->rd);
+  if (p->wr != -1)
+    CloseHandle((HANDLE)p->wr);
+}
+
+void ts_pipe_add_args(const ts_pipe *p, mp_args *a) {
+  mp_args_add_int(a, p->owner);
+  mp_args_add_int(a, p->wr);
+}
+
+/* The child copies the handle out of the test process. */
+void ts_pipe_put(const mp_args *a, size_t i, int64_t v) {
+  HANDLE owner = OpenProcess(PROCESS_DUP_HANDLE, FALSE,
+                             (DWORD)mp_args_int(a, i));
+  HANDLE h = NULL;
+  if (owner == NULL ||
+      !DuplicateHandle(owner, (HANDLE)(intptr_t)mp_args_int(a, i + 1),
+                       GetCurrentProcess(), &h, 0, FALSE,
+                       DUPLICATE_SAME_ACCESS))
+    exit(97);
+  DWORD n;
+  WriteFile(h, &v, sizeof v, &n, NULL);
+  CloseHandle(h);
+  CloseHandle(owner);
+}
+
+struct pipe_read {
+  HANDLE h;
+  int64_t v;
+  int ok;
+};
+
+static DWORD WINAPI pipe_reader(LPVOID arg) {
+  struct pipe_read *r = arg;
+  DWORD n = 0;
+  r->ok = ReadFile(r->h, &r->v, sizeof r->v, &n, NULL) && n == sizeof r->v;
+  return 0;
+}
+
+/* Anonymous pipes cannot be waited on: read on a thread, wait for it. */
+int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {
+  static struct pipe_read r; /* outlives a timed-out reader */
+  r.h = (HANDLE)p->rd;
+  r.ok = 0;
+  HANDLE t = CreateThread(NULL, 0, pipe_reader, &r, 0, NULL);
+  if (t == NULL)
+    return -1;
+  DWORD w = WaitForSingleObject(t, (DWORD)(timeout * 1000));
+  CloseHandle(t);
+  if (w != WAIT_OBJECT_0 || !r.ok)
+    return -1;
+  *v = r.v;
+  return 0;
+}
+
+int ts_wait_pid_gone(int64_t pid, double timeout) {
+  HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)pid);
+  if (h == NULL)
+    return 1;
+  DWORD r = WaitForSingleObject(h, (DWORD)(timeout * 1000));
+  CloseHandle(h);
+  return r == WAIT_OBJECT_0;
+}
+
+void ts_block_forever(void) {
+  for (;;)
+    Sleep(INFINITE);
+}
+
+#else
+
+void ts_pipe_open(ts_pipe *p) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  p->rd = fds[0];
+  p->wr = fds[1]; /* inherited by fork and posix_spawn alike */
+  p->owner = 0;
+}
+
+void ts_pipe_close(ts_pipe *p) {
+  close((int)p->rd);
+  if (p->wr != -1)
+    close((int)p->wr);
+}
+
+void ts_pipe_add_args(const ts_pipe *p, mp_args *a) {
+  mp_args_add_int(a, p->owner);
+  mp_args_add_int(a, p->wr);
+}
+
+void ts_pipe_put(const mp_args *a, size_t i, int64_t v) {
+  int fd = (int)mp_args_int(a, i + 1);
+  if (write(fd, &v, sizeof v) != (ssize_t)sizeof v)
+    _exit(97);
+}
+
+int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {
+  struct pollfd pfd = {(int)p->rd, POLLIN, 0};
+  if (poll(&pfd, 1, (int)(timeout * 1000)) != 1)
+    return -1;
+  return read((int)p->rd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
+}
+
+int ts_wait_pid_gone(int64_t pid, double timeout) {
+#  if defined(SYS_pidfd_open)
+  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (fd < 0)
+    return errno == ESRCH;
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int r = poll(&pfd, 1, (int)(timeout * 1000));
+  close(fd);
+  return r == 1;
+#  else
+  for (double t = 0; t < timeout; t += 0.01) {
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+      return 1;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+#  endif
+}
+
+void ts_block_forever(void) {
+  for (;;)
+    pause();
+}
+
+#endif

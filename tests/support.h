@@ -1,0 +1,58 @@
+/*
+ * support.h - what the tests share: the start methods to run each test
+ * under, small OS helpers that mproc itself does not offer yet, and the
+ * "report" convention children use to send a value back (a non-zero exit
+ * status with an mp_set_error message).
+ */
+#ifndef MPROC_TEST_SUPPORT_H
+#define MPROC_TEST_SUPPORT_H
+
+#include <stdint.h>
+
+#include "mproc.h"
+
+/* Per-test timeout (seconds): generous for Wine. */
+#define TS_TIMEOUT 60
+
+/* A child's way to hand a string back: exit code 99 and the message. */
+#define TS_REPORT 99
+#define ts_report(...) mp_set_error(TS_REPORT, __VA_ARGS__)
+
+/* Every suite's .init: Criterion runs each test in a worker whose main()
+ * never runs, so the worker reaches the guard here, and BoxFort's worker
+ * marker is removed so that spawned children run main() normally. */
+void ts_worker_init(void);
+#define TS_SUITE(name) TestSuite(name, .init = ts_worker_init)
+
+/* Start a process with the given start method, asserting success. */
+mp_process *ts_start(const char *method, mp_target_fn fn, mp_args *args);
+/* Join with a timeout and return the exit code (asserts it ended). */
+int ts_join(mp_process *p);
+
+void ts_setenv(const char *name, const char *value);
+void ts_unsetenv(const char *name);
+
+/* A temporary file path unique to this process; removed by the caller. */
+void ts_temp_path(char *buf, size_t cap, const char *tag);
+/* Read a whole small file into buf (NUL-terminated); -1 if missing. */
+long ts_read_file(const char *path, char *buf, size_t cap);
+void ts_append_file(const char *path, const char *text);
+
+/* A one-way OS pipe a child (fork or spawn) can write an integer into:
+ * `token` is passed to the child as two int args (see ts_pipe_put). */
+typedef struct ts_pipe { intptr_t rd, wr; int64_t owner; } ts_pipe;
+void ts_pipe_open(ts_pipe *p);
+void ts_pipe_close(ts_pipe *p);
+void ts_pipe_add_args(const ts_pipe *p, mp_args *a);
+/* In the child: write v through the pipe described by args i and i+1. */
+void ts_pipe_put(const mp_args *a, size_t i, int64_t v);
+/* In the parent: read one value, waiting at most timeout seconds. */
+int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
+
+/* 1 once process `pid` (not our child) has ended, within timeout. */
+int ts_wait_pid_gone(int64_t pid, double timeout);
+
+/* Block forever (until killed), without burning CPU. */
+void ts_block_forever(void);
+
+#endif

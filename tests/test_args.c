@@ -1,0 +1,108 @@
+/*
+ * test_args.c - mp_args: building, reading, types, ranges and misuse.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "mproc.h"
+#include "support.h"
+
+TS_SUITE(args);
+
+Test(args, pack_and_unpack) {
+  mp_args *a;
+  cr_assert_eq(mp_args_pack(&a, "iIdsy", 5, INT64_MIN, -0.5, "héllo",
+                            "ab\0c", (size_t)4),
+               0);
+  cr_expect_eq(mp_args_count(a), 5);
+  cr_expect_eq(mp_args_type(a, 0), MP_ARG_INT);
+  cr_expect_eq(mp_args_type(a, 2), MP_ARG_DOUBLE);
+  cr_expect_eq(mp_args_type(a, 3), MP_ARG_STR);
+  cr_expect_eq(mp_args_type(a, 4), MP_ARG_BYTES);
+  int i;
+  int64_t big;
+  double d;
+  const char *s;
+  const void *b;
+  size_t n;
+  cr_assert_eq(mp_args_unpack(a, "iIdsy", &i, &big, &d, &s, &b, &n), 0);
+  cr_expect_eq(i, 5);
+  cr_expect_eq(big, INT64_MIN);
+  cr_expect_eq(d, -0.5);
+  cr_expect_str_eq(s, "héllo");
+  cr_expect_eq(n, 4);
+  cr_expect_eq(memcmp(b, "ab\0c", 4), 0);
+  mp_args_free(a);
+}
+
+Test(args, add_and_lenient_getters) {
+  mp_args *a;
+  cr_assert_eq(mp_args_new(&a), 0);
+  cr_expect_eq(mp_args_count(a), 0);
+  cr_assert_eq(mp_args_add_int(a, 1), 0);
+  cr_assert_eq(mp_args_add_double(a, INFINITY), 0);
+  cr_assert_eq(mp_args_add_str(a, ""), 0);
+  cr_assert_eq(mp_args_add_bytes(a, NULL, 0), 0);
+  cr_expect_eq(mp_args_int(a, 0), 1);
+  cr_expect(isinf(mp_args_double(a, 1)));
+  cr_expect_str_eq(mp_args_str(a, 2), "");
+  size_t n = 99;
+  cr_expect_not_null(mp_args_bytes(a, 3, &n));
+  cr_expect_eq(n, 0);
+  /* Wrong type or index: 0 / NULL, with the reason recorded. */
+  cr_expect_eq(mp_args_int(a, 2), 0);
+  cr_expect(strstr(mp_last_error_message(), "type") != NULL);
+  cr_expect_null(mp_args_str(a, 0));
+  cr_expect_null(mp_args_str(a, 17));
+  cr_expect(strstr(mp_last_error_message(), "out of range") != NULL);
+  cr_expect_null(mp_args_bytes(a, 0, &n));
+  cr_expect_eq(n, 0);
+  cr_expect_eq(mp_args_type(a, 4), MP_ERANGE);
+  mp_args_free(a);
+}
+
+Test(args, copy_is_deep) {
+  mp_args *a, *b;
+  char s[] = "original";
+  mp_args_pack(&a, "s", s);
+  s[0] = 'X'; /* strings are copied at add time */
+  cr_assert_eq(mp_args_copy(&b, a), 0);
+  mp_args_free(a);
+  cr_expect_str_eq(mp_args_str(b, 0), "original");
+  mp_args_free(b);
+}
+
+Test(args, misuse) {
+  mp_args *a;
+  cr_expect_eq(mp_args_new(NULL), MP_EINVAL);
+  cr_expect_eq(mp_args_pack(&a, "q", 1), MP_EINVAL);
+  cr_expect_eq(mp_args_pack(&a, NULL), MP_EINVAL);
+  cr_assert_eq(mp_args_pack(&a, "is", 1, "x"), 0);
+  cr_expect_eq(mp_args_add_str(a, NULL), MP_EINVAL);
+  cr_expect_eq(mp_args_add_bytes(a, NULL, 3), MP_EINVAL);
+  cr_expect_eq(mp_args_add_int(NULL, 3), MP_EINVAL);
+  int i;
+  const char *s;
+  double d;
+  cr_expect_eq(mp_args_unpack(a, "i", &i), MP_EINVAL, "count differs");
+  cr_expect_eq(mp_args_unpack(a, "ds", &d, &s), MP_ETYPE);
+  cr_expect_eq(mp_args_unpack(a, "iz", &i, &s), MP_EINVAL, "bad format");
+  cr_expect_eq(mp_args_unpack(NULL, "i", &i), MP_EINVAL);
+  mp_args_free(a);
+  cr_assert_eq(mp_args_pack(&a, "I", INT64_C(1) << 40), 0);
+  cr_expect_eq(mp_args_unpack(a, "i", &i), MP_ERANGE, "does not fit int");
+  mp_args_free(a);
+  mp_args_free(NULL);
+  cr_expect_eq(mp_args_count(NULL), 0);
+}
+
+Test(args, many_items) {
+  mp_args *a;
+  mp_args_new(&a);
+  for (int i = 0; i < 10000; i++)
+    cr_assert_eq(mp_args_add_int(a, i * 3), 0);
+  cr_expect_eq(mp_args_count(a), 10000);
+  cr_expect_eq(mp_args_int(a, 9999), 29997);
+  mp_args_free(a);
+}

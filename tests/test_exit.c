@@ -1,0 +1,102 @@
+/*
+ * test_exit.c - exit behaviour: a process that ends terminates its
+ * daemonic children and joins the others; daemonic children die when
+ * their parent is killed; a daemonic process may not have children.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "methods.h"
+#include "mproc.h"
+#include "support.h"
+
+static int block(const mp_args *a) {
+  (void)a;
+  ts_block_forever();
+  return 0;
+}
+
+static int write_marker(const mp_args *a) {
+  ts_append_file(mp_args_str(a, 0), "joined\n");
+  return 0;
+}
+
+static mp_process *start_with(const char *method, mp_target_fn fn,
+                              mp_args *args, int daemon) {
+  mp_context *ctx;
+  mp_process *p;
+  if (mp_get_context(method, &ctx) != 0 || mp_process_new(&p, fn, args) != 0)
+    return NULL;
+  mp_process_set_context(p, ctx);
+  mp_process_set_daemon(p, daemon);
+  if (mp_process_start(p) != 0)
+    return NULL;
+  return p;
+}
+
+/* Starts a daemon that blocks and a non-daemon that writes a marker file,
+ * then returns at once: its exit work must terminate the daemon (so the
+ * process ends) and join the other (so the marker is there). */
+static int leave_children(const mp_args *a) {
+  const char *method = mp_args_str(a, 0);
+  mp_args *m;
+  mp_args_pack(&m, "s", mp_args_str(a, 1));
+  mp_process *d = start_with(method, block, NULL, 1);
+  mp_process *w = start_with(method, write_marker, m, 0);
+  mp_args_free(m);
+  if (d == NULL || w == NULL)
+    return 60;
+  return ts_report("%lld", (long long)mp_process_pid(d));
+}
+
+static void check_exit_cleans_up(const char *method) {
+  char path[512], text[64];
+  ts_temp_path(path, sizeof path, "marker");
+  mp_args *a;
+  mp_args_pack(&a, "ss", method, path);
+  mp_process *p = ts_start(method, leave_children, a);
+  mp_args_free(a);
+  cr_assert_eq(ts_join(p), TS_REPORT, "%s", mp_process_error(p));
+  long long daemon_pid = 0;
+  cr_assert_eq(sscanf(mp_process_error(p), "%lld", &daemon_pid), 1);
+  cr_expect(ts_wait_pid_gone(daemon_pid, 10.0), "daemon was terminated");
+  cr_expect_eq(ts_read_file(path, text, sizeof text), 7,
+               "the non-daemonic child was joined before the exit");
+  mp_process_free(p);
+  remove(path);
+}
+FOR_EACH_METHOD(check_exit_cleans_up)
+
+/* Starts a daemonic child, reports its pid through the pipe, and blocks
+ * until the test kills it. */
+static int daemon_parent(const mp_args *a) {
+  mp_process *d = start_with(mp_args_str(a, 0), block, NULL, 1);
+  if (d == NULL)
+    return 70;
+  ts_pipe_put(a, 1, mp_process_pid(d));
+  ts_block_forever();
+  return 0;
+}
+
+static void check_daemon_dies_with_parent(const char *method) {
+  ts_pipe pipe;
+  ts_pipe_open(&pipe);
+  mp_args *a;
+  mp_args_pack(&a, "s", method);
+  ts_pipe_add_args(&pipe, a);
+  mp_process *p = ts_start(method, daemon_parent, a);
+  mp_args_free(a);
+  int64_t daemon_pid = 0;
+  cr_assert_eq(ts_pipe_get(&pipe, 30.0, &daemon_pid), 0,
+               "the parent reported its daemon");
+  cr_assert_gt(daemon_pid, 0);
+  cr_expect_eq(ts_wait_pid_gone(daemon_pid, 0.2), 0, "daemon is running");
+  cr_assert_eq(mp_process_kill(p), 0); /* SIGKILL: no exit work at all */
+  cr_expect_eq(ts_join(p), -9);
+  cr_expect(ts_wait_pid_gone(daemon_pid, 10.0),
+            "the daemon died with its killed parent");
+  mp_process_free(p);
+  ts_pipe_close(&pipe);
+}
+FOR_EACH_METHOD(check_daemon_dies_with_parent)

@@ -1,0 +1,136 @@
+/*
+ * test_start.c - start methods and contexts, and the main guard: what a
+ * spawned child does before the guard, and the errors that stop a program
+ * from spawning itself without end.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "methods.h"
+#include "mproc.h"
+#include "support.h"
+
+TS_SUITE(start);
+
+static int noop(const mp_args *a) {
+  (void)a;
+  return 0;
+}
+
+Test(start, contexts) {
+  mp_context *ctx = NULL;
+  cr_assert_eq(mp_get_context(NULL, &ctx), 0);
+  cr_expect_str_eq(mp_context_start_method(ctx), mp_get_start_method());
+  cr_assert_eq(mp_get_context("spawn", &ctx), 0);
+  cr_expect_str_eq(mp_context_start_method(ctx), "spawn");
+  cr_expect_eq(mp_get_context("threads", &ctx), MP_EINVAL);
+  cr_expect_eq(mp_get_context("spawn", NULL), MP_EINVAL);
+  const char *all[8];
+  int n = mp_get_all_start_methods(all, 8);
+  cr_expect_str_eq(all[0], mp_get_start_method(), "default first");
+#if MP_HAS_FORK
+  cr_expect_eq(n, 3);
+  cr_expect_eq(mp_get_context("fork", &ctx), 0);
+  cr_expect_eq(mp_get_context("forkserver", &ctx), 0);
+#  if defined(__APPLE__)
+  cr_expect_str_eq(mp_get_start_method(), "spawn");
+#  else
+  cr_expect_str_eq(mp_get_start_method(), "fork");
+#  endif
+#else
+  cr_expect_eq(n, 1);
+  cr_expect_str_eq(mp_get_start_method(), "spawn");
+  cr_expect_eq(mp_get_context("fork", &ctx), MP_ENOTSUP);
+  cr_expect_eq(mp_get_context("forkserver", &ctx), MP_ENOTSUP);
+  cr_expect_eq(mp_set_start_method("fork", 1), MP_ENOTSUP);
+#endif
+}
+
+Test(start, set_start_method_once) {
+  cr_assert_eq(mp_set_start_method("spawn", 0), 0);
+  cr_expect_str_eq(mp_get_start_method(), "spawn");
+  cr_expect_eq(mp_set_start_method("spawn", 0), MP_ESTATE, "already set");
+  cr_expect_eq(mp_set_start_method("bogus", 1), MP_EINVAL);
+  cr_expect_eq(mp_set_start_method(NULL, 0), MP_EINVAL);
+  cr_expect_eq(mp_set_start_method(NULL, 1), 0, "reset to the default");
+  cr_expect_eq(mp_set_start_method("spawn", 0), 0);
+  /* The default reaches new processes. */
+  mp_process *p;
+  cr_assert_eq(mp_process_new(&p, noop, NULL), 0);
+  cr_assert_eq(mp_process_start(p), 0);
+  cr_expect_eq(ts_join(p), 0);
+  mp_process_free(p);
+  cr_expect_eq(mp_set_executable(NULL), MP_EINVAL);
+}
+
+/* A spawned child re-runs the program up to the guard. */
+Test(start, spawn_reruns_code_before_the_guard, .timeout = TS_TIMEOUT) {
+  char path[512], text[256], env[600];
+  ts_temp_path(path, sizeof path, "preguard");
+  snprintf(env, sizeof env, "mark:%s", path);
+  ts_setenv("MPROC_TEST_PREGUARD", env);
+  mp_process *p = ts_start("spawn", noop, NULL);
+  cr_expect_eq(ts_join(p), 0);
+  cr_expect_eq(ts_read_file(path, text, sizeof text), 10);
+  cr_expect_str_eq(text, "pre-guard\n", "ran once, in the child");
+  mp_process_free(p);
+#if MP_HAS_FORK
+  p = ts_start("fork", noop, NULL); /* a fork re-runs nothing */
+  cr_expect_eq(ts_join(p), 0);
+  cr_expect_eq(ts_read_file(path, text, sizeof text), 10);
+  mp_process_free(p);
+#endif
+  ts_unsetenv("MPROC_TEST_PREGUARD");
+  remove(path);
+}
+
+/* Starting a process before the guard in a spawned child is refused with
+ * MP_EBOOTSTRAP (the child exits 42 when it was): no endless chain. */
+Test(start, start_before_guard_is_refused, .timeout = TS_TIMEOUT) {
+  ts_setenv("MPROC_TEST_PREGUARD", "start");
+  mp_process *p = ts_start("spawn", noop, NULL);
+  int rc = mp_process_join(p, 30);
+  ts_unsetenv("MPROC_TEST_PREGUARD");
+  cr_expect_eq(rc, MP_EBOOTSTRAP, "the child never reached the guard");
+  int code;
+  cr_assert_eq(mp_process_exitcode(p, &code), 0);
+  cr_expect_eq(code, 42, "the child's start failed with MP_EBOOTSTRAP");
+  mp_process_free(p);
+}
+
+/* A spawned child that exits without reaching the guard is reported. */
+Test(start, child_that_skips_the_guard, .timeout = TS_TIMEOUT) {
+  ts_setenv("MPROC_TEST_PREGUARD", "skip");
+  mp_process *p = ts_start("spawn", noop, NULL);
+  int rc = mp_process_join(p, 30);
+  ts_unsetenv("MPROC_TEST_PREGUARD");
+  cr_expect_eq(rc, MP_EBOOTSTRAP);
+  cr_expect(strstr(mp_last_error_message(), "MP_MAIN_GUARD") != NULL, "%s",
+            mp_last_error_message());
+  int code;
+  cr_assert_eq(mp_process_exitcode(p, &code), 0);
+  cr_expect_eq(code, 5);
+  cr_expect(strstr(mp_process_error(p), "MP_MAIN_GUARD") != NULL);
+  cr_expect_eq(mp_process_join(p, 0), MP_EBOOTSTRAP, "stays reported");
+  mp_process_free(p);
+}
+
+#if MP_HAS_FORK
+/* stdio is flushed before fork, so nothing buffered is written twice. */
+Test(fork, buffered_output_is_not_duplicated, .timeout = TS_TIMEOUT) {
+  char path[512], text[256];
+  ts_temp_path(path, sizeof path, "flush");
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  setvbuf(f, NULL, _IOFBF, 4096);
+  fputs("once\n", f); /* still in the buffer */
+  mp_process *p = ts_start("fork", noop, NULL);
+  cr_expect_eq(ts_join(p), 0);
+  fclose(f);
+  cr_expect_eq(ts_read_file(path, text, sizeof text), 5);
+  cr_expect_str_eq(text, "once\n");
+  mp_process_free(p);
+  remove(path);
+}
+#endif
