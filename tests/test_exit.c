@@ -1,7 +1,8 @@
 /*
  * test_exit.c - exit behaviour: a process that ends terminates its
  * daemonic children and joins the others; daemonic children die when
- * their parent is killed; a daemonic process may not have children.
+ * their parent is killed; a child waiting on mp_parent_process() sees it
+ * end.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -100,3 +101,51 @@ static void check_daemon_dies_with_parent(const char *method) {
   ts_pipe_close(&pipe);
 }
 FOR_EACH_METHOD(check_daemon_dies_with_parent)
+
+/* The grandchild waits for its parent (mp_parent_process) to end, then
+ * reports through the pipe. */
+static int wait_for_parent(const mp_args *a) {
+  mp_process *parent = mp_parent_process();
+  if (parent == NULL || mp_process_is_alive(parent) != 1 ||
+      mp_process_join(parent, 0.05) != MP_ETIMEDOUT)
+    return 80;
+  ts_pipe_put(a, 0, 1); /* "waiting" */
+  if (mp_process_join(parent, 60.0) != 0)
+    return 81;
+  ts_pipe_put(a, 0, mp_process_is_alive(parent) == 0 ? 2 : 3);
+  return 0;
+}
+
+static int parent_of_waiter(const mp_args *a) {
+  mp_args *b;
+  mp_args_new(&b);
+  mp_args_add_int(b, mp_args_int(a, 1));
+  mp_args_add_int(b, mp_args_int(a, 2));
+  mp_process *c = start_with(mp_args_str(a, 0), wait_for_parent, b, 0);
+  mp_args_free(b);
+  if (c == NULL)
+    return 90;
+  ts_block_forever();
+  return 0;
+}
+
+static void check_child_sees_parent_die(const char *method) {
+  ts_pipe pipe;
+  ts_pipe_open(&pipe);
+  mp_args *a;
+  mp_args_pack(&a, "s", method);
+  ts_pipe_add_args(&pipe, a);
+  mp_process *p = ts_start(method, parent_of_waiter, a);
+  mp_args_free(a);
+  int64_t v = 0;
+  cr_assert_eq(ts_pipe_get(&pipe, 30.0, &v), 0);
+  cr_assert_eq(v, 1, "the grandchild saw its parent alive");
+  mp_process_kill(p);
+  cr_expect_eq(ts_join(p), -9);
+  cr_assert_eq(ts_pipe_get(&pipe, 30.0, &v), 0,
+               "the grandchild's join on its parent returned");
+  cr_expect_eq(v, 2, "and is_alive says the parent is gone");
+  mp_process_free(p);
+  ts_pipe_close(&pipe);
+}
+FOR_EACH_METHOD(check_child_sees_parent_die)

@@ -664,6 +664,11 @@ int mpi_child_init(int daemon, int64_t parent_pid) {
 int mpi_parent_alive(int64_t parent_pid) {
   if (os_parent_is_ppid)
     return (int64_t)getppid() == parent_pid;
+  /* Not our OS parent (a fork-server child): a pidfd or kqueue sees a
+   * zombie as ended, where kill(pid, 0) would not. */
+  int rc = block_until_gone((pid_t)parent_pid, 0.0);
+  if (rc == 0 || rc == MP_ETIMEDOUT)
+    return rc == MP_ETIMEDOUT;
   return kill((pid_t)parent_pid, 0) == 0 || errno == EPERM;
 }
 
