@@ -201,7 +201,7 @@ static int item(const mp_args *a, size_t i, int type,
 }
 
 static int get_int(const mp_args *a, size_t i, int64_t *v) {
-  const unsigned char *p;
+  const unsigned char *p = NULL;
   int rc = item(a, i, MP_ARG_INT, &p);
   if (rc == 0)
     *v = (int64_t)get_u64(p);
@@ -209,7 +209,7 @@ static int get_int(const mp_args *a, size_t i, int64_t *v) {
 }
 
 static int get_double(const mp_args *a, size_t i, double *v) {
-  const unsigned char *p;
+  const unsigned char *p = NULL;
   int rc = item(a, i, MP_ARG_DOUBLE, &p);
   if (rc == 0) {
     uint64_t bits = get_u64(p);
@@ -219,7 +219,7 @@ static int get_double(const mp_args *a, size_t i, double *v) {
 }
 
 static int get_str(const mp_args *a, size_t i, const char **s) {
-  const unsigned char *p;
+  const unsigned char *p = NULL;
   int rc = item(a, i, MP_ARG_STR, &p);
   if (rc == 0)
     *s = (const char *)p + 4;
@@ -227,7 +227,7 @@ static int get_str(const mp_args *a, size_t i, const char **s) {
 }
 
 static int get_bytes(const mp_args *a, size_t i, const void **b, size_t *n) {
-  const unsigned char *p;
+  const unsigned char *p = NULL;
   int rc = item(a, i, MP_ARG_BYTES, &p);
   if (rc == 0) {
     *n = get_u32(p);
@@ -238,7 +238,7 @@ static int get_bytes(const mp_args *a, size_t i, const void **b, size_t *n) {
 
 int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
                         const void **blob, size_t *n) {
-  const unsigned char *p;
+  const unsigned char *p = NULL;
   int rc = item(a, i, MP_ARG_OBJECT, &p);
   if (rc == 0) {
     *kind = get_u32(p);

@@ -38,9 +38,12 @@ void mp__child_finish(void) {
   if (finished)
     return;
   finished = 1;
+  fflush(NULL); /* what this process printed comes before its children's */
   mp__cleanup_children();
   fflush(NULL);
-  if (!is_child)
+  /* A record only when there is something to say: a clean exit costs the
+   * parent no extra wake-up. */
+  if (!is_child || exit_message[0] == '\0')
     return;
   mp_args *rec;
   if (mp_args_new(&rec) != 0)
@@ -76,9 +79,24 @@ static void boot_fail(const char *what) {
   mpi_exit(1);
 }
 
-/* Run the child described by tuple b.  `fn` is the target when forked
- * (no lookup needed); NULL under spawn.  Never returns. */
-static void run_child(const mp_args *b, void (*fn)(void), int forked) {
+/* Enter the child's identity; the strings are borrowed for good. */
+static void enter_child(const char *name, const char *identity, int daemon,
+                        const void *key, size_t key_n, int64_t ppid,
+                        const char *parent_name) {
+  mp__become_child(name, identity, daemon, key, key_n, ppid, parent_name);
+  is_child = 1;
+  finished = 0;
+  exit_message[0] = '\0';
+}
+
+static int run_subclass(mp_run_fn run, void *self) {
+  mp_process *me = mp_current_process();
+  memcpy(self, &me, sizeof me); /* the first member: this process */
+  return run(self);
+}
+
+/* Run the spawned child described by tuple b.  Never returns. */
+static void run_spawned(const mp_args *b) {
   const char *magic = mp_args_str(b, 0);
   if (mp_args_count(b) != BOOT_ITEMS || magic == NULL ||
       strcmp(magic, MP__BOOT_MAGIC) != 0)
@@ -96,20 +114,16 @@ static void run_child(const mp_args *b, void (*fn)(void), int forked) {
       !exe)
     boot_fail("malformed bootstrap data");
 
-  mp__become_child(name, ident, daemon, key, key_n, ppid, pname);
-  is_child = 1;
-  finished = 0;
-  exit_message[0] = '\0';
+  enter_child(name, ident, daemon, key, key_n, ppid, pname);
   mp__at_exit_install();
-  if (!forked) {
-    mp_set_start_method(method, 1);
-    if (exe[0])
-      mp_set_executable(exe);
-    if (mpi_child_init(daemon, ppid) != 0)
-      boot_fail("cannot watch the parent");
-    if (mpi_fn_decode(module, (uint64_t)mp_args_int(b, 10), &fn) != 0)
-      boot_fail("cannot find the target function");
-  }
+  mp_set_start_method(method, 1);
+  if (exe[0])
+    mp_set_executable(exe);
+  if (mpi_child_init(daemon, ppid) != 0)
+    boot_fail("cannot watch the parent");
+  void (*fn)(void) = NULL;
+  if (mpi_fn_decode(module, (uint64_t)mp_args_int(b, 10), &fn) != 0)
+    boot_fail("cannot find the target function");
 
   int rc;
   if (kind == MP__KIND_TARGET) {
@@ -117,30 +131,32 @@ static void run_child(const mp_args *b, void (*fn)(void), int forked) {
     if (mp__args_from_bytes(&args, payload, payload_n) != 0)
       boot_fail("malformed target arguments");
     rc = ((mp_target_fn)fn)(args);
-    mp_args_free(args);
   } else if (kind == MP__KIND_SUBCLASS && payload_n >= sizeof(mp_process *)) {
     void *self = malloc(payload_n);
     if (self == NULL)
       boot_fail("out of memory");
     memcpy(self, payload, payload_n);
-    mp_process *me = mp_current_process();
-    memcpy(self, &me, sizeof me);
-    rc = ((mp_run_fn)fn)(self);
-    free(self);
+    rc = run_subclass((mp_run_fn)fn, self);
   } else {
     boot_fail("unknown process kind");
     return;
   }
   mp__child_finish();
-  if (forked)
-    mpi_exit(rc); /* like os._exit: the parent's atexit work is not ours */
-  exit(rc);
+  exit(rc); /* like Python's spawn: atexit handlers above the guard run */
 }
 
-/* The fork start method's entry in the child (see process.c). */
-void mp__fork_child_main(void *arg) {
-  const mp__fork_start *fs = arg;
-  run_child(fs->boot, fs->fn, 1);
+/* The fork start method's entry in the child: *process is our own copy of
+ * the parent's object, so nothing is decoded or allocated before the
+ * target runs (every write here is a copy-on-write page fault). */
+void mp__fork_child_main(void *process) {
+  mp_process *p = process;
+  mp_process *parent = mp_current_process();
+  enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
+              parent->pid, parent->name);
+  int rc = p->kind == MP__KIND_TARGET ? p->target(p->args)
+                                       : run_subclass(p->run, p->self);
+  mp__child_finish();
+  mpi_exit(rc); /* like os._exit: the parent's atexit work is not ours */
 }
 
 int mp_main_guard(int argc, char **argv) {
@@ -157,6 +173,6 @@ int mp_main_guard(int argc, char **argv) {
     boot_fail("malformed bootstrap data");
   }
   free(data);
-  run_child(b, NULL, 0);
+  run_spawned(b);
   return 0; /* not reached */
 }

@@ -102,8 +102,9 @@ int mp_process_set_name(mp_process *p, const char *name) {
   if (copy == NULL)
     return mp__error(MP_ENOMEM, "mp_process_set_name: out of memory");
   mpi_lock();
-  char *old = p->name;
+  char *old = p->name_borrowed ? NULL : p->name;
   p->name = copy;
+  p->name_borrowed = 0;
   mpi_unlock();
   free(old);
   return 0;
@@ -164,16 +165,13 @@ mp_handle mp_process_sentinel(const mp_process *p) {
 /* ---- 2. Start and run --------------------------------------------- */
 
 /* The bootstrap tuple a child decodes (see boot.c for the reader). */
-static int build_boot(mp_process *p, int method, mp_args **out) {
+static int build_boot(mp_process *p, mp_args **out) {
   mp_process *me = mp_current_process();
   void (*fn)(void) = p->kind == MP__KIND_TARGET ? (void (*)(void))p->target
                                                  : (void (*)(void))p->run;
   char module[1024];
   uint64_t offset = 0;
-  int rc = 0;
-  module[0] = '\0';
-  if (method != MPI_FORK)
-    rc = mpi_fn_encode(fn, module, sizeof module, &offset);
+  int rc = mpi_fn_encode(fn, module, sizeof module, &offset);
   if (rc != 0)
     return rc;
   const void *payload;
@@ -244,24 +242,23 @@ int mp_process_start(mp_process *p) {
         "MP_MAIN_GUARD(argc, argv) at the top of main() before it starts "
         "any process",
         method == MPI_SPAWN ? "spawn" : "forkserver");
+  /* A forked child reads everything from its copy of *p; the others get
+   * the bootstrap tuple. */
   mp_args *boot = NULL;
-  rc = build_boot(p, method, &boot);
-  if (rc != 0)
+  if (method != MPI_FORK && (rc = build_boot(p, &boot)) != 0)
     return rc;
   mpi_start_info si;
   memset(&si, 0, sizeof si);
   si.method = method;
   si.daemon = p->daemon;
-  si.boot = mp__args_data(boot, &si.boot_len);
-  mp__fork_start fs;
-  fs.boot = boot;
-  fs.fn = p->kind == MP__KIND_TARGET ? (void (*)(void))p->target
-                                     : (void (*)(void))p->run;
+  if (boot != NULL)
+    si.boot = mp__args_data(boot, &si.boot_len);
   si.fork_main = mp__fork_child_main;
-  si.fork_arg = &fs;
+  si.fork_arg = p;
   si.exe = mp__executable()[0] ? mp__executable() : NULL;
   si.argv = mp__guard_argv();
   mp__at_exit_install();
+  fflush(NULL); /* nothing buffered is printed twice, or out of order */
   rc = mpi_child_start(&si, &p->child);
   if (rc == 0) {
     mpi_lock();
@@ -296,7 +293,9 @@ static void set_error_text(mp_process *p, const char *text) {
 static void record_exit(mp_process *p, mpi_exit_info *info) {
   p->state = MP__ENDED;
   p->exitcode = info->exitcode;
-  p->boot_failed = !info->booted;
+  /* A child killed (by us or a signal) before it reached the guard did
+   * not fail to bootstrap: it was killed. */
+  p->boot_failed = !info->booted && !p->signalled && info->exitcode >= 0;
   mp__registry_remove(p);
   char text[600];
   text[0] = '\0';
@@ -353,16 +352,19 @@ int mp_process_join(mp_process *p, double timeout) {
   double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
   mpi_fd s = mpi_child_sentinel(p->child);
   for (;;) {
-    /* Wait without the lock, then collect with it (never blocking). */
+    /* Wait without the lock, then collect with it: once the sentinel is
+     * ready the child is exiting, and a short grace lets it finish. */
     double left = deadline < 0 ? -1.0 : deadline - mpi_now();
     if (left < 0 && deadline >= 0)
       left = 0;
+    int ready = 0;
     if (p->state != MP__ENDED) {
       rc = mpi_wait(&s, 1, left, NULL);
       if (rc < 0 && rc != MP_ETIMEDOUT)
         return rc;
+      ready = rc > 0;
     }
-    rc = mp__process_poll(p, 0.0);
+    rc = mp__process_poll(p, ready ? MP__REAP_GRACE : 0.0);
     if (rc == 0)
       break;
     if (rc != MP_ETIMEDOUT)
@@ -396,8 +398,10 @@ static int signal_process(mp_process *p, int hard) {
     return mp__error(MP_ESTATE, "process has not been started");
   int rc = 0;
   mpi_lock();
-  if (p->state == MP__RUNNING)
+  if (p->state == MP__RUNNING) {
     rc = mpi_child_signal(p->child, hard);
+    p->signalled = rc == 0;
+  }
   mpi_unlock();
   return rc;
 }
@@ -437,7 +441,8 @@ int mp_process_free(mp_process *p) {
   if (p->child != NULL)
     mpi_child_free(p->child);
   mp_args_free(p->args);
-  free(p->name);
+  if (!p->name_borrowed)
+    free(p->name);
   free(p->error);
   free(p);
   return 0;
@@ -527,6 +532,7 @@ mp_process *mp_current_process(void) {
     mpi_lock();
     if (!current_ready) {
       current.name = main_name;
+      current.name_borrowed = 1;
       current.pid = mpi_getpid();
       current.authkey_len = 32;
       if (mpi_random(current.authkey, 32) != 0)
@@ -544,15 +550,10 @@ mp_process *mp_parent_process(void) { return parent_known ? &parent : NULL; }
 void mp__become_child(const char *name, const char *identity, int daemon,
                       const void *authkey, size_t authkey_len,
                       int64_t parent_pid, const char *parent_name) {
-  mp_current_process();
   mp__registry_forget();
-  char *n = mp__strdup(name);
-  char *pn = mp__strdup(parent_name);
-  if (current.name != main_name)
-    free(current.name);
-  if (parent.name != NULL)
-    free(parent.name);
-  current.name = n ? n : main_name;
+  /* No mp_current_process() here: it would draw an authkey to discard. */
+  current.name = (char *)name;
+  current.name_borrowed = 1;
   current.pid = mpi_getpid();
   current.daemon = daemon;
   current.child_counter = 0;
@@ -561,7 +562,9 @@ void mp__become_child(const char *name, const char *identity, int daemon,
     memcpy(current.authkey, authkey, authkey_len);
     current.authkey_len = authkey_len;
   }
-  parent.name = pn;
+  current_ready = 1;
+  parent.name = (char *)parent_name;
+  parent.name_borrowed = 1;
   parent.pid = parent_pid;
   parent_known = 1;
 }

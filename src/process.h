@@ -10,6 +10,8 @@
 #define MP__IDENT_CAP 128
 #define MP__AUTHKEY_CAP 256
 #define MP__BOOT_MAGIC "mproc-boot-1"
+/* How long join lets a child whose sentinel is ready finish exiting. */
+#define MP__REAP_GRACE 0.005
 
 enum { MP__KIND_TARGET = 1, MP__KIND_SUBCLASS = 2, MP__KIND_SELF = 3,
        MP__KIND_PARENT = 4 };
@@ -24,6 +26,7 @@ struct mp_process {
   void *self;          /* subclass: the user's struct (copied at start) */
   size_t self_size;
   char *name;
+  int name_borrowed;   /* name points to memory this object does not own */
   char identity[MP__IDENT_CAP]; /* "1:2" for Process-1:2 */
   int child_counter;   /* for the names of this process's own children */
   int daemon;
@@ -35,6 +38,7 @@ struct mp_process {
   int64_t pid;
   int exitcode;
   int boot_failed;     /* spawned child ended before reaching the guard */
+  int signalled;       /* terminate or kill was sent */
   char *error;
   mp_process *next;    /* registry link */
 };
@@ -45,6 +49,7 @@ void mp__registry_add(mp_process *p);
 void mp__registry_remove(mp_process *p);
 void mp__registry_forget(void);
 void mp__cleanup_children(void);
+/* Names are borrowed: they must live as long as the process. */
 void mp__become_child(const char *name, const char *identity, int daemon,
                       const void *authkey, size_t authkey_len,
                       int64_t parent_pid, const char *parent_name);
@@ -53,12 +58,9 @@ void mp__become_child(const char *name, const char *identity, int daemon,
 int mp__context_method(const mp_context *ctx);
 const char *mp__executable(void);
 
-/* boot.c: what the fork start method hands its child. */
-typedef struct mp__fork_start {
-  const mp_args *boot;
-  void (*fn)(void);
-} mp__fork_start;
-void mp__fork_child_main(void *fork_start);
+/* boot.c; mp__fork_child_main runs in a forked child with the
+ * mp_process being started (its memory is the child's own copy). */
+void mp__fork_child_main(void *process);
 void mp__at_exit_install(void);
 int mp__guard_called(void);
 char *const *mp__guard_argv(void);

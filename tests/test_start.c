@@ -99,6 +99,28 @@ Test(start, start_before_guard_is_refused, .timeout = TS_TIMEOUT) {
   mp_process_free(p);
 }
 
+static int block(const mp_args *a) {
+  (void)a;
+  ts_block_forever();
+  return 0;
+}
+
+/* Killed by its parent before it could reach the guard: that is a kill,
+ * not a bootstrap failure. */
+Test(start, killed_before_the_guard, .timeout = TS_TIMEOUT) {
+  for (int hard = 0; hard < 2; hard++) {
+    mp_process *p = ts_start("spawn", block, NULL);
+    cr_assert_eq(hard ? mp_process_kill(p) : mp_process_terminate(p), 0);
+    cr_expect_eq(mp_process_join(p, 30), 0, "%s", mp_last_error_message());
+    int code;
+    cr_assert_eq(mp_process_exitcode(p, &code), 0);
+    cr_expect_eq(code, hard ? -9 : -15);
+    cr_expect(strstr(mp_process_error(p), "killed by signal") != NULL, "%s",
+              mp_process_error(p));
+    mp_process_free(p);
+  }
+}
+
 /* A spawned child that exits without reaching the guard is reported. */
 Test(start, child_that_skips_the_guard, .timeout = TS_TIMEOUT) {
   ts_setenv("MPROC_TEST_PREGUARD", "skip");

@@ -27,7 +27,12 @@
 #endif
 
 /* printf-style format checking where the compiler has it. */
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__MINGW32__)
+/* MinGW checks "printf" against msvcrt's dialect; the library formats
+ * with MinGW's C99 printf (see CMakeLists.txt), so check against that. */
+#  define MP_PRINTF(fmt, first) \
+    __attribute__((format(__MINGW_PRINTF_FORMAT, fmt, first)))
+#elif defined(__GNUC__) || defined(__clang__)
 #  define MP_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
 #else
 #  define MP_PRINTF(fmt, first)

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -187,8 +188,7 @@ static int start_fork(const mpi_start_info *si, mpi_child *c) {
     return rc;
   int main_thread = mpi__is_main_thread();
   pid_t parent = getpid();
-  fflush(NULL); /* nothing buffered is printed twice */
-  pid_t pid = fork();
+  pid_t pid = fork(); /* the caller flushed stdio */
   if (pid < 0) {
     rc = mpi__errno_error("fork");
     close(fds[0]);
@@ -288,8 +288,8 @@ static int start_forkserver(const mpi_start_info *si, mpi_child *c) {
   c->status_fd = st[0];
   if (rc == 0)
     rc = read_status(c, -1.0, have_pid);
-  const unsigned char *p;
-  size_t n;
+  const unsigned char *p = NULL;
+  size_t n = 0;
   if (rc == 0 && parse_frames(c, MPI_FRAME_PID, &p, &n) && n == 8) {
     int64_t pid = 0;
     for (int i = 7; i >= 0; i--)
@@ -399,13 +399,14 @@ static int exitcode_of(int wstatus) {
   return 255;
 }
 
-/* waitpid for a child whose status pipe is at EOF: it is exiting, so the
- * wait is short; spin briefly, at most until the deadline. */
+/* waitpid for a child whose status pipe is at EOF.  It has closed its
+ * descriptors, so it is exiting and the wait is normally microseconds:
+ * yield, then nap with a growing interval, quietly, until the deadline.
+ * (A blocking waitpid could hang if the child closed the pipe itself.) */
 static int reap(mpi_child *c, double timeout) {
-  double deadline = mpi_now() + (timeout < 0 || timeout > 0.01 ? 0.01
-                                                               : timeout);
-  long nap = 1000; /* ns */
-  for (;;) {
+  double deadline = -1.0;
+  long nap = 2000; /* ns */
+  for (int tries = 0;; tries++) {
     pid_t r = waitpid(c->pid, &c->wstatus, WNOHANG);
     if (r == c->pid) {
       c->reaped = 1;
@@ -418,11 +419,17 @@ static int reap(mpi_child *c, double timeout) {
       c->reaped = 1;
       return 0;
     }
-    if (mpi_now() >= deadline)
+    if (tries < 3) {
+      sched_yield();
+      continue;
+    }
+    if (deadline < 0)
+      deadline = mpi_now() + timeout;
+    else if (mpi_now() >= deadline)
       return mp__error(MP_ETIMEDOUT, "child is still exiting");
     struct timespec ts = {0, nap};
     nanosleep(&ts, NULL);
-    if (nap < 200000)
+    if (nap < 500000)
       nap *= 2;
   }
 }
@@ -444,8 +451,8 @@ int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info) {
     return mp__error(MP_ETIMEDOUT, "child is still running");
   double left = timeout < 0 ? -1.0 : timeout - (mpi_now() - start);
   if (c->method == MPI_FORKSERVER) {
-    const unsigned char *p;
-    size_t n;
+    const unsigned char *p = NULL;
+    size_t n = 0;
     if (parse_frames(c, MPI_FRAME_STATUS, &p, &n) && n == 4)
       c->wstatus = (int)mpi__get_u32(p);
     else
@@ -458,8 +465,8 @@ int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info) {
   info->booted = acknowledged(c);
   info->record = NULL;
   info->record_len = 0;
-  const unsigned char *p;
-  size_t n;
+  const unsigned char *p = NULL;
+  size_t n = 0;
   if (parse_frames(c, MPI_FRAME_RECORD, &p, &n) &&
       (info->record = malloc(n ? n : 1)) != NULL) {
     memcpy(info->record, p, n);
@@ -542,8 +549,7 @@ int mpi_boot_detect(void **boot, size_t *len) {
     fprintf(stderr, "mproc: malformed " MPI_ENV_SPAWN " variable\n");
     _exit(1);
   }
-  set_cloexec(bfd);
-  set_cloexec(sfd);
+  fcntl(sfd, F_SETFD, FD_CLOEXEC); /* bfd is closed below */
   mpi__set_status_fd(sfd);
   watch_pid = (pid_t)ppid;
   watch_main_thread = (flags & MPI_FLAG_MAIN_THREAD) != 0;

@@ -33,6 +33,7 @@ struct mpi_child {
   DWORD pid;
   int collected;
   int exitcode;
+  int signalled; /* we terminated it (it may not have booted yet) */
 };
 
 /* ---- 1. The job object for daemonic children -------------------------- */
@@ -114,15 +115,16 @@ static wchar_t *build_env(const wchar_t *entry) {
   return out;
 }
 
-static wchar_t *spawn_entry(HANDLE boot, HANDLE status, HANDLE parent) {
+/* MPROC_SPAWN=<boot>:<status>:<our pid>:<our handle> into w[cap]. */
+static const wchar_t *spawn_entry(HANDLE boot, HANDLE status, HANDLE parent,
+                                  wchar_t *w, size_t cap) {
   char a[160];
-  static wchar_t w[160];
   int n = snprintf(a, sizeof a, "MPROC_SPAWN=%llu:%llu:%lu:%llu",
                    (unsigned long long)(uintptr_t)boot,
                    (unsigned long long)(uintptr_t)status,
                    (unsigned long)GetCurrentProcessId(),
                    (unsigned long long)(uintptr_t)parent);
-  for (int i = 0; i <= n; i++) /* ASCII only */
+  for (int i = 0; i <= n && (size_t)i < cap; i++) /* ASCII only */
     w[i] = (wchar_t)a[i];
   return w;
 }
@@ -258,7 +260,9 @@ static int start_window(spawn_job *j) {
     s.list[s.n_list++] = j->status_wr;
     s.list[s.n_list++] = j->parent;
     add_std_handles(&s);
-    j->env = build_env(spawn_entry(j->boot_rd, j->status_wr, j->parent));
+    wchar_t entry[160];
+    j->env = build_env(spawn_entry(j->boot_rd, j->status_wr, j->parent,
+                                   entry, 160));
     rc = j->env != NULL ? create_process(j, &s) : MP_ENOMEM;
   }
   close_std_dups(&s);
@@ -413,6 +417,8 @@ static int map_exit_code(DWORD code) {
     return -6;
   case 0x80000003u: /* breakpoint */
     return -5;
+  case 0xC000013Au: /* STATUS_CONTROL_C_EXIT: Ctrl+C */
+    return -2;
   default:
     return (int)(int32_t)code;
   }
@@ -474,6 +480,9 @@ int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info) {
     if (buf != NULL)
       parse_frames(buf, n, info);
     free(buf);
+    /* Killed by us before it reached the guard: not a missing guard. */
+    if (c->signalled && (code == MPI_TERMINATE_CODE || code == MPI_KILL_CODE))
+      info->booted = 1;
   } else {
     info->booted = 1; /* collected before: nothing more to tell */
   }
@@ -487,8 +496,10 @@ int mpi_child_signal(mpi_child *c, int hard) {
   if (c->collected || WaitForSingleObject(c->process, 0) == WAIT_OBJECT_0)
     return 0;
   if (TerminateProcess(c->process, hard ? MPI_KILL_CODE
-                                        : MPI_TERMINATE_CODE))
+                                        : MPI_TERMINATE_CODE)) {
+    c->signalled = 1;
     return 0;
+  }
   DWORD err = GetLastError();
   if (err == ERROR_ACCESS_DENIED &&
       WaitForSingleObject(c->process, 0) == WAIT_OBJECT_0)
@@ -528,11 +539,11 @@ static uint64_t parse_u64(const wchar_t **p, wchar_t end) {
   uint64_t v = 0;
   const wchar_t *s = *p;
   if (*s < L'0' || *s > L'9')
-    boot_die("malformed " "MPROC_SPAWN");
+    boot_die("malformed MPROC_SPAWN");
   for (; *s >= L'0' && *s <= L'9'; s++)
     v = v * 10 + (uint64_t)(*s - L'0');
   if (*s != end)
-    boot_die("malformed " "MPROC_SPAWN");
+    boot_die("malformed MPROC_SPAWN");
   *p = end ? s + 1 : s;
   return v;
 }
@@ -580,7 +591,7 @@ int mpi_boot_detect(void **boot, size_t *len) {
   SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX |
                SEM_NOOPENFILEERRORBOX);
   if (n >= 128)
-    boot_die("malformed " "MPROC_SPAWN");
+    boot_die("malformed MPROC_SPAWN");
   HANDLE h = take_handles(env);
   *boot = read_boot(h, len);
   CloseHandle(h);

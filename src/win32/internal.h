@@ -24,6 +24,10 @@
 
 #include <windows.h>
 
+/* Before mproc.h: MinGW defines __MINGW_PRINTF_FORMAT (used by MP_PRINTF)
+ * only in its stdio.h. */
+#include <stdio.h>
+
 #include "../internal.h"
 
 /* ---- 2. The spawn protocol ------------------------------------------- */

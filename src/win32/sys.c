@@ -207,8 +207,9 @@ int mpi__wait_one(HANDLE h, double timeout) {
   double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
   for (;;) {
     double left = deadline < 0 ? -1.0 : deadline - mpi_now();
-    DWORD r = WaitForSingleObject(h, mpi__timeout_ms(left < 0 && deadline
-                                                         >= 0 ? 0 : left));
+    if (deadline >= 0 && left < 0)
+      left = 0;
+    DWORD r = WaitForSingleObject(h, mpi__timeout_ms(left));
     if (r == WAIT_OBJECT_0 || r == WAIT_ABANDONED)
       return 0;
     if (r == WAIT_FAILED)
@@ -404,9 +405,9 @@ static int wait_group(const HANDLE *h, DWORD n, DWORD ms, int *ready) {
       break;
     if (r == WAIT_FAILED)
       return mpi__win_error("WaitForMultipleObjects");
-    DWORD i = r >= WAIT_ABANDONED_0 && r < WAIT_ABANDONED_0 + MAXIMUM_WAIT_OBJECTS
-                  ? r - WAIT_ABANDONED_0
-                  : r - WAIT_OBJECT_0;
+    DWORD i = r - WAIT_OBJECT_0;
+    if (r >= WAIT_ABANDONED_0 && r < WAIT_ABANDONED_0 + n - start)
+      i = r - WAIT_ABANDONED_0; /* a mutex whose owner died */
     ready[start + i] = 1;
     count++;
     start += i + 1;
@@ -415,8 +416,8 @@ static int wait_group(const HANDLE *h, DWORD n, DWORD ms, int *ready) {
   return count;
 }
 
-/* Poll every handle (groups of 64) without blocking, skipping those
- * already marked ready. */
+/* Poll every handle without blocking, counting those already marked
+ * ready. */
 static int poll_all(const HANDLE *h, size_t n, int *ready) {
   int count = 0;
   for (size_t i = 0; i < n; i++) {
@@ -426,7 +427,7 @@ static int poll_all(const HANDLE *h, size_t n, int *ready) {
     }
     DWORD r = WaitForSingleObject(h[i], 0);
     if (r == WAIT_FAILED)
-      return mpi__win_error_code(GetLastError(), "WaitForSingleObject");
+      return mpi__win_error("WaitForSingleObject");
     if (r != WAIT_TIMEOUT) {
       ready[i] = 1;
       count++;
@@ -463,9 +464,9 @@ static int wait_many(const HANDLE *h, size_t n, double timeout, int *ready) {
                                    : mp__error(MP_ENOMEM, "out of memory");
   for (; rc == 0 && done < n; done++) {
     slot[done].event = ev;
+    ULONG flags = WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD;
     if (!RegisterWaitForSingleObject(&reg[done], h[done], on_ready,
-                                     &slot[done], INFINITE,
-                                     WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD))
+                                     &slot[done], INFINITE, flags))
       rc = mpi__win_error("RegisterWaitForSingleObject");
   }
   if (rc == 0)
@@ -473,10 +474,12 @@ static int wait_many(const HANDLE *h, size_t n, double timeout, int *ready) {
   for (size_t i = 0; i < done; i++)
     if (reg[i] != NULL)
       UnregisterWaitEx(reg[i], INVALID_HANDLE_VALUE);
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    ready[i] = slot[i].fired != 0;
-  if (rc == 0)
+  /* Even after a timeout: a late callback may have consumed a signal. */
+  if (rc == 0 || rc == MP_ETIMEDOUT) {
+    for (size_t i = 0; i < n; i++)
+      ready[i] = slot[i].fired != 0;
     rc = poll_all(h, n, ready);
+  }
   if (ev != NULL)
     CloseHandle(ev);
   free(reg);
@@ -484,15 +487,25 @@ static int wait_many(const HANDLE *h, size_t n, double timeout, int *ready) {
   return rc;
 }
 
+/* WaitForMultipleObjects refuses a handle listed twice. */
+static int has_duplicates(const HANDLE *h, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    for (size_t k = 0; k < i; k++)
+      if (h[i] == h[k])
+        return 1;
+  return 0;
+}
+
 /* Fills r (all zero on entry); returns the count, MP_ETIMEDOUT or MP_EOS. */
 static int wait_handles(const HANDLE *h, size_t n, double timeout, int *r) {
   int rc;
-  if (n <= MAXIMUM_WAIT_OBJECTS) {
+  if (n <= MAXIMUM_WAIT_OBJECTS && !has_duplicates(h, n)) {
     double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
     for (;;) { /* loops only for timeouts beyond 49 days */
       double left = deadline < 0 ? -1.0 : deadline - mpi_now();
-      rc = wait_group(h, (DWORD)n, mpi__timeout_ms(deadline >= 0 && left < 0
-                                                       ? 0 : left), r);
+      if (deadline >= 0 && left < 0)
+        left = 0;
+      rc = wait_group(h, (DWORD)n, mpi__timeout_ms(left), r);
       if (rc != 0 || (deadline >= 0 && mpi_now() >= deadline))
         break;
     }

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""run.py - run the process start+join benchmark for mproc (bench_start),
+Python's multiprocessing (bench_start.py) and the OS floor in one run,
+print a Markdown table with ratios, and check the project's budgets.
+
+    python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
+                         [--check]
+
+The N iterations per method are split over ROUNDS rounds; each round runs
+bench_start and then bench_start.py (the order alternates from round to
+round) so that the noise of a shared machine hits both alike.  Medians,
+p10 and p90 are taken over the pooled samples.  Exit status is 0 unless
+--check is given and a budget fails.  Python standard library only.
+"""
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+METHODS = ("fork", "spawn", "forkserver")
+
+# (description, numerator label, denominator label, op, bound)
+#   "le": num/den <= bound;  "ge": num/den >= bound
+BUDGETS = [
+    ("fork start+join within 1.3x of raw fork+waitpid",
+     "mproc fork", "os fork+waitpid", "le", 1.3),
+    ("fork start+join at least 8x faster than Python's fork",
+     "python fork", "mproc fork", "ge", 8.0),
+    ("spawn start+join within 1.5x of raw posix_spawn of the same executable",
+     "mproc spawn", "os posix_spawn", "le", 1.5),
+    ("spawn start+join at least 30x faster than Python's spawn",
+     "python spawn", "mproc spawn", "ge", 30.0),
+]
+
+
+def find_bin(given):
+    if given:
+        if not os.path.isfile(given):
+            sys.exit(f"run.py: {given}: no such file")
+        return os.path.abspath(given)
+    cands = []
+    for base in (os.getcwd(), ROOT):
+        try:
+            names = sorted(os.listdir(base))
+        except OSError:
+            continue
+        for d in names:
+            if d.startswith("build") or d in ("out", "cmake-build-release"):
+                cands.append(os.path.join(base, d, "bench", "bench_start"))
+    cands = [c for c in cands if os.path.isfile(c) and os.access(c, os.X_OK)]
+    if not cands:
+        sys.exit("run.py: bench_start not found; build it "
+                 "(cmake --build build) or pass --bin PATH")
+    return max(cands, key=os.path.getmtime)  # the most recently built
+
+
+def pct(v, q):
+    v = sorted(v)
+    if len(v) == 1:
+        return v[0]
+    pos = q * (len(v) - 1)
+    i = int(pos)
+    if i >= len(v) - 1:
+        return v[-1]
+    return v[i] + (v[i + 1] - v[i]) * (pos - i)
+
+
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.exit(f"run.py: {' '.join(cmd)} failed with status {r.returncode}")
+    samples = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("samples "):
+            label, _, data = line[len("samples "):].partition(":")
+            samples[label.strip()] = [float(x) for x in data.split(",") if x]
+    return samples
+
+
+def machine():
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:
+        avail = os.cpu_count()
+    try:
+        load = "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        load = "?"
+    return (f"machine: nproc={avail} (cpus={os.cpu_count()}), "
+            f"kernel={platform.system()} {platform.release()} "
+            f"{platform.machine()}, python={platform.python_version()}, "
+            f"loadavg={load}")
+
+
+def fmt(x):
+    return "n/a" if x is None else (f"{x:,.0f}" if x >= 1000 else f"{x:.1f}")
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", help="path to bench_start (default: look for "
+                    "build*/bench/bench_start)")
+    ap.add_argument("-n", type=int, default=100,
+                    help="iterations per method in all (default 100)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternate mproc and Python this many times "
+                    "(default 4)")
+    ap.add_argument("-w", type=int, default=3,
+                    help="warm-up iterations per method and round")
+    ap.add_argument("--python", default=sys.executable,
+                    help="the Python to measure (default: this one)")
+    ap.add_argument("--check", action="store_true",
+                    help="exit non-zero when a budget fails")
+    a = ap.parse_args()
+    if a.n < 1 or a.rounds < 1:
+        ap.error("-n and --rounds must be positive")
+    rounds = min(a.rounds, a.n)
+    exe = find_bin(a.bin)
+    pyscript = os.path.join(HERE, "bench_start.py")
+
+    print(machine())
+    print(f"bench_start: {exe}")
+    print(f"n={a.n} per method, in {rounds} alternating rounds, "
+          f"warm-up {a.w} per method and round")
+
+    pooled = {}
+    per_round = []  # medians of each round, to show the spread of ratios
+    for r in range(rounds):
+        n = a.n // rounds + (1 if r < a.n % rounds else 0)
+        c_cmd = [exe, "-n", str(n), "-w", str(a.w), "--samples"]
+        p_cmd = [a.python, pyscript, "-n", str(n), "-w", str(a.w),
+                 "--samples"]
+        got = {}
+        for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
+            got.update(run(cmd))
+        for k, v in got.items():
+            pooled.setdefault(k, []).extend(v)
+        per_round.append({k: statistics.median(v) for k, v in got.items()})
+        print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
+
+    med = {k: statistics.median(v) for k, v in pooled.items()}
+    g = med.get
+
+    print()
+    print("| method | mproc (µs) | Python (µs) | OS floor (µs) "
+          "| mproc vs OS floor | Python / mproc |")
+    print("|---|---:|---:|---:|---:|---:|")
+    floors = {"fork": ("os fork+waitpid", "fork+waitpid"),
+              "spawn": ("os posix_spawn", "posix_spawn of bench_start"),
+              "forkserver": ("os fork+waitpid", "fork+waitpid")}
+    for m in METHODS:
+        mp_, py = g(f"mproc {m}"), g(f"python {m}")
+        fl_label, fl_name = floors[m]
+        fl = g(fl_label)
+        vs = ratio(mp_, fl)
+        pm = ratio(py, mp_)
+        print(f"| {m} | {fmt(mp_)} | {fmt(py)} | {fmt(fl)} ({fl_name}) "
+              f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+              f"| {'n/a' if pm is None else f'{pm:.1f}x'} |")
+    print()
+    print("Medians over the pooled samples.  forkserver's floor is a raw "
+          "fork+waitpid (the server's own start is excluded by warm-up).")
+    print()
+    print("Spread (µs): min / p10 / median / p90")
+    for k in sorted(pooled):
+        v = pooled[k]
+        print(f"  {k:<20} {min(v):9.1f} {pct(v, .1):9.1f} {pct(v, .5):9.1f} "
+              f"{pct(v, .9):9.1f}   n={len(v)}")
+
+    print()
+    failed = 0
+    for desc, num, den, op, bound in BUDGETS:
+        x = ratio(g(num), g(den))
+        rr = [ratio(pr.get(num), pr.get(den)) for pr in per_round]
+        rr = " ".join("n/a" if y is None else f"{y:.2f}" for y in rr)
+        if x is None:
+            verdict, failed = "FAIL", failed + 1
+            shown = "n/a"
+        else:
+            ok = x <= bound if op == "le" else x >= bound
+            verdict = "PASS" if ok else "FAIL"
+            failed += not ok
+            shown = f"{x:.2f}x"
+        rel = "<=" if op == "le" else ">="
+        print(f"{verdict}: {desc}: {num} / {den} = {shown} "
+              f"(budget {rel} {bound}x; per round: {rr})")
+    if a.check and failed:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

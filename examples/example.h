@@ -1,0 +1,71 @@
+/*
+ * example.h - sleeping and timing for the examples, the only place where
+ * they need to know the operating system.
+ *
+ * Include it first: on POSIX it asks for the POSIX declarations
+ * (nanosleep, clock_gettime, localtime_r) that strict C11 hides.
+ */
+#ifndef MPROC_EXAMPLE_H
+#define MPROC_EXAMPLE_H
+
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#  define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <errno.h>
+#include <stddef.h>
+#include <time.h>
+
+#ifdef _WIN32
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  include <windows.h>
+#endif
+
+/* Sleep for `seconds` (Python's time.sleep). */
+static inline void ex_sleep(double seconds) {
+  if (seconds <= 0)
+    return;
+#ifdef _WIN32
+  Sleep((DWORD)(seconds * 1000.0 + 0.5));
+#else
+  struct timespec ts;
+  ts.tv_sec = (time_t)seconds;
+  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    /* Interrupted by a signal: sleep for the rest. */
+  }
+#endif
+}
+
+/* Monotonic seconds (Python's time.monotonic).  The clock is the same in
+ * every process of the machine, so a child can measure from a time its
+ * parent took. */
+static inline double ex_now(void) {
+#ifdef _WIN32
+  LARGE_INTEGER freq, count;
+  QueryPerformanceFrequency(&freq);
+  QueryPerformanceCounter(&count);
+  return (double)count.QuadPart / (double)freq.QuadPart;
+#else
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+#endif
+}
+
+/* The local time as Python's time.ctime() writes it into buf. */
+static inline const char *ex_ctime(char *buf, size_t cap) {
+  time_t t = time(NULL);
+  struct tm tm;
+#ifdef _WIN32
+  localtime_s(&tm, &t);
+#else
+  localtime_r(&t, &tm);
+#endif
+  strftime(buf, cap, "%a %b %d %H:%M:%S %Y", &tm);
+  return buf;
+}
+
+#endif /* MPROC_EXAMPLE_H */
