@@ -65,7 +65,8 @@ int mpi_fn_encode(void (*fn)(void), char *module, size_t cap,
                   uint64_t *offset);
 
 /* The address in this process of (module, offset); loads the module if it
- * is not loaded yet.  0, MP_ENOENT (no such module). */
+ * is not loaded yet.  0, MP_ENOENT (no such module), MP_EINVAL (offset
+ * outside the module). */
 int mpi_fn_decode(const char *module, uint64_t offset, void (**fn)(void));
 
 /* ---- 3. Waiting --------------------------------------------------------- */

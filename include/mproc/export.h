@@ -31,7 +31,7 @@
 /* MinGW checks "printf" against msvcrt's dialect; the library formats
  * with MinGW's C99 printf (see CMakeLists.txt), so check against that. */
 #  define MP_PRINTF(fmt, first) \
-    __attribute__((format(__MINGW_PRINTF_FORMAT, fmt, first)))
+    __attribute__((format(gnu_printf, fmt, first)))
 #elif defined(__GNUC__) || defined(__clang__)
 #  define MP_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
 #else

@@ -10,7 +10,9 @@
  *   5. terminating and freeing
  *   6. the child side: bootstrap, exit record, watching the parent
  *
- * A spawned child re-runs this program's command line.  It inherits
+ * A spawned child re-runs this program with the argv the main guard
+ * recorded (quoted by the rules CommandLineToArgvW and the C runtime
+ * undo), or with no arguments after mp_main_guard(0, NULL).  It inherits
  * exactly four handles (listed in PROC_THREAD_ATTRIBUTE_HANDLE_LIST): the
  * read end of a bootstrap pipe (u64 LE length + bytes, written by the
  * parent after CreateProcess), the write end of a status pipe (frames
@@ -33,7 +35,6 @@ struct mpi_child {
   DWORD pid;
   int collected;
   int exitcode;
-  int signalled; /* we terminated it (it may not have booted yet) */
 };
 
 /* ---- 1. The job object for daemonic children -------------------------- */
@@ -196,12 +197,72 @@ typedef struct spawn_job {
   PROCESS_INFORMATION pi;
 } spawn_job;
 
-static wchar_t *copy_wide(const wchar_t *w) {
-  size_t n = (wcslen(w) + 1) * sizeof *w;
-  wchar_t *c = malloc(n);
-  if (c != NULL)
-    memcpy(c, w, n);
-  return c;
+/* Append one argument to a command line, quoted so that the child's C
+ * runtime splits it back unchanged: backslashes are literal except
+ * before a quote, where they (and the quote) are escaped. */
+static size_t quote_arg(wchar_t *out, const wchar_t *arg) {
+  size_t n = 0;
+  int plain = arg[0] != L'\0' && wcspbrk(arg, L" \t\n\v\"") == NULL;
+  if (plain) {
+    size_t len = wcslen(arg);
+    if (out)
+      memcpy(out, arg, len * sizeof *arg);
+    return len;
+  }
+#define PUT(ch) (out ? (void)(out[n] = (ch)) : (void)0, n++)
+  PUT(L'"');
+  for (const wchar_t *c = arg;; c++) {
+    size_t slashes = 0;
+    while (*c == L'\\') {
+      slashes++;
+      c++;
+    }
+    size_t times = *c == L'\0' ? 2 * slashes
+                   : *c == L'"' ? 2 * slashes + 1
+                                : slashes;
+    for (size_t k = 0; k < times; k++)
+      PUT(L'\\');
+    if (*c == L'\0')
+      break;
+    PUT(*c);
+  }
+  PUT(L'"');
+#undef PUT
+  return n;
+}
+
+/* The child's command line: argv quoted, or just the program's path. */
+static wchar_t *build_cmdline(char *const *argv, const wchar_t *exe) {
+  size_t argc = 0;
+  while (argv != NULL && argv[argc] != NULL)
+    argc++;
+  wchar_t **w = calloc(argc ? argc : 1, sizeof *w);
+  if (w == NULL)
+    return NULL;
+  size_t total = 1, ok = 1;
+  for (size_t i = 0; i < argc && ok; i++)
+    ok = (w[i] = mpi__to_wide(argv[i])) != NULL;
+  const wchar_t *const *args = (const wchar_t *const *)w;
+  if (argc == 0) {
+    args = &exe;
+    argc = 1;
+  }
+  for (size_t i = 0; i < argc && ok; i++)
+    total += quote_arg(NULL, args[i]) + 1;
+  wchar_t *line = ok ? malloc(total * sizeof *line) : NULL;
+  if (line != NULL) {
+    size_t n = 0;
+    for (size_t i = 0; i < argc; i++) {
+      if (i > 0)
+        line[n++] = L' ';
+      n += quote_arg(line + n, args[i]);
+    }
+    line[n] = L'\0';
+  }
+  for (size_t i = 0; argv != NULL && argv[i] != NULL; i++)
+    free(w[i]);
+  free(w);
+  return line;
 }
 
 /* CreateProcessW with the handle list, or with plain inheritance when the
@@ -240,15 +301,19 @@ static int create_process(spawn_job *j, inherit_set *s) {
   return j->pi.hProcess != NULL ? 0 : MP_EOS;
 }
 
+/* Serialises the start window (not the library lock: CreateProcess can
+ * take milliseconds, and other threads' mproc calls need not wait). */
+static SRWLOCK start_lock = SRWLOCK_INIT;
+
 /* The start window: the child's handles are inheritable only in here,
- * under the library lock, so no other mproc start (or any plain
+ * under the start lock, so no other mproc start (or any plain
  * CreateProcess, in the fallback) can pick them up.  */
 static int start_window(spawn_job *j) {
   HANDLE self = GetCurrentProcess();
   inherit_set s;
   memset(&s, 0, sizeof s);
   int rc = 0;
-  mpi_lock();
+  AcquireSRWLockExclusive(&start_lock);
   if (!SetHandleInformation(j->boot_rd, HANDLE_FLAG_INHERIT,
                             HANDLE_FLAG_INHERIT) ||
       !SetHandleInformation(j->status_wr, HANDLE_FLAG_INHERIT,
@@ -271,7 +336,7 @@ static int start_window(spawn_job *j) {
   if (j->parent != NULL)
     CloseHandle(j->parent);
   j->boot_rd = j->status_wr = j->parent = NULL;
-  mpi_unlock();
+  ReleaseSRWLockExclusive(&start_lock);
   return rc;
 }
 
@@ -349,7 +414,7 @@ static int spawn(const mpi_start_info *si, mpi_child *c) {
   memset(&j, 0, sizeof j);
   j.daemon = si->daemon;
   j.exe = si->exe ? mpi__to_wide(si->exe) : mpi__module_path(NULL);
-  j.cmdline = copy_wide(GetCommandLineW());
+  j.cmdline = j.exe ? build_cmdline(si->argv, j.exe) : NULL;
   int rc = j.exe == NULL ? MP_EINVAL
            : j.cmdline == NULL ? mp__error(MP_ENOMEM, "out of memory")
                                : make_pipes(&j, si->boot_len);
@@ -480,9 +545,6 @@ int mpi_child_wait(mpi_child *c, double timeout, mpi_exit_info *info) {
     if (buf != NULL)
       parse_frames(buf, n, info);
     free(buf);
-    /* Killed by us before it reached the guard: not a missing guard. */
-    if (c->signalled && (code == MPI_TERMINATE_CODE || code == MPI_KILL_CODE))
-      info->booted = 1;
   } else {
     info->booted = 1; /* collected before: nothing more to tell */
   }
@@ -496,10 +558,8 @@ int mpi_child_signal(mpi_child *c, int hard) {
   if (c->collected || WaitForSingleObject(c->process, 0) == WAIT_OBJECT_0)
     return 0;
   if (TerminateProcess(c->process, hard ? MPI_KILL_CODE
-                                        : MPI_TERMINATE_CODE)) {
-    c->signalled = 1;
+                                        : MPI_TERMINATE_CODE))
     return 0;
-  }
   DWORD err = GetLastError();
   if (err == ERROR_ACCESS_DENIED &&
       WaitForSingleObject(c->process, 0) == WAIT_OBJECT_0)
