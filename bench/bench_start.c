@@ -100,6 +100,20 @@ static double run_mproc(mp_context *ctx) {
   return t;
 }
 
+/* Reap a raw child, check it exited 0; the time since t0. */
+static double wait_ok(pid_t pid, double t0, const char *what) {
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      die("waitpid", 0);
+  double t = now() - t0;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    fprintf(stderr, "bench_start: raw %s child status %d\n", what, st);
+    exit(2);
+  }
+  return t;
+}
+
 static double run_os_fork(void) {
   double t0 = now();
   pid_t pid = fork();
@@ -107,16 +121,7 @@ static double run_os_fork(void) {
     die("fork", 0);
   if (pid == 0)
     _exit(0);
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR)
-      die("waitpid", 0);
-  double t = now() - t0;
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    fprintf(stderr, "bench_start: raw fork child status %d\n", st);
-    exit(2);
-  }
-  return t;
+  return wait_ok(pid, t0, "fork");
 }
 
 static double run_os_spawn(void) {
@@ -128,16 +133,7 @@ static double run_os_spawn(void) {
     errno = err;
     die("posix_spawn", 0);
   }
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR)
-      die("waitpid", 0);
-  double t = now() - t0;
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    fprintf(stderr, "bench_start: raw spawn child status %d\n", st);
-    exit(2);
-  }
-  return t;
+  return wait_ok(pid, t0, "spawn");
 }
 
 /* ---- methods, samples, statistics ------------------------------------- */

@@ -19,6 +19,9 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_start  # noqa: E402  (shares its percentile helper)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 METHODS = ("fork", "spawn", "forkserver")
@@ -59,14 +62,8 @@ def find_bin(given):
 
 
 def pct(v, q):
-    v = sorted(v)
-    if len(v) == 1:
-        return v[0]
-    pos = q * (len(v) - 1)
-    i = int(pos)
-    if i >= len(v) - 1:
-        return v[-1]
-    return v[i] + (v[i + 1] - v[i]) * (pos - i)
+    """Percentile q of unsorted samples v (bench_start.pct on a sorted copy)."""
+    return bench_start.pct(sorted(v), q)
 
 
 def run(cmd):

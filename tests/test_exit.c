@@ -80,14 +80,21 @@ static int daemon_parent(const mp_args *a) {
   return 0;
 }
 
-static void check_daemon_dies_with_parent(const char *method) {
-  ts_pipe pipe;
-  ts_pipe_open(&pipe);
+/* Start fn(method, pipe) with `method`; the child reports via the pipe. */
+static mp_process *start_reporting(const char *method, mp_target_fn fn,
+                                   ts_pipe *pipe) {
+  ts_pipe_open(pipe);
   mp_args *a;
   mp_args_pack(&a, "s", method);
-  ts_pipe_add_args(&pipe, a);
-  mp_process *p = ts_start(method, daemon_parent, a);
+  ts_pipe_add_args(pipe, a);
+  mp_process *p = ts_start(method, fn, a);
   mp_args_free(a);
+  return p;
+}
+
+static void check_daemon_dies_with_parent(const char *method) {
+  ts_pipe pipe;
+  mp_process *p = start_reporting(method, daemon_parent, &pipe);
   int64_t daemon_pid = 0;
   cr_assert_eq(ts_pipe_get(&pipe, 30.0, &daemon_pid), 0,
                "the parent reported its daemon");
@@ -131,12 +138,7 @@ static int parent_of_waiter(const mp_args *a) {
 
 static void check_child_sees_parent_die(const char *method) {
   ts_pipe pipe;
-  ts_pipe_open(&pipe);
-  mp_args *a;
-  mp_args_pack(&a, "s", method);
-  ts_pipe_add_args(&pipe, a);
-  mp_process *p = ts_start(method, parent_of_waiter, a);
-  mp_args_free(a);
+  mp_process *p = start_reporting(method, parent_of_waiter, &pipe);
   int64_t v = 0;
   cr_assert_eq(ts_pipe_get(&pipe, 30.0, &v), 0);
   cr_assert_eq(v, 1, "the grandchild saw its parent alive");
