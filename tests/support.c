@@ -18,6 +18,7 @@
 #else
 #  include <errno.h>
 #  include <poll.h>
+#  include <pthread.h>
 #  include <signal.h>
 #  include <sys/syscall.h>
 #  include <time.h>
@@ -96,6 +97,56 @@ void ts_append_file(const char *path, const char *text) {
     fputs(text, f);
     fclose(f);
   }
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct ts_thread {
+  void (*fn)(void *);
+  void *arg;
+#if defined(_WIN32)
+  HANDLE h;
+#else
+  pthread_t t;
+#endif
+};
+
+#if defined(_WIN32)
+static DWORD WINAPI thread_main(LPVOID p) {
+  ts_thread *t = p;
+  t->fn(t->arg);
+  return 0;
+}
+#else
+static void *thread_main(void *p) {
+  ts_thread *t = p;
+  t->fn(t->arg);
+  return NULL;
+}
+#endif
+
+ts_thread *ts_thread_start(void (*fn)(void *), void *arg) {
+  ts_thread *t = calloc(1, sizeof *t);
+  cr_assert_not_null(t);
+  t->fn = fn;
+  t->arg = arg;
+#if defined(_WIN32)
+  t->h = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+  cr_assert_not_null(t->h);
+#else
+  cr_assert_eq(pthread_create(&t->t, NULL, thread_main, t), 0);
+#endif
+  return t;
+}
+
+void ts_thread_join(ts_thread *t) {
+#if defined(_WIN32)
+  WaitForSingleObject(t->h, INFINITE);
+  CloseHandle(t->h);
+#else
+  pthread_join(t->t, NULL);
+#endif
+  free(t);
 }
 
 /* ---- pipes -------------------------------------------------------------- */

@@ -52,6 +52,11 @@ int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
 /* 1 once process `pid` (not our child) has ended, within timeout. */
 int ts_wait_pid_gone(int64_t pid, double timeout);
 
+/* Threads for the tests (mproc's own thread API comes later). */
+typedef struct ts_thread ts_thread;
+ts_thread *ts_thread_start(void (*fn)(void *), void *arg);
+void ts_thread_join(ts_thread *t);
+
 /* Block forever (until killed), without burning CPU. */
 void ts_block_forever(void);
 

@@ -138,6 +138,35 @@ Test(start, child_that_skips_the_guard, .timeout = TS_TIMEOUT) {
   mp_process_free(p);
 }
 
+#if MP_HAS_FORKSERVER
+/* A fork server that never reaches the guard (it exits, or its code above
+ * the guard tries to start a process) makes start fail clearly. */
+Test(forkserver, server_that_skips_the_guard, .timeout = TS_TIMEOUT) {
+  const char *modes[] = {"skip", "start"};
+  for (int i = 0; i < 2; i++) {
+    ts_setenv("MPROC_TEST_PREGUARD", modes[i]);
+    mp_context *ctx;
+    mp_process *p;
+    cr_assert_eq(mp_get_context("forkserver", &ctx), 0);
+    cr_assert_eq(mp_process_new(&p, noop, NULL), 0);
+    mp_process_set_context(p, ctx);
+    int rc = mp_process_start(p);
+    ts_unsetenv("MPROC_TEST_PREGUARD");
+    cr_expect_eq(rc, MP_EBOOTSTRAP, "%s: %s", modes[i],
+                 mp_last_error_message());
+    cr_expect(strstr(mp_last_error_message(), "MP_MAIN_GUARD") != NULL);
+    cr_expect(strstr(mp_last_error_message(), i ? "code 42" : "code 5") !=
+                  NULL,
+              "%s", mp_last_error_message());
+    mp_process_free(p);
+  }
+  /* With the environment clean again, a new server starts and serves. */
+  mp_process *p = ts_start("forkserver", noop, NULL);
+  cr_expect_eq(ts_join(p), 0);
+  mp_process_free(p);
+}
+#endif
+
 #if MP_HAS_FORK
 /* stdio is flushed before fork, so nothing buffered is written twice. */
 Test(fork, buffered_output_is_not_duplicated, .timeout = TS_TIMEOUT) {

@@ -78,6 +78,26 @@ static int start_server(const mpi_start_info *si) {
     close(sv[0]);
     return rc;
   }
+  /* The server says 'R' once it has passed the main guard and serves. */
+  char ready = 0;
+  ssize_t r;
+  do
+    r = read(sv[0], &ready, 1);
+  while (r < 0 && errno == EINTR);
+  if (r != 1 || ready != 'R') {
+    close(sv[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFSIGNALED(st))
+      return mp__error(MP_EOS, "the fork server (pid %ld) was killed by "
+                               "signal %d before it could serve",
+                       (long)pid, WTERMSIG(st));
+    return mp__error(MP_EBOOTSTRAP,
+                     "the fork server (pid %ld) exited with code %d before "
+                     "reaching MP_MAIN_GUARD(argc, argv): the program must "
+                     "call it in main() before starting any process",
+                     (long)pid, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  }
   ctl_fd = sv[0];
   server_pid = pid;
   return 0;
@@ -254,6 +274,8 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
 
   struct served *table = NULL;
   size_t n = 0, cap = 0;
+  if (write(ctl, "R", 1) != 1) /* serving: see start_server */
+    _exit(1);
   for (;;) {
     struct pollfd fds[2] = {{ctl, POLLIN, 0}, {sigchld_pipe[0], POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
