@@ -25,6 +25,9 @@
 #  define TEST_MAIN_EXPORT __attribute__((visibility("default")))
 #endif
 
+int ts_argc;
+char **ts_argv;
+
 static int noop(const mp_args *a) {
   (void)a;
   return 0;
@@ -51,6 +54,8 @@ TEST_MAIN_EXPORT int main(int argc, char **argv) {
 #if defined(_WIN32)
   SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
 #endif
+  ts_argc = argc;
+  ts_argv = argv;
   pre_guard();
   MP_MAIN_GUARD(argc, argv);
   struct criterion_test_set *tests = criterion_initialize();

@@ -18,6 +18,11 @@
 #define TS_REPORT 99
 #define ts_report(...) mp_set_error(TS_REPORT, __VA_ARGS__)
 
+/* main()'s arguments, recorded before the guard (so a spawned child's
+ * target can see what it was started with). */
+extern int ts_argc;
+extern char **ts_argv;
+
 /* Every suite's .init: Criterion runs each test in a worker whose main()
  * never runs, so the worker reaches the guard here, and BoxFort's worker
  * marker is removed so that spawned children run main() normally. */

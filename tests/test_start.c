@@ -64,6 +64,30 @@ Test(start, set_start_method_once) {
   cr_expect_eq(mp_set_executable(NULL), MP_EINVAL);
 }
 
+static int report_argv(const mp_args *a) {
+  (void)a;
+  char text[512] = "";
+  for (int i = 0; i < ts_argc; i++) {
+    strcat(text, i ? "|" : "");
+    strcat(text, ts_argv[i]);
+  }
+  return ts_report("%d:%s", ts_argc, text);
+}
+
+/* A spawned child gets the argv the guard recorded, exactly (on Windows
+ * through a command line quoted for the C runtime to split back). */
+Test(start, argv_reaches_spawned_children, .timeout = TS_TIMEOUT) {
+  static char *argv[] = {"prog name", "a b",  "c\"d", "e\\", "",
+                         "f\\\\\"g", "\t", "x", NULL};
+  mp_main_guard(8, argv);
+  mp_process *p = ts_start("spawn", report_argv, NULL);
+  cr_assert_eq(ts_join(p), TS_REPORT, "%s", mp_process_error(p));
+  cr_expect_str_eq(mp_process_error(p),
+                   "8:prog name|a b|c\"d|e\\||f\\\\\"g|\t|x");
+  mp_process_free(p);
+  mp_main_guard(0, NULL);
+}
+
 /* A spawned child re-runs the program up to the guard. */
 Test(start, spawn_reruns_code_before_the_guard, .timeout = TS_TIMEOUT) {
   char path[512], text[256], env[600];
