@@ -32,8 +32,9 @@ void mp__remember_exit_message(const char *msg) {
   mp__strlcpy(exit_message, msg, sizeof exit_message);
 }
 
-/* The exit work: children first (as Python's _exit_function), then stdio,
- * then the record that tells the parent our last error message. */
+/* The exit work: flush stdio, end the children as Python's _exit_function
+ * does (terminate the daemonic ones, join the rest), flush again, then
+ * send the record that carries our last error message, if any. */
 void mp__child_finish(void) {
   if (finished)
     return;

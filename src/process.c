@@ -214,8 +214,6 @@ static int check_can_start(mp_process *p) {
     return mp__error(MP_EINVAL, "mp_process_start: NULL process");
   if (p->kind == MP__KIND_SELF || p->kind == MP__KIND_PARENT)
     return mp__error(MP_EINVAL, "cannot start the current or parent process");
-  if (p->state != MP__NEW)
-    return mp__error(MP_ESTATE, "cannot start a process twice");
   if (mp_current_process()->daemon)
     return mp__error(MP_EDAEMONIC,
                      "daemonic processes are not allowed to have children");
@@ -230,10 +228,32 @@ static int check_can_start(mp_process *p) {
   return 0;
 }
 
+/* Start, once the process has been claimed (state MP__STARTING). */
+static int start_claimed(mp_process *p);
+
 int mp_process_start(mp_process *p) {
   int rc = check_can_start(p);
   if (rc != 0)
     return rc;
+  /* Claim it, so that two threads cannot both start it. */
+  mpi_lock();
+  int fresh = p->state == MP__NEW;
+  if (fresh)
+    p->state = MP__STARTING;
+  mpi_unlock();
+  if (!fresh)
+    return mp__error(MP_ESTATE, "cannot start a process twice");
+  rc = start_claimed(p);
+  if (rc != 0) {
+    mpi_lock();
+    p->state = MP__NEW; /* nothing started: it may be tried again */
+    mpi_unlock();
+  }
+  return rc;
+}
+
+static int start_claimed(mp_process *p) {
+  int rc;
   int method = mp__context_method(p->ctx);
   if (method != MPI_FORK && !mp__guard_called())
     return mp__error(
@@ -264,7 +284,6 @@ int mp_process_start(mp_process *p) {
     mpi_lock();
     p->pid = mpi_child_pid(p->child);
     p->state = MP__RUNNING;
-    p->method = method;
     mp__registry_add(p);
     mpi_unlock();
   }
@@ -347,7 +366,7 @@ int mp_process_join(mp_process *p, double timeout) {
     return mp__error(MP_EINVAL, "can only join a child process, not oneself");
   if (p->kind == MP__KIND_PARENT)
     return mpi_parent_wait(p->pid, timeout);
-  if (p->state == MP__NEW)
+  if (p->state < MP__RUNNING)
     return mp__error(MP_ESTATE, "can only join a started process");
   double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
   mpi_fd s = mpi_child_sentinel(p->child);
@@ -394,7 +413,7 @@ static int signal_process(mp_process *p, int hard) {
     return mp__error(MP_EINVAL, "mp_process_terminate: NULL process");
   if (p->kind != MP__KIND_TARGET && p->kind != MP__KIND_SUBCLASS)
     return mp__error(MP_EINVAL, "can only terminate a child process");
-  if (p->state == MP__NEW)
+  if (p->state < MP__RUNNING)
     return mp__error(MP_ESTATE, "process has not been started");
   int rc = 0;
   mpi_lock();

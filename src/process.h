@@ -15,7 +15,7 @@
 
 enum { MP__KIND_TARGET = 1, MP__KIND_SUBCLASS = 2, MP__KIND_SELF = 3,
        MP__KIND_PARENT = 4 };
-enum { MP__NEW = 0, MP__RUNNING = 1, MP__ENDED = 2 };
+enum { MP__NEW = 0, MP__STARTING = 1, MP__RUNNING = 2, MP__ENDED = 3 };
 
 struct mp_process {
   int kind;
@@ -33,7 +33,6 @@ struct mp_process {
   mp_context *ctx;
   unsigned char authkey[MP__AUTHKEY_CAP];
   size_t authkey_len;
-  int method;
   mpi_child *child;
   int64_t pid;
   int exitcode;

@@ -8,6 +8,8 @@
  * MPROC_TEST_PREGUARD=skip   exit 5 without ever reaching the guard
  * MPROC_TEST_PREGUARD=mark:F append "pre-guard\n" to file F (code above
  *                            the guard runs again in spawned children)
+ * MPROC_TEST_PREGUARD=wait:S block until a value arrives through the
+ *                            test pipe S (see ts_pipe_spec)
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -48,6 +50,8 @@ static void pre_guard(void) {
     exit(5);
   if (strncmp(m, "mark:", 5) == 0)
     ts_append_file(m + 5, "pre-guard\n");
+  if (strncmp(m, "wait:", 5) == 0 && ts_pipe_take(m + 5) != 1)
+    exit(44);
 }
 
 TEST_MAIN_EXPORT int main(int argc, char **argv) {

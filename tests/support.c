@@ -99,6 +99,11 @@ void ts_append_file(const char *path, const char *text) {
   }
 }
 
+void ts_pipe_spec(const ts_pipe *p, char *buf, size_t cap) {
+  snprintf(buf, cap, "%lld:%lld:%lld", (long long)p->owner,
+           (long long)p->rd, (long long)p->wr);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 struct ts_thread {
@@ -188,6 +193,29 @@ void ts_pipe_put(const mp_args *a, size_t i, int64_t v) {
   CloseHandle(owner);
 }
 
+void ts_pipe_send(ts_pipe *p, int64_t v) {
+  DWORD n;
+  WriteFile((HANDLE)p->wr, &v, sizeof v, &n, NULL);
+}
+
+int64_t ts_pipe_take(const char *spec) {
+  long long owner = 0, token = 0;
+  sscanf(spec, "%lld:%lld", &owner, &token);
+  HANDLE from = OpenProcess(PROCESS_DUP_HANDLE, FALSE, (DWORD)owner);
+  HANDLE h = NULL;
+  int64_t v = -1;
+  DWORD n;
+  if (from != NULL &&
+      DuplicateHandle(from, (HANDLE)(intptr_t)token, GetCurrentProcess(), &h,
+                      0, FALSE, DUPLICATE_SAME_ACCESS))
+    ReadFile(h, &v, sizeof v, &n, NULL);
+  if (h != NULL)
+    CloseHandle(h);
+  if (from != NULL)
+    CloseHandle(from);
+  return v;
+}
+
 struct pipe_read {
   HANDLE h;
   int64_t v;
@@ -256,6 +284,24 @@ void ts_pipe_put(const mp_args *a, size_t i, int64_t v) {
   int fd = (int)mp_args_int(a, i + 1);
   if (write(fd, &v, sizeof v) != (ssize_t)sizeof v)
     _exit(97);
+}
+
+void ts_pipe_send(ts_pipe *p, int64_t v) {
+  if (write((int)p->wr, &v, sizeof v) != (ssize_t)sizeof v)
+    cr_log_error("ts_pipe_send failed");
+}
+
+/* The child inherited both ends: it closes the write end first, so that
+ * its read ends (EOF) if the test dies instead of sending. */
+int64_t ts_pipe_take(const char *spec) {
+  long long owner = 0, rd = -1, wr = -1;
+  sscanf(spec, "%lld:%lld:%lld", &owner, &rd, &wr);
+  if (wr >= 0)
+    close((int)wr);
+  int64_t v = -1;
+  if (read((int)rd, &v, sizeof v) != (ssize_t)sizeof v)
+    return -1;
+  return v;
 }
 
 int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {

@@ -51,6 +51,12 @@ void ts_pipe_close(ts_pipe *p);
 void ts_pipe_add_args(const ts_pipe *p, mp_args *a);
 /* In the child: write v through the pipe described by args i and i+1. */
 void ts_pipe_put(const mp_args *a, size_t i, int64_t v);
+/* In the parent: send one value to the child's side (see ts_pipe_take). */
+void ts_pipe_send(ts_pipe *p, int64_t v);
+/* In a child: block until one value arrives through the pipe whose
+ * owner and read end are given (as ts_pipe_spec formats them). */
+int64_t ts_pipe_take(const char *spec);
+void ts_pipe_spec(const ts_pipe *p, char *buf, size_t cap);
 /* In the parent: read one value, waiting at most timeout seconds. */
 int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
 

@@ -71,6 +71,45 @@ static void check_concurrent_starts(const char *method) {
 }
 FOR_EACH_METHOD(check_concurrent_starts)
 
+/* ---- threads racing to start one process ------------------------------ */
+
+typedef struct racer {
+  mp_process *p;
+  int rc;
+} racer;
+
+static void start_it(void *arg) {
+  racer *r = arg;
+  r->rc = mp_process_start(r->p);
+}
+
+static void check_start_race(const char *method) {
+  enum { N = 4 };
+  mp_context *ctx;
+  mp_process *p;
+  cr_assert_eq(mp_get_context(method, &ctx), 0);
+  cr_assert_eq(mp_process_new(&p, return_arg, NULL), 0);
+  mp_process_set_context(p, ctx);
+  racer r[N];
+  ts_thread *t[N];
+  for (int i = 0; i < N; i++) {
+    r[i].p = p;
+    r[i].rc = 1;
+    t[i] = ts_thread_start(start_it, &r[i]);
+  }
+  int started = 0, refused = 0;
+  for (int i = 0; i < N; i++) {
+    ts_thread_join(t[i]);
+    started += r[i].rc == 0;
+    refused += r[i].rc == MP_ESTATE;
+  }
+  cr_expect_eq(started, 1, "exactly one start wins");
+  cr_expect_eq(refused, N - 1);
+  cr_expect_eq(ts_join(p), 0);
+  mp_process_free(p);
+}
+FOR_EACH_METHOD(check_start_race)
+
 /* ---- two threads join one process ------------------------------------ */
 
 typedef struct joiner {

@@ -118,13 +118,90 @@ static int send_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* A length-prefixed blob: u64 LE length, then the bytes. */
-static int send_blob(int fd, const void *p, size_t n) {
-  unsigned char h[8];
+/* Sends the part of a bootstrap the socket could not take at once, so
+ * that mp_process_start never waits for the child to reach its guard.
+ * It ends when all is sent or the child is gone (the send fails). */
+typedef struct boot_writer {
+  int fd;
+  unsigned char *data;
+  size_t len;
+} boot_writer;
+
+static void *boot_writer_main(void *arg) {
+  boot_writer *w = arg;
+  size_t done = 0;
+  while (done < w->len) {
+    struct pollfd pfd = {w->fd, POLLOUT, 0};
+    if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+      break;
+    ssize_t n = send(w->fd, w->data + done, w->len - done, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n <= 0)
+      break;
+    done += (size_t)n;
+  }
+  close(w->fd);
+  free(w->data);
+  free(w);
+  return NULL;
+}
+
+/* Send the bootstrap, u64 LE length then the bytes, without blocking:
+ * what does not fit in the socket buffer goes to a writer thread.  It
+ * cannot fail (the child is already running): without memory or a thread
+ * it sends the rest here, blocking.  Send errors mean the child is gone,
+ * which its join reports. */
+static void send_boot(int fd, const void *p, size_t n) {
+  unsigned char head[8];
   for (int i = 0; i < 8; i++)
-    h[i] = (unsigned char)((uint64_t)n >> (8 * i));
-  int rc = send_all(fd, h, 8);
-  return rc == 0 ? send_all(fd, p, n) : rc;
+    head[i] = (unsigned char)((uint64_t)n >> (8 * i));
+  unsigned char *msg = malloc(n + 8);
+  if (msg == NULL) {
+    if (send_all(fd, head, 8) == 0)
+      send_all(fd, p, n);
+    return;
+  }
+  memcpy(msg, head, 8);
+  memcpy(msg + 8, p, n);
+  size_t total = n + 8, done = 0;
+  int full = 0; /* the socket buffer is full: the rest must wait */
+  while (done < total) {
+    ssize_t w = send(fd, msg + done, total - done,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      done += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR)
+      continue;
+    full = w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    break;
+  }
+  if (!full) { /* all sent, or the child is gone */
+    free(msg);
+    return;
+  }
+  boot_writer *bw = malloc(sizeof *bw);
+  int wfd = bw != NULL ? dup(fd) : -1;
+  if (wfd < 0) { /* no writer: send the rest here, blocking */
+    send_all(fd, msg + done, total - done);
+    free(bw);
+    free(msg);
+    return;
+  }
+  set_cloexec(wfd);
+  memmove(msg, msg + done, total - done);
+  bw->fd = wfd;
+  bw->data = msg;
+  bw->len = total - done;
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &a, boot_writer_main, bw) != 0)
+    boot_writer_main(bw); /* sends the rest here, then frees */
+  pthread_attr_destroy(&a);
 }
 
 /* Start `exe` with argv and this environment plus one entry (replacing
@@ -262,8 +339,7 @@ static int start_spawn(const mpi_start_info *si, mpi_child *c) {
   }
   c->status_fd = st[0];
   c->boot_fd = sv[0];
-  /* A child that dies before reading its bootstrap is seen at join. */
-  send_blob(sv[0], si->boot, si->boot_len);
+  send_boot(sv[0], si->boot, si->boot_len);
   return 0;
 }
 
