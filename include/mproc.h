@@ -7,6 +7,7 @@
  *   3. processes     mp_process: start, join, terminate, exitcode, ...
  *   4. this process  mp_current_process, mp_parent_process, cpu counts
  *   5. start methods mp_context, mp_set_start_method, MP_MAIN_GUARD
+ *   6. pipes         mp_pipe, mp_conn: framed messages between processes
  *
  * Conventions: functions return 0 on success and a negative MP_E* code on
  * failure; mp_last_error_message() then says what went wrong.  Timeouts are
@@ -308,6 +309,70 @@ MP_API int mp_set_executable(const char *path);
  * spawned children then run this executable with no arguments. */
 MP_API int mp_main_guard(int argc, char **argv);
 #define MP_MAIN_GUARD(argc, argv) mp_main_guard((argc), (argv))
+
+/* ------------------------------------------------------------------ */
+/* 6. Pipes and connections                                            */
+/* ------------------------------------------------------------------ */
+
+/* One end of a pipe: framed messages of any size (0 bytes included).
+ * The framing is Python's: a 4-byte big-endian length (-1 and an 8-byte
+ * length above 2^31-1), then the bytes.  Safe to use from several
+ * threads: sends and receives are each serialised. */
+typedef struct mp_conn mp_conn;
+
+/* Largest message send/recv accept (16 GiB; at least 2^31-1 anywhere). */
+#define MP_CONN_MAX_MESSAGE ((uint64_t)1 << 34)
+
+/* Python's Pipe(duplex): two connected ends.  duplex = 0: *a receives
+ * only and *b sends only.  Neither end is inherited by spawned children
+ * unless passed in their mp_args (fork children have everything). */
+MP_API int mp_pipe(int duplex, mp_conn **a, mp_conn **b);
+
+/* Send one message.  MP_EPIPE when the other end is closed everywhere,
+ * MP_EPERM on a receive-only end, MP_ECLOSED after mp_conn_close. */
+MP_API int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n);
+
+/* Receive one message into a new buffer (release it with mp_free).
+ * MP_EEOF when the other end is closed everywhere (or its process died)
+ * and nothing is left; MP_EPERM on a send-only end. */
+MP_API int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n);
+
+/* Receive one message into buf.  When it does not fit: MP_ERANGE, *n set
+ * to the size needed, and the message stays readable (call again with a
+ * larger buffer, or mp_conn_recv_bytes). */
+MP_API int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap,
+                                   size_t *n);
+
+/* Send / receive an mp_args tuple (plain values; objects are refused). */
+MP_API int mp_conn_send_args(mp_conn *c, const mp_args *a);
+MP_API int mp_conn_recv_args(mp_conn *c, mp_args **out);
+
+/* 1 if a receive would not block (a message, or end of file), 0 if
+ * nothing came within timeout seconds (0: just look; MP_FOREVER). */
+MP_API int mp_conn_poll(mp_conn *c, double timeout);
+
+/* The OS handle, e.g. for mp_wait (ready = readable); owned by c. */
+MP_API mp_handle mp_conn_fileno(const mp_conn *c);
+
+MP_API int mp_conn_readable(const mp_conn *c);
+MP_API int mp_conn_writable(const mp_conn *c);
+
+/* Close the handle; further calls give MP_ECLOSED.  Idempotent. */
+MP_API int mp_conn_close(mp_conn *c);
+
+/* Close (if open) and release.  NULL is accepted. */
+MP_API void mp_conn_free(mp_conn *c);
+
+/* Pass a connection to a child: add it to the arguments of the process.
+ * It must stay open until the process has started; the child gets its
+ * own copy of the handle, so closing ours afterwards does not affect it.
+ * In the child, mp_args_conn returns it (owned by the args: do not free;
+ * it is closed when the args are). */
+MP_API int mp_args_add_conn(mp_args *a, mp_conn *c);
+MP_API mp_conn *mp_args_conn(const mp_args *a, size_t i);
+
+/* Release memory mproc allocated for the caller (mp_conn_recv_bytes). */
+MP_API void mp_free(void *p);
 
 /* Library version as a string, e.g. "0.1.0". */
 MP_API const char *mp_version(void);

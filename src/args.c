@@ -29,6 +29,13 @@ struct mp_args {
   size_t len, cap;
   size_t *off; /* offset of each item's type byte */
   size_t count, off_cap;
+  /* Object items name OS handles by index in this table, and stand for
+   * the objects kept here per item (NULL for plain items).  A tuple built
+   * in this process borrows both; one decoded in a child owns them. */
+  mpi_fd *handles;
+  size_t n_handles, handles_cap;
+  void **objects; /* off_cap entries */
+  int owns;
 };
 
 /* ---- little-endian helpers ------------------------------------------ */
@@ -76,6 +83,11 @@ static int reserve(mp_args *a, size_t extra) {
     if (o == NULL)
       return mp__error(MP_ENOMEM, "mp_args: out of memory");
     a->off = o;
+    void **obj = realloc(a->objects, oc * sizeof *obj);
+    if (obj == NULL)
+      return mp__error(MP_ENOMEM, "mp_args: out of memory");
+    memset(obj + a->off_cap, 0, (oc - a->off_cap) * sizeof *obj);
+    a->objects = obj;
     a->off_cap = oc;
   }
   return 0;
@@ -157,18 +169,79 @@ int mp_args_add_bytes(mp_args *a, const void *p, size_t n) {
 }
 
 int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
-                        size_t n) {
+                        size_t n, void *obj) {
   if (blob == NULL && n != 0)
     return mp__error(MP_EINVAL, "mp_args: NULL object blob");
   unsigned char h[8];
   put_u32(h, kind);
   put_u32(h + 4, (uint32_t)n);
-  return add_item(a, MP_ARG_OBJECT, h, 8, blob, n, 0);
+  int rc = add_item(a, MP_ARG_OBJECT, h, 8, blob, n, 0);
+  if (rc == 0)
+    a->objects[a->count - 1] = obj;
+  return rc;
+}
+
+int mp__args_add_handle(mp_args *a, mpi_fd h, uint32_t *index) {
+  if (a->n_handles == a->handles_cap) {
+    size_t cap = a->handles_cap ? a->handles_cap * 2 : 4;
+    mpi_fd *t = realloc(a->handles, cap * sizeof *t);
+    if (t == NULL)
+      return mp__error(MP_ENOMEM, "mp_args: out of memory");
+    a->handles = t;
+    a->handles_cap = cap;
+  }
+  *index = (uint32_t)a->n_handles;
+  a->handles[a->n_handles++] = h;
+  return 0;
+}
+
+const mpi_fd *mp__args_handles(const mp_args *a, size_t *n) {
+  *n = a ? a->n_handles : 0;
+  return a ? a->handles : NULL;
+}
+
+int mp__args_has_objects(const mp_args *a) {
+  for (size_t i = 0; i < a->count; i++)
+    if (a->buf[a->off[i]] == MP_ARG_OBJECT)
+      return 1;
+  return 0;
+}
+
+/* What each object kind is, for a tuple that owns its objects. */
+static int object_open(uint32_t kind, const void *blob, size_t n,
+                       mpi_fd *handles, size_t nh, void **out) {
+  switch (kind) {
+  case MP__OBJ_CONN:
+    return mp__conn_open(blob, n, handles, nh, out);
+  default:
+    return mp__error(MP_EPROTO, "mp_args: unknown object kind %u",
+                     (unsigned)kind);
+  }
+}
+
+static void object_release(uint32_t kind, void *obj) {
+  if (kind == MP__OBJ_CONN)
+    mp_conn_free(obj);
 }
 
 void mp_args_free(mp_args *a) {
   if (a == NULL)
     return;
+  if (a->owns) {
+    for (size_t i = 0; i < a->count; i++) {
+      uint32_t kind;
+      const void *blob;
+      size_t n;
+      if (a->objects[i] != NULL &&
+          mp__args_get_object(a, i, &kind, &blob, &n) == 0)
+        object_release(kind, a->objects[i]);
+    }
+    for (size_t i = 0; i < a->n_handles; i++)
+      if (a->handles[i] != MPI_BAD_FD)
+        mpi_stream_close(a->handles[i]); /* closes any handle */
+  }
+  free(a->handles);
+  free(a->objects);
   free(a->buf);
   free(a->off);
   free(a);
@@ -246,6 +319,40 @@ int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
     *blob = p + 8;
   }
   return rc;
+}
+
+void *mp__args_object(const mp_args *a, size_t i, uint32_t kind) {
+  uint32_t k;
+  const void *blob;
+  size_t n;
+  if (mp__args_get_object(a, i, &k, &blob, &n) != 0)
+    return NULL;
+  if (k != kind) {
+    mp__error(MP_ETYPE, "mp_args: item %zu is another kind of object", i);
+    return NULL;
+  }
+  if (a->objects[i] == NULL)
+    mp__error(MP_ENOENT, "mp_args: object %zu is not available here", i);
+  return a->objects[i];
+}
+
+int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n) {
+  free(a->handles);
+  a->handles = handles;
+  a->n_handles = a->handles_cap = n;
+  a->owns = 1;
+  for (size_t i = 0; i < a->count; i++) {
+    uint32_t kind;
+    const void *blob;
+    size_t bn;
+    if (mp__args_get_object(a, i, &kind, &blob, &bn) != 0)
+      continue;
+    int rc = object_open(kind, blob, bn, a->handles, a->n_handles,
+                         &a->objects[i]);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
 }
 
 int64_t mp_args_int(const mp_args *a, size_t i) {
@@ -365,10 +472,22 @@ const void *mp__args_data(const mp_args *a, size_t *n) {
   return a->buf;
 }
 
+/* A copy borrows the original's handles and objects. */
 int mp_args_copy(mp_args **out, const mp_args *a) {
   if (out == NULL || a == NULL)
     return mp__error(MP_EINVAL, "mp_args_copy: NULL argument");
-  return mp__args_from_bytes(out, a->buf, a->len);
+  int rc = mp__args_from_bytes(out, a->buf, a->len);
+  for (size_t i = 0; rc == 0 && i < a->n_handles; i++) {
+    uint32_t index;
+    rc = mp__args_add_handle(*out, a->handles[i], &index);
+  }
+  if (rc == 0)
+    memcpy((*out)->objects, a->objects, a->count * sizeof *a->objects);
+  else {
+    mp_args_free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 /* Size of the item at p (type byte included), or 0 if it does not fit in

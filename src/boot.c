@@ -126,11 +126,18 @@ static void run_spawned(const mp_args *b) {
   if (mpi_fn_decode(module, (uint64_t)mp_args_int(b, 10), &fn) != 0)
     boot_fail("cannot find the target function");
 
+  /* The handles the parent passed belong to the target's arguments. */
+  mpi_fd *handles = NULL;
+  size_t n_handles = 0;
+  if (mpi_boot_handles(&handles, &n_handles) != 0)
+    boot_fail("cannot receive the handles");
   int rc;
   if (kind == MP__KIND_TARGET) {
     mp_args *args;
     if (mp__args_from_bytes(&args, payload, payload_n) != 0)
       boot_fail("malformed target arguments");
+    if (mp__args_adopt(args, handles, n_handles) != 0)
+      boot_fail("malformed object arguments");
     rc = ((mp_target_fn)fn)(args);
   } else if (kind == MP__KIND_SUBCLASS && payload_n >= sizeof(mp_process *)) {
     void *self = malloc(payload_n);

@@ -34,13 +34,27 @@ int mp__check_timeout(double timeout);
 
 /* ---- args.c --------------------------------------------------------- */
 
-/* Internal form of an object reference item: `kind` says which mproc type
- * it is, `blob` is that type's own encoding (names, handles, ...).  The
- * next subsystems (queues, locks, values) register their kinds. */
+/* Object reference items: `kind` says which mproc type it is, `blob` is
+ * that type's own encoding, which names the OS handles it needs by their
+ * index in the tuple's handle table (mp__args_add_handle).  `obj` is the
+ * object in this process (borrowed).  A child receives the handles
+ * (mpi_start_info.handles) and mp__args_adopt opens every object from its
+ * blob; the tuple then owns them. */
+enum { MP__OBJ_CONN = 1 };
 int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
-                        size_t n);
+                        size_t n, void *obj);
 int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
                         const void **blob, size_t *n);
+void *mp__args_object(const mp_args *a, size_t i, uint32_t kind);
+int mp__args_add_handle(mp_args *a, mpi_fd h, uint32_t *index);
+const mpi_fd *mp__args_handles(const mp_args *a, size_t *n);
+int mp__args_has_objects(const mp_args *a);
+int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n);
+
+/* conn.c: a connection from its blob; takes its handle out of the table
+ * (sets it to MPI_BAD_FD). */
+int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
+                  void **out);
 
 /* The encoded bytes of a tuple, and a tuple decoded (validated) from
  * bytes: MP_EPROTO when malformed. */

@@ -12,6 +12,7 @@
  *   3. waiting on handles
  *   4. starting, waiting for and signalling children (parent side)
  *   5. the bootstrap of a spawned child and its exit record (child side)
+ *   6. byte streams: the pipes under mp_conn
  *
  * Errors: functions return 0 or a negative MP_E* code and, on failure,
  * set the detail with mp__error(code, fmt, ...) (src/internal.h), which
@@ -35,6 +36,14 @@ typedef intptr_t mpi_fd;
  * resets it in the child of every fork (pthread_atfork). */
 void mpi_lock(void);
 void mpi_unlock(void);
+
+/* A plain (non-recursive) mutex for one object's state, e.g. a
+ * connection's send side.  mpi_mutex_new: 0 or MP_ENOMEM. */
+typedef struct mpi_mutex mpi_mutex;
+int mpi_mutex_new(mpi_mutex **m);
+void mpi_mutex_lock(mpi_mutex *m);
+void mpi_mutex_unlock(mpi_mutex *m);
+void mpi_mutex_free(mpi_mutex *m);
 
 /* Monotonic clock in seconds. */
 double mpi_now(void);
@@ -102,6 +111,11 @@ typedef struct mpi_start_info {
    * the program's path).  Windows builds its command line from argv. */
   const char *exe;
   char *const *argv;
+  /* MPI_SPAWN, MPI_FORKSERVER: handles the child receives, in this order
+   * (duplicated into it; ours stay open).  A forked child simply has
+   * them: the same values. */
+  const mpi_fd *handles;
+  size_t n_handles;
 } mpi_start_info;
 
 /* Start a child.  MP_ENOTSUP for a method the platform lacks, MP_EOS. */
@@ -144,6 +158,11 @@ enum { MPI_BOOT_NONE = 0, MPI_BOOT_CHILD = 1 };
  * and its forked children return MPI_BOOT_CHILD with their bootstrap. */
 int mpi_boot_detect(void **boot, size_t *len);
 
+/* After MPI_BOOT_CHILD: the handles the parent passed (mpi_start_info's
+ * handles, in order, valid in this process; not inheritable), malloc'd
+ * into *h; the caller owns array and handles.  *n is 0 when none. */
+int mpi_boot_handles(mpi_fd **h, size_t *n);
+
 /* 1 while this process was started by spawn and has not yet passed the
  * main guard (mpi_boot_detect not called yet). */
 int mpi_boot_pending(void);
@@ -163,5 +182,28 @@ int mpi_parent_wait(int64_t parent_pid, double timeout);
 
 /* End the process at once with `code` (no atexit handlers). */
 void mpi_exit(int code);
+
+/* ---- 6. Byte streams ------------------------------------------------- */
+
+/* A connected pair: duplex, both ends read and write; otherwise a reads
+ * and b writes.  Neither end is inherited by spawned children (they get
+ * only what mpi_start_info passes).  POSIX: socketpair / pipe; Windows:
+ * an overlapped named pipe pair.  0 or MP_EOS. */
+int mpi_stream_pair(int duplex, mpi_fd *a, mpi_fd *b);
+
+/* Write all n bytes (blocking).  MP_EPIPE when no reader is left. */
+int mpi_stream_write(mpi_fd h, const void *p, size_t n);
+
+/* Read exactly n bytes (blocking).  MP_EEOF when the stream ends first
+ * (*got says how many arrived, may be NULL). */
+int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got);
+
+/* 1 when a read would not block (data or end of stream), 0 when timeout
+ * seconds (negative: forever) passed first; or an error code. */
+int mpi_stream_poll(mpi_fd h, double timeout);
+
+void mpi_stream_close(mpi_fd h);
+
+/* mpi_wait (part 3) accepts stream read ends as well: ready = readable. */
 
 #endif /* MPROC_PLATFORM_H */

@@ -277,6 +277,8 @@ static int start_claimed(mp_process *p) {
   si.fork_arg = p;
   si.exe = mp__executable()[0] ? mp__executable() : NULL;
   si.argv = mp__guard_argv();
+  if (p->kind == MP__KIND_TARGET)
+    si.handles = mp__args_handles(p->args, &si.n_handles);
   mp__at_exit_install();
   fflush(NULL); /* nothing buffered is printed twice, or out of order */
   rc = mpi_child_start(&si, &p->child);

@@ -26,7 +26,7 @@ Test(args_wire, object_reference_roundtrip) {
   mp_args *a;
   mp_args_new(&a);
   mp_args_add_int(a, 9);
-  cr_assert_eq(mp__args_add_object(a, 7, "queue:/mp-1234", 14), 0);
+  cr_assert_eq(mp__args_add_object(a, 7, "queue:/mp-1234", 14, NULL), 0);
   mp_args *b = roundtrip(a);
   cr_expect_eq(mp_args_type(b, 1), MP_ARG_OBJECT);
   uint32_t kind;
@@ -45,7 +45,7 @@ Test(args_wire, object_reference_roundtrip) {
 Test(args_wire, every_truncation_is_refused) {
   mp_args *a;
   mp_args_pack(&a, "isyd", 1, "text", "bytes", (size_t)5, 1.5);
-  mp__args_add_object(a, 3, "blob", 4);
+  mp__args_add_object(a, 3, "blob", 4, NULL);
   size_t n;
   const unsigned char *p = mp__args_data(a, &n);
   for (size_t cut = 0; cut < n; cut++) {

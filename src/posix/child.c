@@ -86,19 +86,6 @@ static int cloexec_pipe(int fds[2]) {
   return 0;
 }
 
-static int cloexec_socketpair(int sv[2]) {
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-    return mpi__errno_error("socketpair");
-  set_cloexec(sv[0]);
-  set_cloexec(sv[1]);
-#if defined(SO_NOSIGPIPE)
-  int one = 1;
-  setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-  setsockopt(sv[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
-  return 0;
-}
-
 #if !defined(MSG_NOSIGNAL)
 #  define MSG_NOSIGNAL 0 /* SO_NOSIGPIPE is set instead */
 #endif
@@ -204,6 +191,18 @@ static void send_boot(int fd, const void *p, size_t n) {
   pthread_attr_destroy(&a);
 }
 
+/* Pass handles (mpi_fd values holding descriptors) by SCM_RIGHTS. */
+static int send_handles(int sock, const mpi_fd *h, size_t n) {
+  int *fds = malloc(n * sizeof *fds);
+  if (fds == NULL)
+    return mp__error(MP_ENOMEM, "spawn: out of memory");
+  for (size_t i = 0; i < n; i++)
+    fds[i] = (int)h[i];
+  int rc = mpi__send_fds(sock, fds, n);
+  free(fds);
+  return rc;
+}
+
 /* Start `exe` with argv and this environment plus one entry (replacing
  * any mproc marker inherited from our own parent). */
 int mpi__spawn_program(const char *exe, char *const *argv,
@@ -245,6 +244,8 @@ int mpi__spawn_program(const char *exe, char *const *argv,
 /* ---- 2. Starting ------------------------------------------------------ */
 
 static int child_status_fd = -1; /* in a child: where its record goes */
+static mpi_fd *boot_handles;      /* in a child: what the parent passed */
+static size_t n_boot_handles;
 static pid_t watch_pid;          /* in a child: the OS parent to watch */
 static int watch_main_thread;
 static int os_parent_is_ppid = 1;
@@ -309,7 +310,7 @@ static int start_spawn(const mpi_start_info *si, mpi_child *c) {
   if (rc != 0)
     return rc;
   int sv[2], st[2];
-  if ((rc = cloexec_socketpair(sv)) != 0)
+  if ((rc = mpi__socketpair(sv)) != 0)
     return rc;
   if ((rc = cloexec_pipe(st)) != 0) {
     close(sv[0]);
@@ -339,6 +340,12 @@ static int start_spawn(const mpi_start_info *si, mpi_child *c) {
   }
   c->status_fd = st[0];
   c->boot_fd = sv[0];
+  /* First the handles (u32 count, then SCM_RIGHTS), then the blob.  A
+   * child that dies before reading them is seen at join. */
+  unsigned char count[4];
+  mpi__put_u32(count, (uint32_t)si->n_handles);
+  if (send_all(sv[0], count, 4) == 0 && si->n_handles > 0)
+    send_handles(sv[0], si->handles, si->n_handles);
   send_boot(sv[0], si->boot, si->boot_len);
   return 0;
 }
@@ -600,8 +607,44 @@ static int read_blob(int fd, void **out, size_t *n) {
   return 0;
 }
 
+/* Receive the handle table a spawned child's parent sends first. */
+static int read_handles(int fd) {
+  unsigned char h[4];
+  int rc = mpi__read_all(fd, h, 4);
+  if (rc != 0)
+    return rc;
+  uint32_t n = mpi__get_u32(h);
+  if (n > MPI_HANDLES_MAX)
+    return mp__error(MP_EPROTO, "%u handles is too many", (unsigned)n);
+  if (n == 0)
+    return 0;
+  int *fds = malloc(n * sizeof *fds);
+  boot_handles = malloc(n * sizeof *boot_handles);
+  if (fds == NULL || boot_handles == NULL) {
+    free(fds);
+    return mp__error(MP_ENOMEM, "bootstrap: out of memory");
+  }
+  if ((rc = mpi__recv_fds(fd, fds, n)) == 0) {
+    for (uint32_t i = 0; i < n; i++)
+      boot_handles[i] = fds[i];
+    n_boot_handles = n;
+  }
+  free(fds);
+  return rc;
+}
+
+int mpi_boot_handles(mpi_fd **h, size_t *n) {
+  *h = boot_handles;
+  *n = n_boot_handles;
+  boot_handles = NULL;
+  n_boot_handles = 0;
+  return 0;
+}
+
 /* The fork server's children come back here (forkserver.c). */
-void mpi__become_forkserver_child(int status_fd) {
+void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n) {
+  boot_handles = handles;
+  n_boot_handles = n;
   mpi__set_status_fd(status_fd);
   watch_pid = getppid();
   watch_main_thread = 1; /* the server is single-threaded */
@@ -630,7 +673,7 @@ int mpi_boot_detect(void **boot, size_t *len) {
   watch_pid = (pid_t)ppid;
   watch_main_thread = (flags & MPI_FLAG_MAIN_THREAD) != 0;
   os_parent_is_ppid = 1;
-  if (read_blob(bfd, boot, len) != 0) {
+  if (read_handles(bfd) != 0 || read_blob(bfd, boot, len) != 0) {
     fprintf(stderr, "mproc: cannot read the bootstrap: %s\n",
             mp_last_error_message());
     _exit(1);

@@ -110,7 +110,7 @@ static int start_server(const mpi_start_info *si) {
 static int send_request(const mpi_start_info *si, int status_wr) {
   unsigned char head[16];
   mpi__put_u32(head, REQ_MAGIC);
-  mpi__put_u32(head + 4, 0);
+  mpi__put_u32(head + 4, (uint32_t)si->n_handles);
   uint64_t n = si->boot_len;
   for (int i = 0; i < 8; i++)
     head[8 + i] = (unsigned char)(n >> (8 * i));
@@ -137,6 +137,17 @@ static int send_request(const mpi_start_info *si, int status_wr) {
   while (w < 0 && errno == EINTR);
   if (w != (ssize_t)sizeof head)
     return mp__error(MP_EPIPE, "the fork server is gone");
+  if (si->n_handles > 0) { /* the child's handles, by SCM_RIGHTS */
+    int *fds = malloc(si->n_handles * sizeof *fds);
+    if (fds == NULL)
+      return mp__error(MP_ENOMEM, "forkserver: out of memory");
+    for (size_t i = 0; i < si->n_handles; i++)
+      fds[i] = (int)si->handles[i];
+    int rc = mpi__send_fds(ctl_fd, fds, si->n_handles);
+    free(fds);
+    if (rc != 0)
+      return mp__error(MP_EPIPE, "the fork server is gone");
+  }
   const char *p = si->boot;
   size_t left = si->boot_len;
   while (left > 0) {
@@ -184,8 +195,10 @@ static void on_sigchld(int sig) {
   errno = saved;
 }
 
-/* Receive one request: 1 with *boot and *status_fd, 0 on EOF. */
-static int receive(int ctl, void **boot, size_t *len, int *status_fd) {
+/* Receive one request: 1 with *boot, *status_fd and the child's handles
+ * (*handles, *nh), 0 on EOF or a malformed request. */
+static int receive(int ctl, void **boot, size_t *len, int *status_fd,
+                   mpi_fd **handles, size_t *nh) {
   unsigned char head[16];
   struct iovec iov = {head, sizeof head};
   union {
@@ -209,15 +222,38 @@ static int receive(int ctl, void **boot, size_t *len, int *status_fd) {
     return 0;
   memcpy(status_fd, CMSG_DATA(c), sizeof(int));
   fcntl(*status_fd, F_SETFD, FD_CLOEXEC);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; i--)
-    n = (n << 8) | head[8 + i];
-  if (n > MPI_BOOT_MAX || (*boot = malloc(n ? (size_t)n : 1)) == NULL) {
+  uint32_t count = mpi__get_u32(head + 4);
+  *handles = NULL;
+  *nh = 0;
+  if (count > MPI_HANDLES_MAX) {
     close(*status_fd);
     return 0;
   }
-  if (mpi__read_all(ctl, *boot, (size_t)n) != 0) {
-    free(*boot);
+  if (count > 0) {
+    int *fds = malloc(count * sizeof *fds);
+    *handles = malloc(count * sizeof **handles);
+    if (fds == NULL || *handles == NULL ||
+        mpi__recv_fds(ctl, fds, count) != 0) {
+      free(fds);
+      free(*handles);
+      close(*status_fd);
+      return 0;
+    }
+    for (uint32_t i = 0; i < count; i++)
+      (*handles)[i] = fds[i];
+    *nh = count;
+    free(fds);
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; i--)
+    n = (n << 8) | head[8 + i];
+  if (n > MPI_BOOT_MAX || (*boot = malloc(n ? (size_t)n : 1)) == NULL ||
+      mpi__read_all(ctl, *boot, (size_t)n) != 0) {
+    if (n <= MPI_BOOT_MAX)
+      free(*boot);
+    for (size_t i = 0; i < *nh; i++)
+      close((int)(*handles)[i]);
+    free(*handles);
     close(*status_fd);
     return 0;
   }
@@ -292,10 +328,11 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
     if (!fds[0].revents)
       continue;
     void *data = NULL;
-    size_t data_len = 0;
+    size_t data_len = 0, nh = 0;
     int status_fd = -1;
-    if (!receive(ctl, &data, &data_len, &status_fd))
-      _exit(0); /* the requester is gone */
+    mpi_fd *handles = NULL;
+    if (!receive(ctl, &data, &data_len, &status_fd, &handles, &nh))
+      _exit(0); /* the requester is gone, or spoke nonsense */
     if (n == cap) {
       cap = cap ? cap * 2 : 16;
       struct served *t = realloc(table, cap * sizeof *t);
@@ -313,11 +350,14 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
       for (size_t i = 0; i < n; i++)
         close(table[i].fd);
       free(table);
-      mpi__become_forkserver_child(status_fd);
+      mpi__become_forkserver_child(status_fd, handles, nh);
       *boot = data;
       *len = data_len;
       return MPI_BOOT_CHILD;
     }
+    for (size_t i = 0; i < nh; i++) /* the child has them now */
+      close((int)handles[i]);
+    free(handles);
     unsigned char b[8];
     put_i64(b, pid > 0 ? (int64_t)pid : -1);
     mpi__frame_write(status_fd, MPI_FRAME_PID, b, 8);

@@ -30,6 +30,12 @@ int mpi__frame_write(int fd, int type, const void *p, size_t n);
 void mpi__put_u32(unsigned char *p, uint32_t v);
 uint32_t mpi__get_u32(const unsigned char *p);
 
+/* stream.c: CLOEXEC (and no-SIGPIPE) socket pairs; descriptor passing. */
+int mpi__socketpair(int sv[2]);
+int mpi__send_fds(int sock, const int *fds, size_t n);
+int mpi__recv_fds(int sock, int *fds, size_t n);
+#define MPI_HANDLES_MAX 65536 /* handles one child may receive */
+
 /* child.c: the serialised section around fork / posix_spawn. */
 void mpi__start_lock(void);
 void mpi__start_unlock(void);
@@ -39,7 +45,7 @@ int mpi__status_fd(void);
 int mpi__watch_parent(pid_t parent, int started_from_main_thread);
 int mpi__spawn_program(const char *exe, char *const *argv,
                        const char *env_entry, pid_t *pid);
-void mpi__become_forkserver_child(int status_fd);
+void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n);
 
 /* forkserver.c */
 int mpi__forkserver_request(const mpi_start_info *si, int status_wr);

@@ -72,6 +72,32 @@ void mpi_lock(void) {
 
 void mpi_unlock(void) { pthread_mutex_unlock(&big_lock); }
 
+/* ---- object mutexes ---------------------------------------------------- */
+
+struct mpi_mutex {
+  pthread_mutex_t m;
+};
+
+int mpi_mutex_new(mpi_mutex **out) {
+  mpi_mutex *m = malloc(sizeof *m);
+  if (m == NULL || pthread_mutex_init(&m->m, NULL) != 0) {
+    free(m);
+    return mp__error(MP_ENOMEM, "mutex: out of memory");
+  }
+  *out = m;
+  return 0;
+}
+
+void mpi_mutex_lock(mpi_mutex *m) { pthread_mutex_lock(&m->m); }
+void mpi_mutex_unlock(mpi_mutex *m) { pthread_mutex_unlock(&m->m); }
+
+void mpi_mutex_free(mpi_mutex *m) {
+  if (m != NULL) {
+    pthread_mutex_destroy(&m->m);
+    free(m);
+  }
+}
+
 /* ---- errors and small I/O helpers ------------------------------------ */
 
 int mpi__errno_error(const char *what) {

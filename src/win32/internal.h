@@ -5,7 +5,7 @@
  *   1. the Windows headers, with the version this backend needs
  *   2. the spawn protocol: environment marker, frames, limits
  *   3. helpers from sys.c: errors, UTF-8 <-> UTF-16, pipe I/O, timeouts
- *   4. helpers from child.c used by sys.c
+ *   4. helpers from stream.c used by sys.c
  */
 #ifndef MPROC_WIN32_INTERNAL_H
 #define MPROC_WIN32_INTERNAL_H
@@ -77,5 +77,24 @@ DWORD mpi__timeout_ms(double seconds);
 
 /* Wait for one handle: 0 when signalled, MP_ETIMEDOUT, MP_EOS. */
 int mpi__wait_one(HANDLE h, double timeout);
+
+/* ---- 4. Helpers (stream.c) ------------------------------------------- */
+
+/* Pooled manual-reset events for overlapped I/O: take one per operation
+ * (NULL with the error set), give it back once the operation is over. */
+typedef struct event_node event_node;
+event_node *mpi__event_take(void);
+void mpi__event_give(event_node *e);
+HANDLE mpi__event_handle(event_node *e);
+
+/* Stream readiness: 1 when a read would not block (data or end of
+ * stream), 0, or an error code. */
+int mpi__stream_ready(HANDLE h);
+
+/* A zero-byte overlapped read on a stream: completes (setting the event)
+ * when data arrives or the stream ends, consuming nothing. */
+enum { MPI_ZR_PENDING = 0, MPI_ZR_DONE = 1, MPI_ZR_FAILED = 2 };
+int mpi__zero_read_start(HANDLE h, OVERLAPPED *ov, HANDLE event);
+void mpi__zero_read_end(HANDLE h, OVERLAPPED *ov, int state);
 
 #endif /* MPROC_WIN32_INTERNAL_H */

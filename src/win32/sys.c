@@ -517,20 +517,169 @@ static int wait_handles(const HANDLE *h, size_t n, double timeout, int *r) {
   return rc == 0 ? mp__error(MP_ETIMEDOUT, "wait timed out") : rc;
 }
 
+/* Stream read ends (overlapped named pipes) are not waitable themselves:
+ * each gets a zero-byte read, whose event stands for it in the wait set.
+ * The read completes when data arrives or the writer goes, taking no
+ * data; afterwards a peek says whether the stream is ready. */
+typedef struct pipe_wait {
+  size_t index;
+  event_node *ev;
+  OVERLAPPED ov;
+  int state; /* MPI_ZR_*, or -1 when not started */
+} pipe_wait;
+
+typedef LONG(NTAPI *query_file_fn)(HANDLE, void *, void *, ULONG, int);
+
+/* 1 if h was opened for synchronous I/O (a zero-byte read on it would
+ * block us): FileModeInformation from ntdll.  0 when unknown. */
+static int is_synchronous(HANDLE h) {
+  static query_file_fn query; /* set once; a benign race */
+  static volatile LONG looked;
+  if (!looked) {
+    HMODULE nt = GetModuleHandleW(L"ntdll.dll");
+    query = nt ? (query_file_fn)(void (*)(void))GetProcAddress(
+                     nt, "NtQueryInformationFile")
+               : NULL;
+    InterlockedExchange(&looked, 1);
+  }
+  struct {
+    union {
+      LONG status;
+      void *pointer;
+    } u;
+    ULONG_PTR information;
+  } iosb;
+  ULONG mode = 0;
+  if (query == NULL || query(h, &iosb, &mode, sizeof mode, 16) < 0)
+    return 0; /* 16: FileModeInformation */
+  return (mode & 0x30) != 0; /* FILE_SYNCHRONOUS_IO_(NON)ALERT */
+}
+
+static void end_pipe_waits(pipe_wait *pw, size_t np, const HANDLE *h) {
+  for (size_t k = 0; k < np; k++) {
+    if (pw[k].state >= 0)
+      mpi__zero_read_end(h[pw[k].index], &pw[k].ov, pw[k].state);
+    pw[k].state = -1;
+    mpi__event_give(pw[k].ev);
+    pw[k].ev = NULL;
+  }
+}
+
+/* One round: r (all zero on entry) gets the ready handles.  The count,
+ * MP_ETIMEDOUT or an error; 0 when only a zero-byte read fired without
+ * the stream being ready (a zero-length write): the caller waits again. */
+static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
+                      size_t np, double timeout, int *r) {
+  int count = 0, rc = 0;
+  for (size_t k = 0; k < np && rc >= 0; k++) {
+    rc = mpi__stream_ready(fds[pw[k].index]);
+    if (rc > 0) {
+      r[pw[k].index] = 1;
+      count++;
+    }
+  }
+  if (rc < 0)
+    return rc;
+  if (count > 0) { /* no need to block: poll the rest */
+    for (size_t i = 0; i < n; i++)
+      if (h[i] == fds[i]) { /* not a stream */
+        DWORD w = WaitForSingleObject(fds[i], 0);
+        if (w == WAIT_FAILED)
+          return mpi__win_error("WaitForSingleObject");
+        if (w != WAIT_TIMEOUT) {
+          r[i] = 1;
+          count++;
+        }
+      }
+    return count;
+  }
+  for (size_t k = 0; k < np && rc >= 0; k++) {
+    if (pw[k].ev == NULL && (pw[k].ev = mpi__event_take()) == NULL) {
+      rc = MP_EOS;
+      break;
+    }
+    HANDLE ev = mpi__event_handle(pw[k].ev);
+    rc = pw[k].state =
+        mpi__zero_read_start(fds[pw[k].index], &pw[k].ov, ev);
+    if (rc < 0)
+      pw[k].state = -1;
+    h[pw[k].index] = ev;
+  }
+  if (rc >= 0)
+    rc = wait_handles(h, n, timeout, r);
+  end_pipe_waits(pw, np, fds);
+  if (rc < 0 && rc != MP_ETIMEDOUT)
+    return rc;
+  /* The streams' readiness is what a peek says now (even after a
+   * timeout: data may have come as the wait ended). */
+  int timed_out = rc == MP_ETIMEDOUT;
+  count = 0;
+  for (size_t i = 0; i < n; i++)
+    if (h[i] == fds[i])
+      count += r[i] = timed_out ? 0 : r[i];
+  for (size_t k = 0; k < np; k++) {
+    int ready = mpi__stream_ready(fds[pw[k].index]);
+    if (ready < 0)
+      return ready;
+    r[pw[k].index] = ready;
+    count += ready;
+  }
+  if (count == 0 && timed_out)
+    return mp__error(MP_ETIMEDOUT, "wait timed out");
+  return count;
+}
+
 int mpi_wait(const mpi_fd *fds, size_t n, double timeout, int *ready) {
+  HANDLE *in = calloc(n ? n : 1, sizeof *in);
   HANDLE *h = calloc(n ? n : 1, sizeof *h);
   int *r = calloc(n ? n : 1, sizeof *r);
-  int rc;
-  if (h == NULL || r == NULL)
+  pipe_wait *pw = NULL;
+  size_t np = 0;
+  int rc = 0;
+  if (in == NULL || h == NULL || r == NULL)
     rc = mp__error(MP_ENOMEM, "wait: out of memory");
-  else {
-    for (size_t i = 0; i < n; i++)
-      h[i] = (HANDLE)fds[i];
-    rc = wait_handles(h, n, timeout, r);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    in[i] = (HANDLE)fds[i];
+    if (GetFileType(in[i]) == FILE_TYPE_PIPE) {
+      if (is_synchronous(in[i]))
+        rc = mp__error(MP_EINVAL, "wait: handle %p is a synchronous pipe, "
+                                  "not a stream", (void *)in[i]);
+      np++;
+    }
+  }
+  if (rc == 0 && np > 0 && (pw = calloc(np, sizeof *pw)) == NULL)
+    rc = mp__error(MP_ENOMEM, "wait: out of memory");
+  if (rc == 0 && np > 0) {
+    for (size_t i = 0, k = 0; i < n; i++)
+      if (GetFileType(in[i]) == FILE_TYPE_PIPE) {
+        pw[k].index = i;
+        pw[k++].state = -1;
+      }
+  }
+  if (rc == 0 && np == 0) {
+    rc = wait_handles(in, n, timeout, r);
+  } else if (rc == 0) {
+    double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
+    for (;;) {
+      double left = deadline < 0 ? -1.0 : deadline - mpi_now();
+      if (deadline >= 0 && left < 0)
+        left = 0;
+      memcpy(h, in, n * sizeof *h);
+      memset(r, 0, n * sizeof *r);
+      rc = wait_round(in, h, n, pw, np, left, r);
+      if (rc != 0)
+        break;
+      if (deadline >= 0 && mpi_now() >= deadline) {
+        rc = mp__error(MP_ETIMEDOUT, "wait timed out");
+        break;
+      }
+    }
   }
   if (ready != NULL)
     for (size_t i = 0; i < n; i++)
       ready[i] = rc > 0 && r != NULL && r[i];
+  free(pw);
+  free(in);
   free(h);
   free(r);
   return rc;

@@ -1,0 +1,342 @@
+/*
+ * conn.c - mp_conn: framed messages over a byte stream (mpi_stream_*).
+ *
+ * Framing as Python's multiprocessing.connection: a 4-byte big-endian
+ * length, or 0xFFFFFFFF and an 8-byte big-endian length for messages over
+ * 2^31-1 bytes, then the bytes.  A receive that does not fit the caller's
+ * buffer keeps the length it read ("pending"), so the message stays
+ * readable.  Sends and receives are serialised by one mutex each, so
+ * whole messages never interleave between threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct mp_conn {
+  mpi_fd h;
+  int readable, writable;
+  int closed;
+  int pending;        /* a header was read; its body was not */
+  uint64_t pending_n;
+  mpi_mutex *send_mu, *recv_mu;
+};
+
+static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
+  mp_conn *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return mp__error(MP_ENOMEM, "mp_conn: out of memory");
+  if (mpi_mutex_new(&c->send_mu) != 0 || mpi_mutex_new(&c->recv_mu) != 0) {
+    mpi_mutex_free(c->send_mu);
+    free(c);
+    return mp__error(MP_ENOMEM, "mp_conn: out of memory");
+  }
+  c->h = h;
+  c->readable = readable;
+  c->writable = writable;
+  *out = c;
+  return 0;
+}
+
+int mp_pipe(int duplex, mp_conn **a, mp_conn **b) {
+  if (a == NULL || b == NULL)
+    return mp__error(MP_EINVAL, "mp_pipe: NULL argument");
+  *a = *b = NULL;
+  mpi_fd ha, hb;
+  int rc = mpi_stream_pair(duplex, &ha, &hb);
+  if (rc != 0)
+    return rc;
+  if ((rc = new_conn(ha, 1, duplex != 0, a)) != 0 ||
+      (rc = new_conn(hb, duplex != 0, 1, b)) != 0) {
+    if (*a == NULL)
+      mpi_stream_close(ha);
+    mp_conn_free(*a);
+    mpi_stream_close(hb);
+    *a = NULL;
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+static int check(const mp_conn *c, int for_send) {
+  if (c == NULL)
+    return mp__error(MP_EINVAL, "mp_conn: NULL connection");
+  if (c->closed)
+    return mp__error(MP_ECLOSED, "connection is closed");
+  if (for_send && !c->writable)
+    return mp__error(MP_EPERM, "connection is read-only");
+  if (!for_send && !c->readable)
+    return mp__error(MP_EPERM, "connection is write-only");
+  return 0;
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static int send_locked(mp_conn *c, const void *p, size_t n) {
+  unsigned char head[12];
+  size_t head_n;
+  uint64_t len = (uint64_t)n;
+  if (len > 0x7fffffffu) {
+    memset(head, 0xff, 4);
+    for (int i = 0; i < 8; i++)
+      head[4 + i] = (unsigned char)(len >> (56 - 8 * i));
+    head_n = 12;
+  } else {
+    for (int i = 0; i < 4; i++)
+      head[i] = (unsigned char)(len >> (24 - 8 * i));
+    head_n = 4;
+  }
+  /* Small messages go out in one write: one system call, one wake-up. */
+  if (n <= 4096 - head_n) {
+    unsigned char frame[4096];
+    memcpy(frame, head, head_n);
+    if (n)
+      memcpy(frame + head_n, p, n);
+    return mpi_stream_write(c->h, frame, head_n + n);
+  }
+  int rc = mpi_stream_write(c->h, head, head_n);
+  return rc == 0 ? mpi_stream_write(c->h, p, n) : rc;
+}
+
+int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n) {
+  int rc = check(c, 1);
+  if (rc != 0)
+    return rc;
+  if (p == NULL && n != 0)
+    return mp__error(MP_EINVAL, "mp_conn_send_bytes: NULL data");
+  if ((uint64_t)n > MP_CONN_MAX_MESSAGE)
+    return mp__error(MP_ERANGE, "message of %zu bytes is over the maximum",
+                     n);
+  mpi_mutex_lock(c->send_mu);
+  rc = send_locked(c, p, n);
+  mpi_mutex_unlock(c->send_mu);
+  return rc;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+/* Read the next header unless one is pending.  MP_EEOF at a clean end,
+ * MP_EPROTO for a length over the maximum (the stream is then unusable). */
+static int read_header(mp_conn *c) {
+  if (c->pending)
+    return 0;
+  unsigned char h[8];
+  size_t got = 0;
+  int rc = mpi_stream_read(c->h, h, 4, &got);
+  if (rc == MP_EEOF && got > 0)
+    return mp__error(MP_EEOF, "connection ended inside a message header");
+  if (rc != 0)
+    return rc == MP_EEOF ? mp__error(MP_EEOF, "end of file: the other end "
+                                              "is closed")
+                         : rc;
+  uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
+               (uint64_t)h[2] << 8 | h[3];
+  if (n == 0xffffffffu) {
+    if ((rc = mpi_stream_read(c->h, h, 8, NULL)) != 0)
+      return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside "
+                                                "a message header")
+                           : rc;
+    n = 0;
+    for (int i = 0; i < 8; i++)
+      n = n << 8 | h[i];
+  }
+  if (n > MP_CONN_MAX_MESSAGE || (uint64_t)(size_t)n != n)
+    return mp__error(MP_EPROTO, "message length %llu is over the maximum",
+                     (unsigned long long)n);
+  c->pending = 1;
+  c->pending_n = n;
+  return 0;
+}
+
+/* Read the pending body into p (which holds it). */
+static int read_body(mp_conn *c, void *p) {
+  size_t n = (size_t)c->pending_n;
+  c->pending = 0;
+  int rc = n ? mpi_stream_read(c->h, p, n, NULL) : 0;
+  return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside a "
+                                            "message")
+                       : rc;
+}
+
+/* Skip the pending body (when it cannot be stored), keeping the stream
+ * in step. */
+static void skip_body(mp_conn *c) {
+  unsigned char scrap[4096];
+  uint64_t left = c->pending_n;
+  c->pending = 0;
+  while (left > 0) {
+    size_t k = left < sizeof scrap ? (size_t)left : sizeof scrap;
+    if (mpi_stream_read(c->h, scrap, k, NULL) != 0)
+      return;
+    left -= k;
+  }
+}
+
+int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n) {
+  int rc = check(c, 0);
+  if (rc != 0)
+    return rc;
+  if (out == NULL || n == NULL)
+    return mp__error(MP_EINVAL, "mp_conn_recv_bytes: NULL argument");
+  *out = NULL;
+  *n = 0;
+  mpi_mutex_lock(c->recv_mu);
+  rc = read_header(c);
+  if (rc == 0) {
+    size_t len = (size_t)c->pending_n;
+    void *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+      skip_body(c);
+      rc = mp__error(MP_ENOMEM, "no memory for a message of %zu bytes",
+                     len);
+    } else if ((rc = read_body(c, buf)) != 0) {
+      free(buf);
+    } else {
+      *out = buf;
+      *n = len;
+    }
+  }
+  mpi_mutex_unlock(c->recv_mu);
+  return rc;
+}
+
+int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t *n) {
+  int rc = check(c, 0);
+  if (rc != 0)
+    return rc;
+  if ((buf == NULL && cap != 0) || n == NULL)
+    return mp__error(MP_EINVAL, "mp_conn_recv_bytes_into: NULL argument");
+  mpi_mutex_lock(c->recv_mu);
+  rc = read_header(c);
+  if (rc == 0) {
+    *n = (size_t)c->pending_n;
+    if (c->pending_n > cap)
+      rc = mp__error(MP_ERANGE, "message of %zu bytes does not fit in %zu; "
+                                "it stays readable",
+                     *n, cap);
+    else
+      rc = read_body(c, buf);
+  }
+  mpi_mutex_unlock(c->recv_mu);
+  return rc;
+}
+
+int mp_conn_send_args(mp_conn *c, const mp_args *a) {
+  if (a == NULL)
+    return mp__error(MP_EINVAL, "mp_conn_send_args: NULL tuple");
+  if (mp__args_has_objects(a))
+    return mp__error(MP_ETYPE, "mp_conn_send_args: objects (connections, "
+                               "...) travel only as process arguments");
+  size_t n;
+  const void *p = mp__args_data(a, &n);
+  return mp_conn_send_bytes(c, p, n);
+}
+
+int mp_conn_recv_args(mp_conn *c, mp_args **out) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_conn_recv_args: NULL argument");
+  *out = NULL;
+  void *p;
+  size_t n;
+  int rc = mp_conn_recv_bytes(c, &p, &n);
+  if (rc != 0)
+    return rc;
+  rc = mp__args_from_bytes(out, p, n);
+  if (rc == 0 && mp__args_has_objects(*out)) {
+    mp_args_free(*out);
+    *out = NULL;
+    rc = mp__error(MP_EPROTO, "a received tuple may not hold objects");
+  }
+  free(p);
+  return rc;
+}
+
+int mp_conn_poll(mp_conn *c, double timeout) {
+  int rc = check(c, 0);
+  if (rc != 0)
+    return rc;
+  if ((rc = mp__check_timeout(timeout)) != 0)
+    return rc;
+  if (c->pending)
+    return 1;
+  return mpi_stream_poll(c->h, timeout);
+}
+
+/* ---- the rest ---------------------------------------------------------- */
+
+mp_handle mp_conn_fileno(const mp_conn *c) {
+  return c == NULL || c->closed ? MP_INVALID_HANDLE : (mp_handle)c->h;
+}
+
+int mp_conn_readable(const mp_conn *c) { return c && c->readable; }
+int mp_conn_writable(const mp_conn *c) { return c && c->writable; }
+
+int mp_conn_close(mp_conn *c) {
+  if (c == NULL)
+    return mp__error(MP_EINVAL, "mp_conn_close: NULL connection");
+  mpi_mutex_lock(c->send_mu);
+  mpi_mutex_lock(c->recv_mu);
+  if (!c->closed) {
+    mpi_stream_close(c->h);
+    c->closed = 1;
+    c->h = MPI_BAD_FD;
+  }
+  mpi_mutex_unlock(c->recv_mu);
+  mpi_mutex_unlock(c->send_mu);
+  return 0;
+}
+
+void mp_conn_free(mp_conn *c) {
+  if (c == NULL)
+    return;
+  mp_conn_close(c);
+  mpi_mutex_free(c->send_mu);
+  mpi_mutex_free(c->recv_mu);
+  free(c);
+}
+
+void mp_free(void *p) { free(p); }
+
+/* ---- passing to a child ------------------------------------------------- */
+
+/* The blob: u32 handle index (LE), u8 readable, u8 writable. */
+int mp_args_add_conn(mp_args *a, mp_conn *c) {
+  if (a == NULL || c == NULL)
+    return mp__error(MP_EINVAL, "mp_args_add_conn: NULL argument");
+  if (c->closed)
+    return mp__error(MP_ECLOSED, "cannot pass a closed connection");
+  uint32_t index;
+  int rc = mp__args_add_handle(a, c->h, &index);
+  if (rc != 0)
+    return rc;
+  unsigned char blob[6] = {(unsigned char)index, (unsigned char)(index >> 8),
+                           (unsigned char)(index >> 16),
+                           (unsigned char)(index >> 24),
+                           (unsigned char)c->readable,
+                           (unsigned char)c->writable};
+  return mp__args_add_object(a, MP__OBJ_CONN, blob, sizeof blob, c);
+}
+
+mp_conn *mp_args_conn(const mp_args *a, size_t i) {
+  return mp__args_object(a, i, MP__OBJ_CONN);
+}
+
+int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
+                  void **out) {
+  const unsigned char *b = blob;
+  if (n != 6)
+    return mp__error(MP_EPROTO, "malformed connection reference");
+  uint32_t index = (uint32_t)b[0] | (uint32_t)b[1] << 8 |
+                   (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+  if (index >= nh || handles[index] == MPI_BAD_FD)
+    return mp__error(MP_EPROTO, "connection reference to a missing handle");
+  mp_conn *c;
+  int rc = new_conn(handles[index], b[4] != 0, b[5] != 0, &c);
+  if (rc != 0)
+    return rc;
+  handles[index] = MPI_BAD_FD; /* the connection owns it now */
+  *out = c;
+  return 0;
+}
