@@ -200,6 +200,13 @@ const mpi_fd *mp__args_handles(const mp_args *a, size_t *n) {
   return a ? a->handles : NULL;
 }
 
+int mp__args_holds(const mp_args *a, const void *obj) {
+  for (size_t i = 0; i < a->count; i++)
+    if (a->objects[i] == obj)
+      return 1;
+  return 0;
+}
+
 int mp__args_has_objects(const mp_args *a) {
   for (size_t i = 0; i < a->count; i++)
     if (a->buf[a->off[i]] == MP_ARG_OBJECT)

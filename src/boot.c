@@ -161,6 +161,7 @@ void mp__fork_child_main(void *process) {
   mp_process *parent = mp_current_process();
   enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
               parent->pid, parent->name);
+  mp__conn_fork_child(p->kind == MP__KIND_TARGET ? p->args : NULL);
   int rc = p->kind == MP__KIND_TARGET ? p->target(p->args)
                                        : run_subclass(p->run, p->self);
   mp__child_finish();

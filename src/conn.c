@@ -20,7 +20,43 @@ struct mp_conn {
   int pending;        /* a header was read; its body was not */
   uint64_t pending_n;
   mpi_mutex *send_mu, *recv_mu;
+  mp_conn *prev, *next; /* every live connection, for fork children */
 };
+
+static mp_conn *live; /* guarded by mpi_lock */
+
+static void link_conn(mp_conn *c) {
+  mpi_lock();
+  c->next = live;
+  if (live != NULL)
+    live->prev = c;
+  live = c;
+  mpi_unlock();
+}
+
+static void unlink_conn(mp_conn *c) {
+  mpi_lock();
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else if (live == c)
+    live = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  mpi_unlock();
+}
+
+/* In a forked child, before its target runs: close every connection it
+ * inherited but was not given, as a spawned child would not have them.
+ * Otherwise a child holding the parent's end of a pipe keeps the other
+ * end from ever seeing end of file. */
+void mp__conn_fork_child(const mp_args *keep) {
+  for (mp_conn *c = live; c != NULL; c = c->next)
+    if (!c->closed && (keep == NULL || !mp__args_holds(keep, c))) {
+      mpi_stream_close(c->h);
+      c->closed = 1;
+      c->h = MPI_BAD_FD;
+    }
+}
 
 static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
   mp_conn *c = calloc(1, sizeof *c);
@@ -34,6 +70,7 @@ static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
   c->h = h;
   c->readable = readable;
   c->writable = writable;
+  link_conn(c);
   *out = c;
   return 0;
 }
@@ -292,6 +329,7 @@ void mp_conn_free(mp_conn *c) {
   if (c == NULL)
     return;
   mp_conn_close(c);
+  unlink_conn(c);
   mpi_mutex_free(c->send_mu);
   mpi_mutex_free(c->recv_mu);
   free(c);

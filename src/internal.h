@@ -49,12 +49,15 @@ void *mp__args_object(const mp_args *a, size_t i, uint32_t kind);
 int mp__args_add_handle(mp_args *a, mpi_fd h, uint32_t *index);
 const mpi_fd *mp__args_handles(const mp_args *a, size_t *n);
 int mp__args_has_objects(const mp_args *a);
+int mp__args_holds(const mp_args *a, const void *obj);
 int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n);
 
 /* conn.c: a connection from its blob; takes its handle out of the table
  * (sets it to MPI_BAD_FD). */
 int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
                   void **out);
+/* In a forked child: close the connections not in `keep` (may be NULL). */
+void mp__conn_fork_child(const mp_args *keep);
 
 /* The encoded bytes of a tuple, and a tuple decoded (validated) from
  * bytes: MP_EPROTO when malformed. */

@@ -259,6 +259,18 @@ void ts_block_forever(void) {
     Sleep(INFINITE);
 }
 
+void ts_raw_write(mp_handle h, const void *p, size_t n) {
+  OVERLAPPED ov;
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  DWORD done = 0;
+  if (!WriteFile((HANDLE)h, p, (DWORD)n, &done, &ov) &&
+      GetLastError() == ERROR_IO_PENDING)
+    GetOverlappedResult((HANDLE)h, &ov, &done, TRUE);
+  CloseHandle(ov.hEvent);
+  cr_assert_eq(done, n, "raw write");
+}
+
 #else
 
 void ts_pipe_open(ts_pipe *p) {
@@ -334,6 +346,10 @@ int ts_wait_pid_gone(int64_t pid, double timeout) {
 void ts_block_forever(void) {
   for (;;)
     pause();
+}
+
+void ts_raw_write(mp_handle h, const void *p, size_t n) {
+  cr_assert_eq(write((int)h, p, n), (ssize_t)n, "raw write");
 }
 
 #endif

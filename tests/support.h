@@ -68,6 +68,9 @@ typedef struct ts_thread ts_thread;
 ts_thread *ts_thread_start(void (*fn)(void *), void *arg);
 void ts_thread_join(ts_thread *t);
 
+/* Write raw bytes to a connection's handle (to forge frames). */
+void ts_raw_write(mp_handle h, const void *p, size_t n);
+
 /* Block forever (until killed), without burning CPU. */
 void ts_block_forever(void);
 

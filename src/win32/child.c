@@ -14,8 +14,10 @@
  * recorded (quoted by the rules CommandLineToArgvW and the C runtime
  * undo), or with no arguments after mp_main_guard(0, NULL).  It inherits
  * exactly four handles (listed in PROC_THREAD_ATTRIBUTE_HANDLE_LIST): the
- * read end of a bootstrap pipe (u64 LE length + bytes, written by the
- * parent after CreateProcess), the write end of a status pipe (frames
+ * read end of a bootstrap pipe (u32 LE count + count u64 LE handle values,
+ * then u64 LE length + bytes, written by the parent after CreateProcess;
+ * the handles are mpi_start_info's, duplicated into the child, not
+ * inheritable), the write end of a status pipe (frames
  * 'A' = bootstrap read, 'R' = exit record), a SYNCHRONIZE handle on the
  * parent, and its standard handles.  Their values travel in the
  * MPROC_SPAWN variable of the environment block built for the child.
@@ -359,24 +361,41 @@ static DWORD WINAPI boot_writer_main(LPVOID arg) {
 
 #define BOOT_INLINE_MAX (1024 * 1024) /* pipe sized to hold it whole */
 
-/* Send u64 LE length + bytes; the pipe is ours from here on.  A child
- * that died first makes the write fail: that is for the wait to report. */
-static void send_boot(HANDLE pipe, const void *boot, size_t len) {
-  unsigned char *buf = malloc(len + 8);
+/* Bytes on the bootstrap pipe: the handle table, then the blob. */
+static size_t boot_wire_size(size_t n_handles, size_t len) {
+  return 4 + 8 * n_handles + 8 + len;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Send u32 LE count + count u64 LE handles (values in the child), then
+ * u64 LE length + bytes; the pipe is ours from here on.  A child that
+ * died first makes the write fail: that is for the wait to report. */
+static void send_boot(HANDLE pipe, const HANDLE *handles, size_t nh,
+                      const void *boot, size_t len) {
+  size_t total = boot_wire_size(nh, len);
+  unsigned char *buf = malloc(total), *p = buf;
   if (buf == NULL) {
     CloseHandle(pipe); /* the child reports a bootstrap failure */
     return;
   }
-  for (int i = 0; i < 8; i++)
-    buf[i] = (unsigned char)((uint64_t)len >> (8 * i));
+  mpi__put_u32(p, (uint32_t)nh);
+  p += 4;
+  for (size_t i = 0; i < nh; i++, p += 8)
+    put_u64(p, (uint64_t)(uintptr_t)handles[i]);
+  put_u64(p, (uint64_t)len);
+  p += 8;
   if (len)
-    memcpy(buf + 8, boot, len);
-  boot_writer *w = len + 8 > BOOT_INLINE_MAX ? malloc(sizeof *w) : NULL;
+    memcpy(p, boot, len);
+  boot_writer *w = total > BOOT_INLINE_MAX ? malloc(sizeof *w) : NULL;
   HANDLE t = NULL;
   if (w != NULL) {
     w->pipe = pipe;
     w->data = buf;
-    w->len = len + 8;
+    w->len = total;
     t = CreateThread(NULL, 0, boot_writer_main, w, 0, NULL);
     if (t != NULL) {
       CloseHandle(t);
@@ -384,14 +403,14 @@ static void send_boot(HANDLE pipe, const void *boot, size_t len) {
     }
     free(w);
   }
-  mpi__write_all(pipe, buf, len + 8);
+  mpi__write_all(pipe, buf, total);
   CloseHandle(pipe);
   free(buf);
 }
 
-static int make_pipes(spawn_job *j, size_t boot_len) {
-  DWORD boot_size = boot_len + 8 > BOOT_INLINE_MAX ? BOOT_INLINE_MAX
-                                                   : (DWORD)(boot_len + 8);
+static int make_pipes(spawn_job *j, size_t n_handles, size_t boot_len) {
+  size_t wire = boot_wire_size(n_handles, boot_len);
+  DWORD boot_size = wire > BOOT_INLINE_MAX ? BOOT_INLINE_MAX : (DWORD)wire;
   if (!CreatePipe(&j->boot_rd, &j->boot_wr, NULL, boot_size))
     return mpi__win_error("spawn: CreatePipe");
   if (!CreatePipe(&j->status_rd, &j->status_wr, NULL, MPI_STATUS_PIPE_SIZE))
@@ -409,24 +428,59 @@ static void spawn_job_free(spawn_job *j) {
   free(j->env);
 }
 
+/* si's handles duplicated into the new child (values valid there, not
+ * inheritable), malloc'd into *out.  On failure the child is killed. */
+static int pass_handles(const mpi_start_info *si, HANDLE process,
+                        HANDLE **out) {
+  *out = NULL;
+  if (si->n_handles == 0)
+    return 0;
+  HANDLE *in_child = calloc(si->n_handles, sizeof *in_child);
+  int rc = in_child ? 0 : mp__error(MP_ENOMEM, "out of memory");
+  for (size_t i = 0; rc == 0 && i < si->n_handles; i++)
+    if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)si->handles[i],
+                         process, &in_child[i], 0, FALSE,
+                         DUPLICATE_SAME_ACCESS))
+      rc = mpi__win_error("spawn: cannot pass a handle to the child");
+  if (rc != 0) { /* it would wait for a bootstrap forever */
+    TerminateProcess(process, 1);
+    free(in_child);
+    return rc;
+  }
+  *out = in_child;
+  return 0;
+}
+
 static int spawn(const mpi_start_info *si, mpi_child *c) {
   spawn_job j;
+  HANDLE *passed = NULL;
   memset(&j, 0, sizeof j);
   j.daemon = si->daemon;
+  if (si->n_handles > MPI_BOOT_HANDLES_MAX)
+    return mp__error(MP_EINVAL, "spawn: too many handles (%llu) to pass",
+                     (unsigned long long)si->n_handles);
   j.exe = si->exe ? mpi__to_wide(si->exe) : mpi__module_path(NULL);
   j.cmdline = j.exe ? build_cmdline(si->argv, j.exe) : NULL;
   int rc = j.exe == NULL ? MP_EINVAL
-           : j.cmdline == NULL ? mp__error(MP_ENOMEM, "out of memory")
-                               : make_pipes(&j, si->boot_len);
+           : j.cmdline == NULL
+               ? mp__error(MP_ENOMEM, "out of memory")
+               : make_pipes(&j, si->n_handles, si->boot_len);
   if (rc == 0)
     rc = start_window(&j);
   if (rc == 0) {
+    rc = pass_handles(si, j.pi.hProcess, &passed);
     if (j.daemon) {
       join_daemon_job(j.pi.hProcess);
       ResumeThread(j.pi.hThread);
     }
     CloseHandle(j.pi.hThread);
-    send_boot(j.boot_wr, si->boot, si->boot_len);
+    if (rc != 0) {
+      CloseHandle(j.pi.hProcess);
+      spawn_job_free(&j);
+      return rc;
+    }
+    send_boot(j.boot_wr, passed, si->n_handles, si->boot, si->boot_len);
+    free(passed);
     j.boot_wr = NULL;
     c->process = j.pi.hProcess;
     c->pid = j.pi.dwProcessId;
@@ -580,6 +634,8 @@ void mpi_child_free(mpi_child *c) {
 /* ---- 6. The child side ---------------------------------------------- */
 
 static int boot_detected;   /* mpi_boot_detect has run */
+static mpi_fd *boot_handles; /* passed by the parent, until taken */
+static size_t n_boot_handles;
 static HANDLE status_pipe;  /* write end, in a spawned child */
 static HANDLE parent_proc;  /* SYNCHRONIZE handle on the parent */
 static DWORD parent_pid;
@@ -623,9 +679,31 @@ static HANDLE take_handles(const wchar_t *env) {
   return boot;
 }
 
-/* u64 LE length + bytes, bounded to 1 GiB. */
+/* u32 LE count + count u64 LE handles (kept for mpi_boot_handles), then
+ * u64 LE length + bytes, bounded to 1 GiB. */
 static void *read_boot(HANDLE h, size_t *len) {
   unsigned char hdr[8];
+  if (mpi__read_all(h, hdr, 4) != 0)
+    boot_die(mp_last_error_message());
+  uint32_t nh = mpi__get_u32(hdr);
+  if (nh > MPI_BOOT_HANDLES_MAX)
+    boot_die("too many handles in the bootstrap");
+  if (nh > 0) {
+    unsigned char *raw = malloc((size_t)nh * 8);
+    boot_handles = malloc((size_t)nh * sizeof *boot_handles);
+    if (raw == NULL || boot_handles == NULL)
+      boot_die("out of memory");
+    if (mpi__read_all(h, raw, (size_t)nh * 8) != 0)
+      boot_die(mp_last_error_message());
+    for (uint32_t i = 0; i < nh; i++) {
+      uint64_t v = 0;
+      for (int b = 7; b >= 0; b--)
+        v = v << 8 | raw[8 * i + (uint32_t)b];
+      boot_handles[i] = (mpi_fd)(uintptr_t)v;
+    }
+    free(raw);
+    n_boot_handles = nh;
+  }
   if (mpi__read_all(h, hdr, 8) != 0)
     boot_die(mp_last_error_message());
   uint64_t n = 0;
@@ -657,6 +735,14 @@ int mpi_boot_detect(void **boot, size_t *len) {
   CloseHandle(h);
   mpi__frame_write(status_pipe, MPI_FRAME_ACK, NULL, 0);
   return MPI_BOOT_CHILD;
+}
+
+int mpi_boot_handles(mpi_fd **h, size_t *n) {
+  *h = boot_handles;
+  *n = n_boot_handles;
+  boot_handles = NULL; /* handed over once */
+  n_boot_handles = 0;
+  return 0;
 }
 
 /* The parent ends -> a daemonic child ends.  The job object normally

@@ -44,6 +44,7 @@ enum { MPI_FRAME_ACK = 'A', MPI_FRAME_RECORD = 'R' };
 #define MPI_STATUS_KEEP (64 * 1024)      /* what the parent keeps */
 #define MPI_STATUS_PIPE_SIZE (64 * 1024) /* never blocks the child */
 #define MPI_BOOT_MAX ((uint64_t)1 << 30)
+#define MPI_BOOT_HANDLES_MAX 65536u /* handles passed to one child */
 
 /* Our TerminateProcess exit codes (Python uses 0x10000 for terminate). */
 #define MPI_TERMINATE_CODE 0x10000u

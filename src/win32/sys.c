@@ -565,13 +565,16 @@ static void end_pipe_waits(pipe_wait *pw, size_t np, const HANDLE *h) {
   }
 }
 
-/* One round: r (all zero on entry) gets the ready handles.  The count,
- * MP_ETIMEDOUT or an error; 0 when only a zero-byte read fired without
- * the stream being ready (a zero-length write): the caller waits again. */
+/* One round: r (all zero on entry) gets the ready handles; h (a copy of
+ * fds on entry) is the wait set, where a stream's entry becomes its
+ * event.  The count, MP_ETIMEDOUT or an error; 0 when only a zero-byte
+ * read fired without the stream being ready (a zero-length write): the
+ * caller waits again. */
 static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
                       size_t np, double timeout, int *r) {
   int count = 0, rc = 0;
   for (size_t k = 0; k < np && rc >= 0; k++) {
+    h[pw[k].index] = NULL; /* a stream: its event goes here */
     rc = mpi__stream_ready(fds[pw[k].index]);
     if (rc > 0) {
       r[pw[k].index] = 1;
@@ -582,7 +585,7 @@ static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
     return rc;
   if (count > 0) { /* no need to block: poll the rest */
     for (size_t i = 0; i < n; i++)
-      if (h[i] == fds[i]) { /* not a stream */
+      if (h[i] != NULL) { /* not a stream */
         DWORD w = WaitForSingleObject(fds[i], 0);
         if (w == WAIT_FAILED)
           return mpi__win_error("WaitForSingleObject");
