@@ -199,11 +199,13 @@ int mpi_stream_write(mpi_fd h, const void *p, size_t n);
 int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got);
 
 /* 1 when a read would not block (data or end of stream), 0 when timeout
- * seconds (negative: forever) passed first; or an error code. */
+ * seconds (negative: forever) passed first; or an error code (MP_EPERM on
+ * a write-only end: callers check the direction first). */
 int mpi_stream_poll(mpi_fd h, double timeout);
 
 void mpi_stream_close(mpi_fd h);
 
-/* mpi_wait (part 3) accepts stream read ends as well: ready = readable. */
+/* mpi_wait (part 3) accepts stream read ends as well: ready = readable
+ * (Windows: a pipe that is not one of these streams is MP_EINVAL). */
 
 #endif /* MPROC_PLATFORM_H */
