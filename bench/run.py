@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""run.py - run the process start+join benchmark for mproc (bench_start),
-Python's multiprocessing (bench_start.py) and the OS floor in one run,
-print a Markdown table with ratios, and check the project's budgets.
+"""run.py - run the benchmarks for mproc (bench_start, bench_pipe),
+Python's multiprocessing (bench_start.py, bench_pipe.py) and the OS floor
+in one run, print a Markdown table with ratios, and check the project's
+budgets.
 
     python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
-                         [--check]
+                         [--pipe-bin PATH] [--pipe-n 20000] [--check]
+
+bench_pipe is looked for next to bench_start unless --pipe-bin is given.
 
 The N iterations per method are split over ROUNDS rounds; each round runs
 bench_start and then bench_start.py (the order alternates from round to
@@ -39,6 +42,14 @@ BUDGETS = [
      "python spawn", "mproc spawn", "ge", 30.0),
 ]
 
+# The pipe budget compares round trips with the same placement: both ends
+# on one CPU ("@same-cpu", see bench_pipe.c), where the round trip is the
+# cost of the IPC itself rather than of waking an idle CPU.  It falls back
+# to "@cross-cpu" and then to all samples when a placement is missing.
+PIPE_BUDGET = ("pipe round trip within 1.25x of a raw socketpair round trip",
+               "mproc pipe", "os socketpair", "le", 1.25)
+PLACEMENTS = (" @same-cpu", " @cross-cpu", "")
+
 
 def find_bin(given):
     if given:
@@ -59,6 +70,15 @@ def find_bin(given):
         sys.exit("run.py: bench_start not found; build it "
                  "(cmake --build build) or pass --bin PATH")
     return max(cands, key=os.path.getmtime)  # the most recently built
+
+
+def find_pipe_bin(given, start_exe):
+    if given:
+        if not os.path.isfile(given):
+            sys.exit(f"run.py: {given}: no such file")
+        return os.path.abspath(given)
+    c = os.path.join(os.path.dirname(start_exe), "bench_pipe")
+    return c if os.path.isfile(c) and os.access(c, os.X_OK) else None
 
 
 def pct(v, q):
@@ -114,19 +134,33 @@ def main():
                     help="warm-up iterations per method and round")
     ap.add_argument("--python", default=sys.executable,
                     help="the Python to measure (default: this one)")
+    ap.add_argument("--pipe-bin", help="path to bench_pipe (default: next "
+                    "to bench_start)")
+    ap.add_argument("--pipe-n", type=int, default=20000,
+                    help="pipe round trips per method in all (default 20000)")
+    ap.add_argument("--pipe-w", type=int, default=1000,
+                    help="pipe warm-up round trips per method and round")
     ap.add_argument("--check", action="store_true",
                     help="exit non-zero when a budget fails")
     a = ap.parse_args()
-    if a.n < 1 or a.rounds < 1:
-        ap.error("-n and --rounds must be positive")
+    if a.n < 1 or a.rounds < 1 or a.pipe_n < 1:
+        ap.error("-n, --pipe-n and --rounds must be positive")
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
+    pipe_exe = find_pipe_bin(a.pipe_bin, exe)
     pyscript = os.path.join(HERE, "bench_start.py")
 
     print(machine())
     print(f"bench_start: {exe}")
     print(f"n={a.n} per method, in {rounds} alternating rounds, "
           f"warm-up {a.w} per method and round")
+    if pipe_exe:
+        print(f"bench_pipe: {pipe_exe}")
+        print(f"pipe: n={a.pipe_n} round trips per method, in {a.rounds} "
+              f"alternating rounds, warm-up {a.pipe_w} per method and round")
+    else:
+        print("bench_pipe: not found next to bench_start (--pipe-bin): "
+              "pipe row skipped")
 
     pooled = {}
     per_round = []  # medians of each round, to show the spread of ratios
@@ -142,6 +176,25 @@ def main():
             pooled.setdefault(k, []).extend(v)
         per_round.append({k: statistics.median(v) for k, v in got.items()})
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
+
+    per_round_pipe = []
+    if pipe_exe:
+        prounds = min(a.rounds, a.pipe_n)
+        pypipe = os.path.join(HERE, "bench_pipe.py")
+        for r in range(prounds):
+            n = a.pipe_n // prounds + (1 if r < a.pipe_n % prounds else 0)
+            c_cmd = [pipe_exe, "-n", str(n), "-w", str(a.pipe_w),
+                     "--samples"]
+            p_cmd = [a.python, pypipe, "-n", str(n), "-w", str(a.pipe_w),
+                     "--samples"]
+            got = {}
+            for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
+                got.update(run(cmd))
+            for k, v in got.items():
+                pooled.setdefault(k, []).extend(v)
+            per_round_pipe.append({k: statistics.median(v)
+                                   for k, v in got.items()})
+            print(f"  pipe round {r + 1}/{prounds} done", file=sys.stderr)
 
     med = {k: statistics.median(v) for k, v in pooled.items()}
     g = med.get
@@ -162,14 +215,30 @@ def main():
         print(f"| {m} | {fmt(mp_)} | {fmt(py)} | {fmt(fl)} ({fl_name}) "
               f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
               f"| {'n/a' if pm is None else f'{pm:.1f}x'} |")
+    if pipe_exe:
+        for suffix, name in (("", "pipe round trip (8 B)"),
+                             (" @same-cpu", "↳ both on one CPU"),
+                             (" @cross-cpu", "↳ on two CPUs")):
+            mp_, py = g("mproc pipe" + suffix), g("python pipe" + suffix)
+            fl = g("os socketpair" + suffix)
+            if suffix and mp_ is None and fl is None:
+                continue
+            vs, pm = ratio(mp_, fl), ratio(py, mp_)
+            print(f"| {name} | {fmt(mp_)} | {fmt(py)} | {fmt(fl)} "
+                  f"(socketpair) "
+                  f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+                  f"| {'n/a' if pm is None else f'{pm:.1f}x'} |")
     print()
     print("Medians over the pooled samples.  forkserver's floor is a raw "
           "fork+waitpid (the server's own start is excluded by warm-up).")
+    if pipe_exe:
+        print("Pipe: fork-context children; the ↳ rows split the samples by "
+              "where the scheduler put parent and child (see README.md).")
     print()
     print("Spread (µs): min / p10 / median / p90")
     for k in sorted(pooled):
         v = pooled[k]
-        print(f"  {k:<20} {min(v):9.1f} {pct(v, .1):9.1f} {pct(v, .5):9.1f} "
+        print(f"  {k:<28} {min(v):9.1f} {pct(v, .1):9.1f} {pct(v, .5):9.1f} "
               f"{pct(v, .9):9.1f}   n={len(v)}")
 
     print()
@@ -189,6 +258,22 @@ def main():
         rel = "<=" if op == "le" else ">="
         print(f"{verdict}: {desc}: {num} / {den} = {shown} "
               f"(budget {rel} {bound}x; per round: {rr})")
+    if pipe_exe:
+        desc, num, den, op, bound = PIPE_BUDGET
+        for suffix in PLACEMENTS:  # the first placement both methods have
+            if g(num + suffix) is not None and g(den + suffix) is not None:
+                break
+        nm, dn = num + suffix, den + suffix
+        x = ratio(g(nm), g(dn))
+        rr = [ratio(pr.get(nm), pr.get(dn)) for pr in per_round_pipe]
+        rr = " ".join("n/a" if y is None else f"{y:.2f}" for y in rr)
+        ok = x is not None and x <= bound
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'}: {desc}: {nm} / {dn} = "
+              f"{'n/a' if x is None else f'{x:.2f}x'} "
+              f"(budget <= {bound}x; per round: {rr})")
+    else:
+        print(f"SKIP: {PIPE_BUDGET[0]}: bench_pipe not found")
     if a.check and failed:
         return 1
     return 0
