@@ -7,6 +7,12 @@
  * buffer keeps the length it read ("pending"), so the message stays
  * readable.  Sends and receives are serialised by one mutex each, so
  * whole messages never interleave between threads.
+ *
+ * Receives read ahead: one recv fills a small buffer with whatever has
+ * arrived, so a small message costs one system call (header and body
+ * together), not two.  Bytes waiting there count as readable for
+ * mp_conn_poll and mp_wait, and a forked child starts without the
+ * parent's (as a spawned child would).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +27,15 @@ struct mp_conn {
   uint64_t pending_n;
   mpi_mutex *send_mu, *recv_mu;
   mp_conn *prev, *next; /* every live connection, for fork children */
+  size_t rpos, rlen;    /* read-ahead: rbuf[rpos, rlen) is unread */
+  unsigned char rbuf[4096];
 };
+
+/* Something to read without touching the stream?  (recv_mu held, or a
+ * benign race for a hint.) */
+static int buffered(const mp_conn *c) {
+  return c->pending || c->rpos < c->rlen;
+}
 
 static mp_conn *live; /* guarded by mpi_lock */
 
@@ -50,12 +64,29 @@ static void unlink_conn(mp_conn *c) {
  * Otherwise a child holding the parent's end of a pipe keeps the other
  * end from ever seeing end of file. */
 void mp__conn_fork_child(const mp_args *keep) {
-  for (mp_conn *c = live; c != NULL; c = c->next)
+  for (mp_conn *c = live; c != NULL; c = c->next) {
+    c->pending = 0; /* what the parent read ahead is the parent's */
+    c->rpos = c->rlen = 0;
     if (!c->closed && (keep == NULL || !mp__args_holds(keep, c))) {
       mpi_stream_close(c->h);
       c->closed = 1;
       c->h = MPI_BAD_FD;
     }
+  }
+}
+
+int mp__conn_buffered(const mp_handle *h, size_t n, int *ready) {
+  int count = 0;
+  mpi_lock();
+  for (mp_conn *c = live; c != NULL; c = c->next)
+    if (!c->closed && buffered(c))
+      for (size_t i = 0; i < n; i++)
+        if (h[i] == (mp_handle)c->h && !ready[i]) {
+          ready[i] = 1;
+          count++;
+        }
+  mpi_unlock();
+  return count;
 }
 
 static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
@@ -154,6 +185,37 @@ int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n) {
 
 /* ---- receiving --------------------------------------------------------- */
 
+/* Read exactly n bytes: from the read-ahead first, then the stream
+ * (large remainders straight into p).  *got: how many arrived. */
+static int read_exact(mp_conn *c, void *p, size_t n, size_t *got) {
+  unsigned char *out = p;
+  size_t done = 0;
+  int rc = 0;
+  while (done < n && rc == 0) {
+    size_t have = c->rlen - c->rpos, left = n - done;
+    if (have > 0) {
+      size_t k = have < left ? have : left;
+      memcpy(out + done, c->rbuf + c->rpos, k);
+      c->rpos += k;
+      done += k;
+    } else if (left >= sizeof c->rbuf) {
+      size_t g = 0;
+      rc = mpi_stream_read(c->h, out + done, left, &g);
+      done += g;
+    } else {
+      size_t g = 0;
+      rc = mpi_stream_recv(c->h, c->rbuf, sizeof c->rbuf, &g);
+      c->rpos = 0;
+      c->rlen = g;
+    }
+    if (c->rpos == c->rlen)
+      c->rpos = c->rlen = 0;
+  }
+  if (got != NULL)
+    *got = done;
+  return rc;
+}
+
 /* Read the next header unless one is pending.  MP_EEOF at a clean end,
  * MP_EPROTO for a length over the maximum (the stream is then unusable). */
 static int read_header(mp_conn *c) {
@@ -161,7 +223,7 @@ static int read_header(mp_conn *c) {
     return 0;
   unsigned char h[8];
   size_t got = 0;
-  int rc = mpi_stream_read(c->h, h, 4, &got);
+  int rc = read_exact(c, h, 4, &got);
   if (rc == MP_EEOF && got > 0)
     return mp__error(MP_EEOF, "connection ended inside a message header");
   if (rc != 0)
@@ -171,7 +233,7 @@ static int read_header(mp_conn *c) {
   uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
                (uint64_t)h[2] << 8 | h[3];
   if (n == 0xffffffffu) {
-    if ((rc = mpi_stream_read(c->h, h, 8, NULL)) != 0)
+    if ((rc = read_exact(c, h, 8, NULL)) != 0)
       return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside "
                                                 "a message header")
                            : rc;
@@ -191,7 +253,7 @@ static int read_header(mp_conn *c) {
 static int read_body(mp_conn *c, void *p) {
   size_t n = (size_t)c->pending_n;
   c->pending = 0;
-  int rc = n ? mpi_stream_read(c->h, p, n, NULL) : 0;
+  int rc = n ? read_exact(c, p, n, NULL) : 0;
   return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside a "
                                             "message")
                        : rc;
@@ -205,7 +267,7 @@ static void skip_body(mp_conn *c) {
   c->pending = 0;
   while (left > 0) {
     size_t k = left < sizeof scrap ? (size_t)left : sizeof scrap;
-    if (mpi_stream_read(c->h, scrap, k, NULL) != 0)
+    if (read_exact(c, scrap, k, NULL) != 0)
       return;
     left -= k;
   }
@@ -296,9 +358,10 @@ int mp_conn_poll(mp_conn *c, double timeout) {
     return rc;
   if ((rc = mp__check_timeout(timeout)) != 0)
     return rc;
-  if (c->pending)
-    return 1;
-  return mpi_stream_poll(c->h, timeout);
+  mpi_mutex_lock(c->recv_mu);
+  int ready = buffered(c);
+  mpi_mutex_unlock(c->recv_mu);
+  return ready ? 1 : mpi_stream_poll(c->h, timeout);
 }
 
 /* ---- the rest ---------------------------------------------------------- */

@@ -58,6 +58,9 @@ int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
                   void **out);
 /* In a forked child: close the connections not in `keep` (may be NULL). */
 void mp__conn_fork_child(const mp_args *keep);
+/* Mark ready[i] for each handle of a connection with bytes read ahead;
+ * returns how many it marked. */
+int mp__conn_buffered(const mp_handle *h, size_t n, int *ready);
 
 /* The encoded bytes of a tuple, and a tuple decoded (validated) from
  * bytes: MP_EPROTO when malformed. */

@@ -198,6 +198,10 @@ int mpi_stream_write(mpi_fd h, const void *p, size_t n);
  * (*got says how many arrived, may be NULL). */
 int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got);
 
+/* Read what has arrived, at least 1 byte and at most n (blocking until
+ * there is one).  MP_EEOF when the stream ended with nothing read. */
+int mpi_stream_recv(mpi_fd h, void *p, size_t n, size_t *got);
+
 /* 1 when a read would not block (data or end of stream), 0 when timeout
  * seconds (negative: forever) passed first; or an error code (MP_EPERM on
  * a write-only end: callers check the direction first). */

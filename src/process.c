@@ -478,7 +478,28 @@ int mp_wait(const mp_handle *handles, size_t n, double timeout, int *ready) {
   for (size_t i = 0; i < n; i++)
     if (handles[i] == MP_INVALID_HANDLE)
       return mp__error(MP_EINVAL, "mp_wait: handle %zu is invalid", i);
-  return mpi_wait((const mpi_fd *)handles, n, timeout, ready);
+  /* Connections may hold messages already read from their stream. */
+  int *early = calloc(n, sizeof *early), *os = calloc(n, sizeof *os);
+  if (early == NULL || os == NULL) {
+    free(early);
+    free(os);
+    return mp__error(MP_ENOMEM, "mp_wait: out of memory");
+  }
+  int pre = mp__conn_buffered(handles, n, early);
+  rc = mpi_wait((const mpi_fd *)handles, n, pre > 0 ? 0.0 : timeout, os);
+  if (pre > 0 && rc == MP_ETIMEDOUT)
+    rc = 0;
+  if (rc >= 0) {
+    rc = 0;
+    for (size_t i = 0; i < n; i++)
+      rc += (os[i] = os[i] || early[i]);
+  }
+  if (ready != NULL)
+    for (size_t i = 0; i < n; i++)
+      ready[i] = rc > 0 && os[i];
+  free(early);
+  free(os);
+  return rc;
 }
 
 /* ---- 4. The registry and exit behaviour ------------------------------ */

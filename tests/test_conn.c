@@ -205,6 +205,34 @@ Test(fork, child_keeps_only_the_connections_it_is_given,
   mp_conn_free(c);
   mp_conn_free(d);
 }
+
+/* What the parent read ahead stays the parent's: the child given the
+ * connection starts from the stream, as a spawned child would. */
+static int poll_given(const mp_args *a) {
+  mp_conn *c = mp_args_conn(a, 0);
+  return c != NULL && mp_conn_poll(c, 0.2) == 0 ? 0 : 1;
+}
+
+Test(fork, child_does_not_inherit_read_ahead, .timeout = TS_TIMEOUT) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  mp_conn_send_bytes(a, "one", 3);
+  mp_conn_send_bytes(a, "two", 3);
+  char buf[8];
+  size_t n;
+  cr_assert_eq(mp_conn_recv_bytes_into(b, buf, sizeof buf, &n), 0);
+  mp_args *args;
+  mp_args_new(&args);
+  mp_args_add_conn(args, b);
+  mp_process *p = ts_start("fork", poll_given, args);
+  mp_args_free(args);
+  cr_expect_eq(ts_join(p), 0, "the child saw nothing to read");
+  mp_process_free(p);
+  cr_assert_eq(mp_conn_recv_bytes_into(b, buf, sizeof buf, &n), 0);
+  cr_expect_eq(memcmp(buf, "two", 3), 0, "the parent still has it");
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
 #endif
 
 /* ---- in one process ---------------------------------------------------- */
@@ -334,6 +362,30 @@ Test(conn, tuples) {
   cr_assert_eq(mp_conn_send_bytes(a, "garbage!", 8), 0);
   cr_expect_eq(mp_conn_recv_args(b, &back), MP_EPROTO);
   cr_expect_null(back);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+/* Small messages are read ahead: the second of two arrives with the
+ * first.  It must still count as readable for poll and mp_wait, though the
+ * OS stream is empty by then. */
+Test(conn, messages_read_ahead_stay_visible) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  cr_assert_eq(mp_conn_send_bytes(a, "one", 3), 0);
+  cr_assert_eq(mp_conn_send_bytes(a, "two", 3), 0);
+  char buf[8];
+  size_t n;
+  cr_assert_eq(mp_conn_recv_bytes_into(b, buf, sizeof buf, &n), 0);
+  cr_expect_eq(mp_conn_poll(b, 0), 1);
+  mp_handle h[2] = {mp_conn_fileno(a), mp_conn_fileno(b)};
+  int ready[2] = {-1, -1};
+  cr_expect_eq(mp_wait(h, 2, 5.0, ready), 1);
+  cr_expect(!ready[0] && ready[1]);
+  cr_assert_eq(mp_conn_recv_bytes_into(b, buf, sizeof buf, &n), 0);
+  cr_expect_eq(memcmp(buf, "two", 3), 0);
+  cr_expect_eq(mp_conn_poll(b, 0), 0, "now nothing");
+  cr_expect_eq(mp_wait(h, 2, 0.05, ready), MP_ETIMEDOUT);
   mp_conn_free(a);
   mp_conn_free(b);
 }

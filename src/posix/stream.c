@@ -70,11 +70,12 @@ int mpi_stream_write(mpi_fd h, const void *p, size_t n) {
   return 0;
 }
 
-int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got) {
+/* Read until at least `min` bytes (and at most n) have arrived. */
+static int read_min(mpi_fd h, void *p, size_t n, size_t min, size_t *got) {
   char *c = p;
   size_t done = 0;
   int rc = 0;
-  while (done < n) {
+  while (done < min) {
     ssize_t r = recv((int)h, c + done, n - done, 0);
     if (r < 0 && errno == EINTR)
       continue;
@@ -91,6 +92,14 @@ int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got) {
   if (got != NULL)
     *got = done;
   return rc;
+}
+
+int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got) {
+  return read_min(h, p, n, n, got);
+}
+
+int mpi_stream_recv(mpi_fd h, void *p, size_t n, size_t *got) {
+  return read_min(h, p, n, n ? 1 : 0, got);
 }
 
 int mpi_stream_poll(mpi_fd h, double timeout) {

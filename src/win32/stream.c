@@ -246,7 +246,9 @@ int mpi_stream_write(mpi_fd fd, const void *p, size_t n) {
   return rc;
 }
 
-int mpi_stream_read(mpi_fd fd, void *p, size_t n, size_t *got) {
+/* Read until at least `min` bytes (and at most n) have arrived: a
+ * byte-mode pipe read completes with what is there. */
+static int read_min(mpi_fd fd, void *p, size_t n, size_t min, size_t *got) {
   HANDLE h = (HANDLE)fd;
   char *c = p;
   size_t total = 0;
@@ -254,7 +256,7 @@ int mpi_stream_read(mpi_fd fd, void *p, size_t n, size_t *got) {
   event_node *e = n > 0 ? mpi__event_take() : NULL;
   if (n > 0 && e == NULL)
     rc = MP_EOS;
-  while (rc == 0 && total < n) {
+  while (rc == 0 && total < min) {
     size_t left = n - total;
     DWORD chunk = left > STREAM_READ_MAX ? STREAM_READ_MAX : (DWORD)left;
     DWORD done = 0;
@@ -278,6 +280,14 @@ int mpi_stream_read(mpi_fd fd, void *p, size_t n, size_t *got) {
   if (got != NULL)
     *got = total;
   return rc;
+}
+
+int mpi_stream_read(mpi_fd fd, void *p, size_t n, size_t *got) {
+  return read_min(fd, p, n, n, got);
+}
+
+int mpi_stream_recv(mpi_fd fd, void *p, size_t n, size_t *got) {
+  return read_min(fd, p, n, n ? 1 : 0, got);
 }
 
 /* ---- 4. Polling -------------------------------------------------------- */
