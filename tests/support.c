@@ -30,6 +30,17 @@ void ts_worker_init(void) {
   mp_main_guard(0, NULL);
 }
 
+void ts_worker_fini(void) {
+  mp_process *left[512];
+  int n = mp_active_children(left, 512);
+  if (n > 512)
+    n = 512;
+  for (int i = 0; i < n; i++)
+    mp_process_kill(left[i]);
+  for (int i = 0; i < n; i++)
+    mp_process_join(left[i], 10.0);
+}
+
 mp_process *ts_start(const char *method, mp_target_fn fn, mp_args *args) {
   mp_context *ctx = NULL;
   mp_process *p = NULL;

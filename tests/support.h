@@ -27,7 +27,13 @@ extern char **ts_argv;
  * never runs, so the worker reaches the guard here, and BoxFort's worker
  * marker is removed so that spawned children run main() normally. */
 void ts_worker_init(void);
-#define TS_SUITE(name) TestSuite(name, .init = ts_worker_init)
+/* Every suite's .fini (run after each test, failed ones too): kill and
+ * reap the children a test left behind.  Otherwise a test that fails with
+ * a blocked child running would hang its worker at exit, where mproc
+ * joins every non-daemonic child. */
+void ts_worker_fini(void);
+#define TS_SUITE(name) \
+  TestSuite(name, .init = ts_worker_init, .fini = ts_worker_fini)
 
 /* Start a process with the given start method, asserting success. */
 mp_process *ts_start(const char *method, mp_target_fn fn, mp_args *args);
