@@ -107,6 +107,23 @@ static int start_server(const mpi_start_info *si) {
 #  define MSG_NOSIGNAL 0
 #endif
 
+static int send_bytes(const void *p, size_t left) {
+  const char *c = p;
+  while (left > 0) {
+    ssize_t w = send(ctl_fd, c, left, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return mp__error(MP_EPIPE, "the fork server is gone");
+    c += w;
+    left -= (size_t)w;
+  }
+  return 0;
+}
+
+/* A request: a 16-byte head (magic, handle count, bootstrap length),
+ * then by SCM_RIGHTS the status pipe's write end followed by the child's
+ * handles, then the bootstrap bytes. */
 static int send_request(const mpi_start_info *si, int status_wr) {
   unsigned char head[16];
   mpi__put_u32(head, REQ_MAGIC);
@@ -114,52 +131,17 @@ static int send_request(const mpi_start_info *si, int status_wr) {
   uint64_t n = si->boot_len;
   for (int i = 0; i < 8; i++)
     head[8 + i] = (unsigned char)(n >> (8 * i));
-  struct iovec iov = {head, sizeof head};
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } cm;
-  memset(&cm, 0, sizeof cm);
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cm.buf;
-  msg.msg_controllen = sizeof cm.buf;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &status_wr, sizeof(int));
-  ssize_t w;
-  do
-    w = sendmsg(ctl_fd, &msg, MSG_NOSIGNAL);
-  while (w < 0 && errno == EINTR);
-  if (w != (ssize_t)sizeof head)
-    return mp__error(MP_EPIPE, "the fork server is gone");
-  if (si->n_handles > 0) { /* the child's handles, by SCM_RIGHTS */
-    int *fds = malloc(si->n_handles * sizeof *fds);
-    if (fds == NULL)
-      return mp__error(MP_ENOMEM, "forkserver: out of memory");
-    for (size_t i = 0; i < si->n_handles; i++)
-      fds[i] = (int)si->handles[i];
-    int rc = mpi__send_fds(ctl_fd, fds, si->n_handles);
-    free(fds);
-    if (rc != 0)
-      return mp__error(MP_EPIPE, "the fork server is gone");
-  }
-  const char *p = si->boot;
-  size_t left = si->boot_len;
-  while (left > 0) {
-    w = send(ctl_fd, p, left, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return mp__error(MP_EPIPE, "the fork server is gone");
-    p += w;
-    left -= (size_t)w;
-  }
-  return 0;
+  int *fds = malloc((1 + si->n_handles) * sizeof *fds);
+  if (fds == NULL)
+    return mp__error(MP_ENOMEM, "forkserver: out of memory");
+  fds[0] = status_wr;
+  for (size_t i = 0; i < si->n_handles; i++)
+    fds[1 + i] = (int)si->handles[i];
+  int rc = send_bytes(head, sizeof head);
+  if (rc == 0 && mpi__send_fds(ctl_fd, fds, 1 + si->n_handles) != 0)
+    rc = mp__error(MP_EPIPE, "the fork server is gone");
+  free(fds);
+  return rc == 0 ? send_bytes(si->boot, si->boot_len) : rc;
 }
 
 int mpi__forkserver_request(const mpi_start_info *si, int status_wr) {
@@ -195,66 +177,40 @@ static void on_sigchld(int sig) {
   errno = saved;
 }
 
-/* Receive one request: 1 with *boot, *status_fd and the child's handles
- * (*handles, *nh), 0 on EOF or a malformed request. */
+/* Receive one request (see send_request): 1 with *boot, *status_fd and
+ * the child's handles (*handles, *nh), 0 on EOF or a malformed request. */
 static int receive(int ctl, void **boot, size_t *len, int *status_fd,
                    mpi_fd **handles, size_t *nh) {
   unsigned char head[16];
-  struct iovec iov = {head, sizeof head};
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } cm;
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cm.buf;
-  msg.msg_controllen = sizeof cm.buf;
-  ssize_t r;
-  do
-    r = recvmsg(ctl, &msg, MSG_WAITALL);
-  while (r < 0 && errno == EINTR);
-  if (r != (ssize_t)sizeof head || mpi__get_u32(head) != REQ_MAGIC)
+  if (mpi__read_all(ctl, head, sizeof head) != 0 ||
+      mpi__get_u32(head) != REQ_MAGIC)
     return 0;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (c == NULL || c->cmsg_type != SCM_RIGHTS)
-    return 0;
-  memcpy(status_fd, CMSG_DATA(c), sizeof(int));
-  fcntl(*status_fd, F_SETFD, FD_CLOEXEC);
   uint32_t count = mpi__get_u32(head + 4);
-  *handles = NULL;
-  *nh = 0;
-  if (count > MPI_HANDLES_MAX) {
-    close(*status_fd);
-    return 0;
-  }
-  if (count > 0) {
-    int *fds = malloc(count * sizeof *fds);
-    *handles = malloc(count * sizeof **handles);
-    if (fds == NULL || *handles == NULL ||
-        mpi__recv_fds(ctl, fds, count) != 0) {
-      free(fds);
-      free(*handles);
-      close(*status_fd);
-      return 0;
-    }
-    for (uint32_t i = 0; i < count; i++)
-      (*handles)[i] = fds[i];
-    *nh = count;
-    free(fds);
-  }
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--)
     n = (n << 8) | head[8 + i];
-  if (n > MPI_BOOT_MAX || (*boot = malloc(n ? (size_t)n : 1)) == NULL ||
-      mpi__read_all(ctl, *boot, (size_t)n) != 0) {
-    if (n <= MPI_BOOT_MAX)
-      free(*boot);
-    for (size_t i = 0; i < *nh; i++)
-      close((int)(*handles)[i]);
+  if (count > MPI_HANDLES_MAX || n > MPI_BOOT_MAX)
+    return 0;
+  int *fds = malloc((1 + (size_t)count) * sizeof *fds);
+  *handles = count ? malloc(count * sizeof **handles) : NULL;
+  *boot = malloc(n ? (size_t)n : 1);
+  int ok = fds != NULL && (count == 0 || *handles != NULL) && *boot != NULL &&
+           mpi__recv_fds(ctl, fds, 1 + (size_t)count) == 0;
+  if (ok) {
+    *status_fd = fds[0];
+    for (uint32_t i = 0; i < count; i++)
+      (*handles)[i] = fds[1 + i];
+    *nh = count;
+    if (mpi__read_all(ctl, *boot, (size_t)n) != 0) {
+      for (uint32_t i = 0; i <= count; i++)
+        close(fds[i]);
+      ok = 0;
+    }
+  }
+  free(fds);
+  if (!ok) {
     free(*handles);
-    close(*status_fd);
+    free(*boot);
     return 0;
   }
   *len = (size_t)n;
