@@ -63,20 +63,9 @@
 
 #include <mproc.h>
 
+#include "bench_util.h"
+
 #define MSG 8 /* bytes per message */
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int rc) {
-  fprintf(stderr, "bench_pipe: %s failed: %s (%s)\n", what,
-          rc < 0 ? mp_strerror(rc) : strerror(errno),
-          rc < 0 ? mp_last_error_message() : "");
-  exit(2);
-}
 
 /* ---- the children ------------------------------------------------------ */
 
@@ -300,23 +289,6 @@ static int my_cpu(void) {
 
 /* ---- statistics -------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Linear-interpolated percentile q in [0,1] of sorted v[0..n). */
-static double pct(const double *v, int n, double q) {
-  if (n == 1)
-    return v[0];
-  double pos = q * (double)(n - 1);
-  int i = (int)pos;
-  if (i >= n - 1)
-    return v[n - 1];
-  double f = pos - (double)i;
-  return v[i] + (v[i + 1] - v[i]) * f;
-}
-
 static void usage(void) {
   fprintf(stderr, "usage: bench_pipe [-n N] [-w WARMUP] [--blocks B] "
                   "[--only mproc|spawn|os]... [--samples]\n");
@@ -324,6 +296,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  bench_name = "bench_pipe";
   MP_MAIN_GUARD(argc, argv);
 
   int n = 20000, warm = 1000, blocks = 4, samples = 0, any_only = 0;

@@ -26,20 +26,12 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_start import pct  # noqa: E402  (one percentile for all)
+
 METHODS = ("fork", "spawn")
 LABELS = {"fork": "python pipe", "spawn": "python pipe spawn"}
 MSG = 8
-
-
-def pct(v, q):
-    """Linear-interpolated percentile q in [0, 1] of sorted list v."""
-    if len(v) == 1:
-        return v[0]
-    pos = q * (len(v) - 1)
-    i = int(pos)
-    if i >= len(v) - 1:
-        return v[-1]
-    return v[i] + (v[i + 1] - v[i]) * (pos - i)
 
 
 def cpu_of(pid):

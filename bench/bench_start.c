@@ -46,6 +46,8 @@
 
 #include <mproc.h>
 
+#include "bench_util.h"
+
 #if defined(__APPLE__)
 #  include <mach-o/dyld.h>
 #endif
@@ -53,19 +55,6 @@
 extern char **environ;
 
 static char self_exe[PATH_MAX];
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int rc) {
-  fprintf(stderr, "bench_start: %s failed: %s (%s)\n", what,
-          rc < 0 ? mp_strerror(rc) : strerror(errno),
-          rc < 0 ? mp_last_error_message() : "");
-  exit(2);
-}
 
 /* ---- the measured operations ------------------------------------------ */
 
@@ -154,23 +143,6 @@ static double run_method(int m) {
   }
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Linear-interpolated percentile q in [0,1] of sorted v[0..n). */
-static double pct(const double *v, int n, double q) {
-  if (n == 1)
-    return v[0];
-  double pos = q * (double)(n - 1);
-  int i = (int)pos;
-  if (i >= n - 1)
-    return v[n - 1];
-  double f = pos - (double)i;
-  return v[i] + (v[i + 1] - v[i]) * f;
-}
-
 static int resolve_self(const char *argv0) {
 #if defined(__linux__)
   ssize_t r = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
@@ -197,6 +169,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  bench_name = "bench_start";
   /* The raw posix_spawn baseline's child: exactly the path an mproc
    * spawned child runs up to the main guard, then out. */
   if (argc > 1 && strcmp(argv[1], "--raw-child") == 0)

@@ -63,6 +63,32 @@ int ts_join(mp_process *p) {
   return code;
 }
 
+static unsigned char big_byte(size_t i) {
+  return (unsigned char)(i * 7 + (i >> 13));
+}
+
+mp_args *ts_big_args(void) {
+  unsigned char *big = malloc(TS_BIG);
+  cr_assert_not_null(big);
+  for (size_t i = 0; i < TS_BIG; i++)
+    big[i] = big_byte(i);
+  mp_args *a;
+  cr_assert_eq(mp_args_pack(&a, "y", big, (size_t)TS_BIG), 0);
+  free(big);
+  return a;
+}
+
+int ts_check_big(const mp_args *a) {
+  size_t n = 0;
+  const unsigned char *b = mp_args_bytes(a, 0, &n);
+  if (b == NULL || n != TS_BIG)
+    return 2;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != big_byte(i))
+      return 3;
+  return 0;
+}
+
 void ts_setenv(const char *name, const char *value) {
 #if defined(_WIN32)
   _putenv_s(name, value);

@@ -69,6 +69,13 @@ int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
 /* 1 once process `pid` (not our child) has ended, within timeout. */
 int ts_wait_pid_gone(int64_t pid, double timeout);
 
+/* A large argument: an mp_args holding TS_BIG patterned bytes, and a
+ * target that returns 0 when it receives them intact (2: wrong size,
+ * 3: wrong bytes). */
+#define TS_BIG (8u << 20)
+mp_args *ts_big_args(void);
+int ts_check_big(const mp_args *a);
+
 /* Threads for the tests (mproc's own thread API comes later). */
 typedef struct ts_thread ts_thread;
 ts_thread *ts_thread_start(void (*fn)(void *), void *arg);

@@ -89,37 +89,18 @@ Test(start, argv_reaches_spawned_children, .timeout = TS_TIMEOUT) {
   mp_main_guard(0, NULL);
 }
 
-enum { BIG = 8 << 20 };
-
-static int check_big(const mp_args *a) {
-  size_t n = 0;
-  const unsigned char *b = mp_args_bytes(a, 0, &n);
-  if (b == NULL || n != BIG)
-    return 2;
-  for (size_t i = 0; i < n; i++)
-    if (b[i] != (unsigned char)(i * 13))
-      return 3;
-  return 0;
-}
-
 /* Starting a spawned child with a large argument does not wait for the
  * child to read it: here the child is held before its guard until after
  * mp_process_start has returned (a start that waited would deadlock). */
 Test(spawn, start_does_not_wait_for_the_child, .timeout = TS_TIMEOUT) {
-  unsigned char *big = malloc(BIG);
-  cr_assert_not_null(big);
-  for (size_t i = 0; i < BIG; i++)
-    big[i] = (unsigned char)(i * 13);
-  mp_args *a;
-  cr_assert_eq(mp_args_pack(&a, "y", big, (size_t)BIG), 0);
-  free(big);
+  mp_args *a = ts_big_args();
   ts_pipe gate;
   ts_pipe_open(&gate);
   char spec[64], env[80];
   ts_pipe_spec(&gate, spec, sizeof spec);
   snprintf(env, sizeof env, "wait:%s", spec);
   ts_setenv("MPROC_TEST_PREGUARD", env);
-  mp_process *p = ts_start("spawn", check_big, a);
+  mp_process *p = ts_start("spawn", ts_check_big, a);
   ts_unsetenv("MPROC_TEST_PREGUARD");
   mp_args_free(a);
   cr_expect_eq(mp_process_is_alive(p), 1, "held before its guard");

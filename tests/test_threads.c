@@ -215,28 +215,9 @@ FOR_EACH_METHOD(check_daemon_outlives_its_thread)
 
 /* ---- a large argument -------------------------------------------------- */
 
-enum { BIG = 8 << 20 };
-
-static int check_big(const mp_args *a) {
-  size_t n = 0;
-  const unsigned char *b = mp_args_bytes(a, 0, &n);
-  if (b == NULL || n != BIG)
-    return 2;
-  for (size_t i = 0; i < n; i++)
-    if (b[i] != (unsigned char)(i * 7 + (i >> 13)))
-      return 3;
-  return 0;
-}
-
 static void check_large_argument(const char *method) {
-  unsigned char *big = malloc(BIG);
-  cr_assert_not_null(big);
-  for (size_t i = 0; i < BIG; i++)
-    big[i] = (unsigned char)(i * 7 + (i >> 13));
-  mp_args *a;
-  cr_assert_eq(mp_args_pack(&a, "y", big, (size_t)BIG), 0);
-  free(big);
-  mp_process *p = ts_start(method, check_big, a);
+  mp_args *a = ts_big_args();
+  mp_process *p = ts_start(method, ts_check_big, a);
   mp_args_free(a);
   cr_expect_eq(ts_join(p), 0);
   mp_process_free(p);
