@@ -86,6 +86,27 @@ def pct(v, q):
     return bench_start.pct(sorted(v), q)
 
 
+def alternate(exe, pyscript, total, rounds, warm, python, pooled):
+    """Run the C program and its Python twin in `rounds` rounds, in
+    alternating order, `total` iterations in all; pool every sample and
+    return the medians of each round."""
+    per_round = []
+    for r in range(rounds):
+        n = total // rounds + (1 if r < total % rounds else 0)
+        c_cmd = [exe, "-n", str(n), "-w", str(warm), "--samples"]
+        p_cmd = [python, pyscript, "-n", str(n), "-w", str(warm),
+                 "--samples"]
+        got = {}
+        for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
+            got.update(run(cmd))
+        for k, v in got.items():
+            pooled.setdefault(k, []).extend(v)
+        per_round.append({k: statistics.median(v) for k, v in got.items()})
+        print(f"  {os.path.basename(exe)}: round {r + 1}/{rounds} done",
+              file=sys.stderr)
+    return per_round
+
+
 def run(cmd):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
@@ -148,7 +169,6 @@ def main():
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
     pipe_exe = find_pipe_bin(a.pipe_bin, exe)
-    pyscript = os.path.join(HERE, "bench_start.py")
 
     print(machine())
     print(f"bench_start: {exe}")
@@ -163,38 +183,14 @@ def main():
               "pipe row skipped")
 
     pooled = {}
-    per_round = []  # medians of each round, to show the spread of ratios
-    for r in range(rounds):
-        n = a.n // rounds + (1 if r < a.n % rounds else 0)
-        c_cmd = [exe, "-n", str(n), "-w", str(a.w), "--samples"]
-        p_cmd = [a.python, pyscript, "-n", str(n), "-w", str(a.w),
-                 "--samples"]
-        got = {}
-        for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
-            got.update(run(cmd))
-        for k, v in got.items():
-            pooled.setdefault(k, []).extend(v)
-        per_round.append({k: statistics.median(v) for k, v in got.items()})
-        print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
-
+    per_round = alternate(exe, os.path.join(HERE, "bench_start.py"), a.n,
+                          rounds, a.w, a.python, pooled)
     per_round_pipe = []
     if pipe_exe:
-        prounds = min(a.rounds, a.pipe_n)
-        pypipe = os.path.join(HERE, "bench_pipe.py")
-        for r in range(prounds):
-            n = a.pipe_n // prounds + (1 if r < a.pipe_n % prounds else 0)
-            c_cmd = [pipe_exe, "-n", str(n), "-w", str(a.pipe_w),
-                     "--samples"]
-            p_cmd = [a.python, pypipe, "-n", str(n), "-w", str(a.pipe_w),
-                     "--samples"]
-            got = {}
-            for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
-                got.update(run(cmd))
-            for k, v in got.items():
-                pooled.setdefault(k, []).extend(v)
-            per_round_pipe.append({k: statistics.median(v)
-                                   for k, v in got.items()})
-            print(f"  pipe round {r + 1}/{prounds} done", file=sys.stderr)
+        per_round_pipe = alternate(pipe_exe,
+                                   os.path.join(HERE, "bench_pipe.py"),
+                                   a.pipe_n, min(a.rounds, a.pipe_n),
+                                   a.pipe_w, a.python, pooled)
 
     med = {k: statistics.median(v) for k, v in pooled.items()}
     g = med.get
