@@ -8,6 +8,10 @@
  *   4. this process  mp_current_process, mp_parent_process, cpu counts
  *   5. start methods mp_context, mp_set_start_method, MP_MAIN_GUARD
  *   6. pipes         mp_pipe, mp_conn: framed messages between processes
+ *   7. synchronisation  mp_lock (Lock, RLock), mp_semaphore, mp_event,
+ *                    mp_condition, mp_barrier
+ *   8. queues        mp_queue (Queue, SimpleQueue, JoinableQueue)
+ *   9. shared memory mp_value, mp_array, mp_shm
  *
  * Conventions: functions return 0 on success and a negative MP_E* code on
  * failure; mp_last_error_message() then says what went wrong.  Timeouts are
@@ -55,14 +59,15 @@ extern "C" {
   XX(EAUTH,      -20, "authentication failed")                              \
   XX(ENOENT,     -21, "no such object")                                     \
   XX(EEXIST,     -22, "object already exists")                              \
-  XX(EPERM,      -23, "permission denied")
+  XX(EPERM,      -23, "permission denied")                                 \
+  XX(EBROKEN,    -24, "barrier is broken")
 
 enum {
   MP_OK = 0,
 #define MP__ERR_ENUM(name, value, text) MP_##name = (value),
   MP_ERRNO_MAP(MP__ERR_ENUM)
 #undef MP__ERR_ENUM
-  MP__ERR_MIN = -24
+  MP__ERR_MIN = -25
 };
 
 /* The text for an MP_E* code ("timed out"); "unknown error" otherwise. */
@@ -371,7 +376,299 @@ MP_API void mp_conn_free(mp_conn *c);
 MP_API int mp_args_add_conn(mp_args *a, mp_conn *c);
 MP_API mp_conn *mp_args_conn(const mp_args *a, size_t i);
 
-/* Release memory mproc allocated for the caller (mp_conn_recv_bytes). */
+/* ------------------------------------------------------------------ */
+/* 7. Synchronisation: locks, semaphores, events, conditions, barriers */
+/* ------------------------------------------------------------------ */
+
+/* Every object here lives in shared memory and works between processes
+ * and between threads alike.  Pass one to a child in its mp_args
+ * (mp_args_add_lock ...); under fork and spawn the child then shares it.
+ * In the child the object is owned by the args (do not free it).  An
+ * object is freed in one process with mp_X_free; it lives on while other
+ * processes hold it, and the OS reclaims it when the last one goes, also
+ * after a crash (nothing is named, so nothing can leak). */
+
+/* Lock and RLock.  A Lock may be released by any thread or process
+ * (Python's semantics); an RLock is owned by one thread, which may
+ * acquire it again (released as often as acquired).
+ * When a process dies holding either, the next acquirer gets the lock
+ * together with MP_EOWNERDEAD (once): the data it guards may be half
+ * updated.  Death is noticed within 50 ms. */
+typedef struct mp_lock mp_lock;
+
+MP_API int mp_lock_new(mp_lock **out);
+MP_API int mp_rlock_new(mp_lock **out);
+
+/* 0 when acquired; MP_EOWNERDEAD when acquired from a holder that died;
+ * MP_ETIMEDOUT (timeout 0: just try). */
+MP_API int mp_lock_acquire(mp_lock *l, double timeout);
+
+/* MP_EVALUE: a Lock that is not locked; MP_EPERM: an RLock this thread
+ * does not hold. */
+MP_API int mp_lock_release(mp_lock *l);
+
+/* 1 if locked (by anyone), 0 if not. */
+MP_API int mp_lock_locked(mp_lock *l);
+MP_API int mp_lock_is_recursive(const mp_lock *l);
+MP_API void mp_lock_free(mp_lock *l);
+
+/* Semaphore and BoundedSemaphore (release past the initial value:
+ * MP_EVALUE).  Values up to 2^31-1; mp_semaphore_get_value works
+ * everywhere, macOS included. */
+typedef struct mp_semaphore mp_semaphore;
+
+MP_API int mp_semaphore_new(mp_semaphore **out, unsigned value);
+MP_API int mp_bounded_semaphore_new(mp_semaphore **out, unsigned value);
+/* 0, or MP_ETIMEDOUT. */
+MP_API int mp_semaphore_acquire(mp_semaphore *s, double timeout);
+MP_API int mp_semaphore_release(mp_semaphore *s);
+MP_API int mp_semaphore_get_value(mp_semaphore *s);
+MP_API void mp_semaphore_free(mp_semaphore *s);
+
+/* Event. */
+typedef struct mp_event mp_event;
+
+MP_API int mp_event_new(mp_event **out);
+MP_API int mp_event_set(mp_event *e);
+MP_API int mp_event_clear(mp_event *e);
+MP_API int mp_event_is_set(mp_event *e);
+/* 0 once the flag is set, MP_ETIMEDOUT if it was not within timeout. */
+MP_API int mp_event_wait(mp_event *e, double timeout);
+MP_API void mp_event_free(mp_event *e);
+
+/* Condition variable over a Lock or RLock (NULL: a new RLock, like
+ * Python).  The lock is shared: the condition holds its own reference. */
+typedef struct mp_condition mp_condition;
+
+MP_API int mp_condition_new(mp_condition **out, mp_lock *lock);
+/* The condition's lock (borrowed). */
+MP_API mp_lock *mp_condition_get_lock(mp_condition *c);
+MP_API int mp_condition_acquire(mp_condition *c, double timeout);
+MP_API int mp_condition_release(mp_condition *c);
+
+/* Release the lock (fully, for an RLock), wait to be notified, take the
+ * lock back.  0 when notified; MP_ETIMEDOUT when the timeout passed
+ * (the lock is held again either way); MP_EPERM when the caller does not
+ * hold the lock; MP_EOWNERDEAD when the lock came back from a holder
+ * that died. */
+MP_API int mp_condition_wait(mp_condition *c, double timeout);
+
+/* Wait until pred(arg) returns non-zero (checked first, then after each
+ * notification), like Python's wait_for.  0 when it holds; MP_ETIMEDOUT
+ * when it still does not after timeout seconds. */
+MP_API int mp_condition_wait_for(mp_condition *c, int (*pred)(void *arg),
+                                 void *arg, double timeout);
+
+/* Wake up to n waiters (the longest waiting first) / all of them.  The
+ * caller must hold the lock (MP_EPERM otherwise). */
+MP_API int mp_condition_notify(mp_condition *c, int n);
+MP_API int mp_condition_notify_all(mp_condition *c);
+MP_API void mp_condition_free(mp_condition *c);
+
+/* Barrier for `parties` participants.  `action` (may be NULL) runs once
+ * per round, in the last participant to arrive, before the others are
+ * released; a non-zero return breaks the barrier.  Under spawn the
+ * action travels like a process target.  `timeout` is the default for
+ * mp_barrier_wait (MP_FOREVER: none). */
+typedef struct mp_barrier mp_barrier;
+typedef int (*mp_barrier_action)(void);
+
+MP_API int mp_barrier_new(mp_barrier **out, unsigned parties,
+                          mp_barrier_action action, double timeout);
+
+/* Wait for the others.  Returns this participant's arrival index, 0 for
+ * the first to arrive up to parties-1 for the last; MP_EBROKEN when the barrier is or
+ * becomes broken (a timeout breaks it for everyone: MP_ETIMEDOUT to the
+ * one that timed out, MP_EBROKEN to the rest).  A negative timeout uses
+ * the barrier's default. */
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
+
+/* Back to the initial state; threads waiting get MP_EBROKEN. */
+MP_API int mp_barrier_reset(mp_barrier *b);
+/* Break it: waiting and future callers get MP_EBROKEN until a reset. */
+MP_API int mp_barrier_abort(mp_barrier *b);
+MP_API unsigned mp_barrier_parties(mp_barrier *b);
+MP_API unsigned mp_barrier_n_waiting(mp_barrier *b);
+MP_API int mp_barrier_broken(mp_barrier *b);
+MP_API void mp_barrier_free(mp_barrier *b);
+
+MP_API int mp_args_add_lock(mp_args *a, mp_lock *l);
+MP_API mp_lock *mp_args_lock(const mp_args *a, size_t i);
+MP_API int mp_args_add_semaphore(mp_args *a, mp_semaphore *s);
+MP_API mp_semaphore *mp_args_semaphore(const mp_args *a, size_t i);
+MP_API int mp_args_add_event(mp_args *a, mp_event *e);
+MP_API mp_event *mp_args_event(const mp_args *a, size_t i);
+MP_API int mp_args_add_condition(mp_args *a, mp_condition *c);
+MP_API mp_condition *mp_args_condition(const mp_args *a, size_t i);
+MP_API int mp_args_add_barrier(mp_args *a, mp_barrier *b);
+MP_API mp_barrier *mp_args_barrier(const mp_args *a, size_t i);
+
+/* ------------------------------------------------------------------ */
+/* 8. Queues                                                           */
+/* ------------------------------------------------------------------ */
+
+/* A multi-producer, multi-consumer queue of byte messages in shared
+ * memory.  mp_queue_put copies the message into the queue before it
+ * returns: a message put is never lost when its producer exits (or is
+ * killed) right after.  A message larger than the queue's buffer streams
+ * through it in pieces; a producer killed in the middle of a message
+ * leaves nothing of it behind, and a consumer killed in the middle of
+ * one does not block the others. */
+typedef struct mp_queue mp_queue;
+
+/* maxsize: the most messages the queue holds (<= 0: no limit but the
+ * buffer).  The buffer defaults to 256 KiB. */
+MP_API int mp_queue_new(mp_queue **out, int64_t maxsize);
+MP_API int mp_queue_new_ex(mp_queue **out, int64_t maxsize,
+                           size_t buffer_size, int joinable);
+/* Python's SimpleQueue: a queue without maxsize. */
+MP_API int mp_simple_queue_new(mp_queue **out);
+/* Python's JoinableQueue: adds task_done and join. */
+MP_API int mp_joinable_queue_new(mp_queue **out, int64_t maxsize);
+
+/* Put one message, waiting up to timeout seconds for room (0: do not
+ * wait).  MP_EFULL when there was no room in time (nothing was put),
+ * MP_ECLOSED once the queue is closed. */
+MP_API int mp_queue_put(mp_queue *q, const void *p, size_t n,
+                        double timeout);
+MP_API int mp_queue_put_nowait(mp_queue *q, const void *p, size_t n);
+
+/* Take one message into a new buffer (release it with mp_free), waiting
+ * up to timeout seconds.  MP_EEMPTY when none came in time; MP_ECLOSED
+ * when the queue is closed and drained. */
+MP_API int mp_queue_get(mp_queue *q, void **out, size_t *n, double timeout);
+MP_API int mp_queue_get_nowait(mp_queue *q, void **out, size_t *n);
+
+/* Take one message into buf.  When it does not fit: MP_ERANGE with *n
+ * the size needed, and the message stays in the queue. */
+MP_API int mp_queue_get_into(mp_queue *q, void *buf, size_t cap, size_t *n,
+                             double timeout);
+
+/* An mp_args tuple as a message (plain values only). */
+MP_API int mp_queue_put_args(mp_queue *q, const mp_args *a, double timeout);
+MP_API int mp_queue_get_args(mp_queue *q, mp_args **out, double timeout);
+
+/* Messages in the queue now (exact, macOS included). */
+MP_API int64_t mp_queue_qsize(mp_queue *q);
+MP_API int mp_queue_empty(mp_queue *q);
+MP_API int mp_queue_full(mp_queue *q);
+
+/* Close the queue for everyone: puts fail with MP_ECLOSED, gets take
+ * what is left, then fail with MP_ECLOSED.  Waiting threads wake. */
+MP_API int mp_queue_close(mp_queue *q);
+MP_API int mp_queue_is_closed(mp_queue *q);
+
+/* JoinableQueue: one task_done per message taken (too many: MP_EVALUE;
+ * not joinable: MP_EINVAL); join waits until every message put has had
+ * its task_done (0 or MP_ETIMEDOUT). */
+MP_API int mp_queue_task_done(mp_queue *q);
+MP_API int mp_queue_join(mp_queue *q, double timeout);
+
+MP_API void mp_queue_free(mp_queue *q);
+
+MP_API int mp_args_add_queue(mp_args *a, mp_queue *q);
+MP_API mp_queue *mp_args_queue(const mp_args *a, size_t i);
+
+/* ------------------------------------------------------------------ */
+/* 9. Shared values, arrays and named shared memory                    */
+/* ------------------------------------------------------------------ */
+
+/* Typecodes as in Python's array module: 'c' char, 'b' signed char,
+ * 'B' unsigned char, 'h' short, 'H' unsigned short, 'i' int,
+ * 'I' unsigned int, 'l' long, 'L' unsigned long, 'q' long long,
+ * 'Q' unsigned long long, 'f' float, 'd' double (C's sizes). */
+
+/* Value(typecode, initial): a synchronized value with its own RLock.
+ * `initial` points to one C value of the type (NULL: zero).
+ * mp_raw_value_new: no lock (RawValue); mp_value_new_with_lock: guarded
+ * by the given lock (shared with it). */
+typedef struct mp_value mp_value;
+
+MP_API int mp_value_new(mp_value **out, char typecode, const void *initial);
+MP_API int mp_raw_value_new(mp_value **out, char typecode,
+                            const void *initial);
+MP_API int mp_value_new_with_lock(mp_value **out, char typecode,
+                                  const void *initial, mp_lock *lock);
+
+/* Typed access, under the lock when there is one.  Integers: any integer
+ * typecode or 'c'; set_int out of the type's range: MP_ERANGE.
+ * Doubles: any typecode (integers convert); set_double on an integer
+ * typecode: MP_ETYPE. */
+MP_API int mp_value_get_int(mp_value *v, int64_t *out);
+MP_API int mp_value_set_int(mp_value *v, int64_t x);
+MP_API int mp_value_get_double(mp_value *v, double *out);
+MP_API int mp_value_set_double(mp_value *v, double x);
+
+/* The value's memory (a C object of the typecode's type) and its lock
+ * (NULL for a raw value): `mp_lock_acquire(mp_value_get_lock(v), ...);
+ * *(double *)mp_value_ptr(v) += 1;` is Python's `with v.get_lock():`. */
+MP_API void *mp_value_ptr(mp_value *v);
+MP_API mp_lock *mp_value_get_lock(mp_value *v);
+MP_API char mp_value_typecode(const mp_value *v);
+MP_API void mp_value_free(mp_value *v);
+
+/* Array(typecode, length or initial values). `initial` (NULL: zeros)
+ * points to `length` C values of the type. */
+typedef struct mp_array mp_array;
+
+MP_API int mp_array_new(mp_array **out, char typecode, size_t length,
+                        const void *initial);
+MP_API int mp_raw_array_new(mp_array **out, char typecode, size_t length,
+                            const void *initial);
+MP_API int mp_array_new_with_lock(mp_array **out, char typecode,
+                                  size_t length, const void *initial,
+                                  mp_lock *lock);
+
+MP_API size_t mp_array_len(const mp_array *a);
+MP_API char mp_array_typecode(const mp_array *a);
+MP_API size_t mp_array_itemsize(const mp_array *a);
+/* Element i (MP_ERANGE past the end), with the rules of mp_value_*. */
+MP_API int mp_array_get_int(mp_array *a, size_t i, int64_t *out);
+MP_API int mp_array_set_int(mp_array *a, size_t i, int64_t x);
+MP_API int mp_array_get_double(mp_array *a, size_t i, double *out);
+MP_API int mp_array_set_double(mp_array *a, size_t i, double x);
+/* Copy `count` elements from index `start` out / in (a slice), under
+ * the lock; MP_ERANGE when the slice does not fit. */
+MP_API int mp_array_read(mp_array *a, size_t start, size_t count,
+                         void *out);
+MP_API int mp_array_write(mp_array *a, size_t start, size_t count,
+                          const void *in);
+MP_API void *mp_array_ptr(mp_array *a);
+MP_API mp_lock *mp_array_get_lock(mp_array *a);
+MP_API void mp_array_free(mp_array *a);
+
+MP_API int mp_args_add_value(mp_args *a, mp_value *v);
+MP_API mp_value *mp_args_value(const mp_args *a, size_t i);
+MP_API int mp_args_add_array(mp_args *a, mp_array *arr);
+MP_API mp_array *mp_args_array(const mp_args *a, size_t i);
+
+/* Named shared memory, Python's shared_memory.SharedMemory.
+ * mp_shm_new creates a segment of `size` bytes (zeroed) under `name`
+ * (NULL: a random name, "mp-<pid>-<random>"); MP_EEXIST when taken.
+ * mp_shm_open attaches to an existing one; MP_ENOENT when missing.
+ * The segment is removed when the last process using it frees it or
+ * ends, however it ends (POSIX: a small tracker process per segment
+ * counts users; Windows: the kernel does).  Names are owner-only (0600)
+ * and may be up to 255 bytes: long names are hashed to fit macOS.  The
+ * buffer is 64-byte aligned. */
+typedef struct mp_shm mp_shm;
+
+MP_API int mp_shm_new(mp_shm **out, const char *name, size_t size);
+MP_API int mp_shm_open(mp_shm **out, const char *name);
+MP_API const char *mp_shm_name(const mp_shm *s);
+MP_API size_t mp_shm_size(const mp_shm *s);
+MP_API void *mp_shm_buf(mp_shm *s);
+/* Remove the name now: no one can attach any more; users keep their
+ * mappings.  MP_ENOENT when already removed.  A no-op on Windows. */
+MP_API int mp_shm_unlink(mp_shm *s);
+/* Python's close(): unmap and release this process's use. */
+MP_API void mp_shm_free(mp_shm *s);
+
+MP_API int mp_args_add_shm(mp_args *a, mp_shm *s);
+MP_API mp_shm *mp_args_shm(const mp_args *a, size_t i);
+
+/* Release memory mproc allocated for the caller (mp_conn_recv_bytes,
+ * mp_queue_get). */
 MP_API void mp_free(void *p);
 
 /* Library version as a string, e.g. "0.1.0". */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "shared.h"
 
 #define ARGS_MAGIC "MPA1"
 #define ARGS_HEADER 8
@@ -220,6 +221,8 @@ static int object_open(uint32_t kind, const void *blob, size_t n,
   switch (kind) {
   case MP__OBJ_CONN:
     return mp__conn_open(blob, n, handles, nh, out);
+  case MP__OBJ_SHARED:
+    return mp__shared_open(blob, n, handles, nh, out);
   default:
     return mp__error(MP_EPROTO, "mp_args: unknown object kind %u",
                      (unsigned)kind);
@@ -229,6 +232,8 @@ static int object_open(uint32_t kind, const void *blob, size_t n,
 static void object_release(uint32_t kind, void *obj) {
   if (kind == MP__OBJ_CONN)
     mp_conn_free(obj);
+  else if (kind == MP__OBJ_SHARED)
+    mp__shared_release(obj);
 }
 
 void mp_args_free(mp_args *a) {

@@ -13,6 +13,7 @@
  *   4. starting, waiting for and signalling children (parent side)
  *   5. the bootstrap of a spawned child and its exit record (child side)
  *   6. byte streams: the pipes under mp_conn
+ *   7. shared memory segments, waiting on a word in them, process liveness
  *
  * Errors: functions return 0 or a negative MP_E* code and, on failure,
  * set the detail with mp__error(code, fmt, ...) (src/internal.h), which
@@ -211,5 +212,65 @@ void mpi_stream_close(mpi_fd h);
 
 /* mpi_wait (part 3) accepts stream read ends as well: ready = readable
  * (Windows: a pipe that is not one of these streams is MP_EINVAL). */
+
+/* ---- 7. Shared memory and waiting on a word ------------------------- */
+
+/* A mapped segment of shared memory, zero-filled when created.  The
+ * backend keeps a small header of its own in front of what mpi_shm_addr
+ * returns (64-byte aligned).  Anonymous segments have no name at all
+ * (memfd / unlinked shm_open; an unnamed file mapping): the OS frees them
+ * when the last process holding them goes, crashes included, so nothing
+ * can leak.  They reach other processes as a handle (mpi_start_info). */
+typedef struct mpi_shm mpi_shm;
+
+/* A new anonymous segment of `size` usable bytes.  MP_ENOMEM, MP_EOS. */
+int mpi_shm_new(size_t size, mpi_shm **out);
+
+/* Map the segment behind handle `h` (anonymous or named) received from
+ * another process; takes ownership of h (closed on failure too).
+ * MP_EPROTO when it is not an mproc segment. */
+int mpi_shm_adopt(mpi_fd h, mpi_shm **out);
+
+/* The handle to pass to a child; owned by the segment. */
+mpi_fd mpi_shm_handle(const mpi_shm *s);
+void *mpi_shm_addr(const mpi_shm *s);
+size_t mpi_shm_size(const mpi_shm *s);
+
+/* Unmap and close.  The memory lives on while other processes map it. */
+void mpi_shm_free(mpi_shm *s);
+
+/* Named segments (mp_shm).  `name` is the user's name (no path); the
+ * backend turns it into an OS name that fits the platform's limits.
+ * The segment is destroyed when the last process using it closes it or
+ * ends, crashes included (POSIX: a small tracker process counts the users
+ * by their connections to it; Windows: the kernel counts handles).
+ * create: MP_EEXIST when taken; attach: MP_ENOENT when missing. */
+int mpi_shm_create(const char *name, size_t size, mpi_shm **out);
+int mpi_shm_attach(const char *name, mpi_shm **out);
+/* Remove the name now (users keep their mappings).  MP_ENOENT when
+ * missing.  A no-op on Windows, where names go with the last handle. */
+int mpi_shm_unlink(const char *name);
+
+/* A 32-bit word in a segment that threads of any process can sleep on
+ * until it changes (a futex).  `value` belongs to the caller (use
+ * atomic.h on it); `os` belongs to the backend (Windows counts sleepers
+ * there).  Both start at 0. */
+typedef struct mpi_word {
+  volatile uint32_t value;
+  volatile uint32_t os;
+} mpi_word;
+
+/* Sleep while w->value == expected, at most timeout seconds (negative:
+ * forever).  Returns 0 (woken, value changed, or spuriously: callers
+ * re-check) or MP_ETIMEDOUT.  w must lie in segment s. */
+int mpi_word_wait(mpi_shm *s, mpi_word *w, uint32_t expected,
+                  double timeout);
+
+/* Wake one (all = 0) or all of the threads sleeping on w. */
+void mpi_word_wake(mpi_shm *s, mpi_word *w, int all);
+
+/* Whether process `pid` is still running: 1 or 0.  A process that has
+ * ended but is not yet reaped (a zombie) counts as ended. */
+int mpi_pid_alive(int64_t pid);
 
 #endif /* MPROC_PLATFORM_H */

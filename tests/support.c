@@ -20,6 +20,8 @@
 #  include <poll.h>
 #  include <pthread.h>
 #  include <signal.h>
+#  include <sched.h>
+#  include <sys/mman.h>
 #  include <sys/syscall.h>
 #  include <time.h>
 #  include <unistd.h>
@@ -296,6 +298,33 @@ void ts_block_forever(void) {
     Sleep(INFINITE);
 }
 
+static size_t page_round(size_t n) {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  size_t pg = si.dwPageSize;
+  return (n + pg - 1) / pg * pg;
+}
+
+void *ts_guarded_buffer(size_t writable, size_t total) {
+  size_t lead = page_round(writable), len = page_round(lead - writable +
+                                                       total);
+  unsigned char *base =
+      VirtualAlloc(NULL, len, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+  cr_assert_not_null(base);
+  DWORD old;
+  if (len > lead)
+    cr_assert(VirtualProtect(base + lead, len - lead, PAGE_READONLY, &old));
+  return base + (lead - writable);
+}
+
+void ts_guarded_free(void *p, size_t writable, size_t total) {
+  (void)total;
+  VirtualFree((unsigned char *)p - (page_round(writable) - writable), 0,
+              MEM_RELEASE);
+}
+
+void ts_yield(void) { SwitchToThread(); }
+
 void ts_raw_write(mp_handle h, const void *p, size_t n) {
   OVERLAPPED ov;
   memset(&ov, 0, sizeof ov);
@@ -385,8 +414,57 @@ void ts_block_forever(void) {
     pause();
 }
 
+static size_t page_round(size_t n) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  return (n + pg - 1) / pg * pg;
+}
+
+void *ts_guarded_buffer(size_t writable, size_t total) {
+  size_t lead = page_round(writable), len = page_round(lead - writable +
+                                                       total);
+  unsigned char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  cr_assert(base != MAP_FAILED);
+  if (len > lead)
+    cr_assert_eq(mprotect(base + lead, len - lead, PROT_READ), 0);
+  return base + (lead - writable);
+}
+
+void ts_guarded_free(void *p, size_t writable, size_t total) {
+  size_t lead = page_round(writable);
+  munmap((unsigned char *)p - (lead - writable),
+         page_round(lead - writable + total));
+}
+
+void ts_yield(void) { sched_yield(); }
+
 void ts_raw_write(mp_handle h, const void *p, size_t n) {
   cr_assert_eq(write((int)h, p, n), (ssize_t)n, "raw write");
 }
 
 #endif
+
+/* ---- portable helpers built on the ones above ----------------------- */
+
+void ts_yield(void);
+
+double ts_now(void) {
+#if defined(_WIN32)
+  LARGE_INTEGER f, c;
+  QueryPerformanceFrequency(&f);
+  QueryPerformanceCounter(&c);
+  return (double)c.QuadPart / (double)f.QuadPart;
+#else
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+}
+
+int ts_poll_until(int (*pred)(void *), void *arg, double timeout) {
+  double end = ts_now() + timeout;
+  int v;
+  while (!(v = pred(arg)) && ts_now() < end)
+    ts_yield();
+  return v;
+}

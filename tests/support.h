@@ -84,6 +84,21 @@ void ts_thread_join(ts_thread *t);
 /* Write raw bytes to a connection's handle (to forge frames). */
 void ts_raw_write(mp_handle h, const void *p, size_t n);
 
+/* A buffer of `total` bytes whose first `writable` bytes may be written
+ * and the rest not: a process copying into it past that point crashes
+ * (to kill a process at an exact point of a copy).  Freed by
+ * ts_guarded_free. */
+void *ts_guarded_buffer(size_t writable, size_t total);
+void ts_guarded_free(void *p, size_t writable, size_t total);
+
+/* Poll pred(arg) (yielding the CPU between looks) until it is true or
+ * timeout seconds pass; returns its last value.  For conditions no
+ * object signals, e.g. "the child has published its first piece". */
+int ts_poll_until(int (*pred)(void *), void *arg, double timeout);
+
+/* Seconds on a monotonic clock. */
+double ts_now(void);
+
 /* Block forever (until killed), without burning CPU. */
 void ts_block_forever(void);
 

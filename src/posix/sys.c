@@ -56,9 +56,16 @@ static void big_lock_reset(void) {
 
 static void atfork_prepare(void) { pthread_mutex_lock(&big_lock); }
 static void atfork_parent(void) { pthread_mutex_unlock(&big_lock); }
+/* getpid() is a system call (glibc stopped caching it), and lock owner
+ * words need it on every acquire: keep it, renewed in every fork child. */
+static volatile pid_t self_pid;
+
 /* The child has one thread: make the lock fresh rather than unlock a
  * mutex whose owner no longer exists there. */
-static void atfork_child(void) { big_lock_reset(); }
+static void atfork_child(void) {
+  big_lock_reset();
+  self_pid = getpid();
+}
 
 static void big_lock_init(void) {
   big_lock_reset();
@@ -193,7 +200,15 @@ int mpi_random(void *buf, size_t n) {
 #endif
 }
 
-int64_t mpi_getpid(void) { return (int64_t)getpid(); }
+int64_t mpi_getpid(void) {
+  pid_t p = self_pid;
+  if (p == 0) {
+    /* The fork handler is in place before the value is kept. */
+    pthread_once(&big_lock_once, big_lock_init);
+    self_pid = p = getpid();
+  }
+  return (int64_t)p;
+}
 int64_t mpi_getppid(void) { return (int64_t)getppid(); }
 
 int mpi_cpu_count(void) {

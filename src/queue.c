@@ -1,0 +1,656 @@
+/*
+ * queue.c - Queue, SimpleQueue and JoinableQueue over a ring in shared
+ * memory.
+ *
+ * Layout: the state (one cache line each for the constants, the producer
+ * side, the consumer side and the waiting words), then a ring of `cap`
+ * bytes (a power of two).  Producers serialise on the producer lock,
+ * consumers on the consumer lock, so one producer and one consumer never
+ * contend: each keeps a cached copy of the other side's position and
+ * only reads the other's cache line when its copy says "no room" / "no
+ * data".
+ *
+ * Records are 16-byte aligned: a 16-byte header (payload length, kind,
+ * the whole message's length) and the payload, which may wrap around the
+ * end of the ring.  A message up to a quarter of the ring is one WHOLE
+ * record, published by one store of `tail`: a producer that dies before
+ * that store leaves nothing.  A larger message streams: BEGIN, MORE...,
+ * END, each published as written, so that it needs no buffer as large as
+ * itself; a consumer takes the pieces as they come.
+ *
+ * Crash recovery, done by whoever next takes the lock a dead process held:
+ *  - producer: `inflight` says a record was being published (with the
+ *    tail it started from: if tail moved, it was published, else the
+ *    counters are rolled back); `streaming` says a streamed message was
+ *    cut short: an ABORT record ends it (space for it is always kept
+ *    free), and the consumer drops what it had of that message.
+ *  - consumer: the same `inflight` rule for the message it was taking (a
+ *    WHOLE record not yet released stays in the queue for the next
+ *    consumer); `streaming` says it had begun a streamed message, whose
+ *    remaining pieces the next consumer skips.
+ * A consumer waiting for the next piece of a message checks that the
+ * producer is still alive, and recovers the producer lock itself if not.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared.h"
+
+enum { REC_WHOLE = 1, REC_BEGIN = 2, REC_MORE = 3, REC_END = 4,
+       REC_ABORT = 5 };
+
+#define REC_HEADER 16u
+#define RESERVE REC_HEADER /* always free: room for an ABORT record */
+#define QUEUE_DEFAULT_BUFFER (256u * 1024u)
+#define QUEUE_MIN_BUFFER 4096u
+#define QUEUE_MAX_BUFFER (1u << 30)
+
+typedef struct rec_header {
+  uint32_t len;   /* payload bytes in this record */
+  uint32_t kind;  /* REC_* */
+  uint64_t total; /* the whole message's length */
+} rec_header;
+
+typedef struct qside {
+  mp__plock lock;
+  volatile uint64_t pos;    /* producer: tail; consumer: head */
+  volatile uint64_t count;  /* messages begun: puts / gets */
+  uint64_t other_cache;     /* the other side's pos, as last read */
+  uint64_t inflight_pos;    /* pos when a publication began */
+  volatile uint32_t inflight;
+  volatile uint32_t streaming;
+} qside;
+
+typedef struct queue_state {
+  mp__shobj hdr;
+  uint64_t cap;
+  int64_t maxsize;
+  uint32_t joinable;
+  uint32_t reserved;
+  char pad0[64 - sizeof(mp__shobj) - 24];
+  union { qside s; char pad[128]; } prod;
+  union { qside s; char pad[128]; } cons;
+  mp__wq data_wq;  /* consumers wait for records */
+  mp__wq space_wq; /* producers wait for room */
+  mp__wq join_wq;  /* join waits for unfinished == 0 */
+  volatile uint32_t closed;
+  uint32_t reserved2;
+  volatile uint64_t unfinished;
+} queue_state;
+
+#define QUEUE_RING_OFFSET ((sizeof(queue_state) + 63) & ~(size_t)63)
+
+struct mp_queue {
+  mp__obj base;
+  queue_state *st;
+  unsigned char *ring;
+  mpi_shm *shm;
+};
+
+/* ---- creation ----------------------------------------------------------- */
+
+static void queue_bind(mp_queue *q) {
+  q->st = mp__obj_state(&q->base);
+  q->ring = (unsigned char *)q->st + QUEUE_RING_OFFSET;
+  q->shm = mp__obj_shm(&q->base);
+}
+
+int mp_queue_new_ex(mp_queue **out, int64_t maxsize, size_t buffer_size,
+                    int joinable) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_queue_new: NULL out");
+  if (buffer_size == 0)
+    buffer_size = QUEUE_DEFAULT_BUFFER;
+  if (buffer_size > QUEUE_MAX_BUFFER)
+    return mp__error(MP_EINVAL, "queue buffer of %zu bytes is above 1 GiB",
+                     buffer_size);
+  size_t cap = QUEUE_MIN_BUFFER;
+  while (cap < buffer_size)
+    cap *= 2;
+  mp_queue *q;
+  int rc = mp__obj_create(sizeof *q, MP__T_QUEUE, QUEUE_RING_OFFSET + cap,
+                          (void **)&q);
+  if (rc != 0)
+    return rc;
+  queue_bind(q);
+  q->st->cap = cap;
+  q->st->maxsize = maxsize > 0 ? maxsize : 0;
+  q->st->joinable = (uint32_t)(joinable != 0);
+  *out = q;
+  return 0;
+}
+
+int mp_queue_new(mp_queue **out, int64_t maxsize) {
+  return mp_queue_new_ex(out, maxsize, 0, 0);
+}
+int mp_simple_queue_new(mp_queue **out) {
+  return mp_queue_new_ex(out, 0, 0, 0);
+}
+int mp_joinable_queue_new(mp_queue **out, int64_t maxsize) {
+  return mp_queue_new_ex(out, maxsize, 0, 1);
+}
+
+MP__OPENER(mp__queue_open) {
+  (void)extra;
+  (void)handles;
+  (void)nh;
+  if (n != 0)
+    return mp__error(MP_EPROTO, "malformed queue reference");
+  const queue_state *st =
+      (const queue_state *)((const char *)mpi_shm_addr(seg->shm) + off);
+  uint64_t cap = st->cap;
+  if (cap < QUEUE_MIN_BUFFER || cap > QUEUE_MAX_BUFFER ||
+      (cap & (cap - 1)) != 0 ||
+      st->hdr.size != QUEUE_RING_OFFSET + cap)
+    return mp__error(MP_EPROTO, "damaged queue reference");
+  mp_queue *q;
+  int rc = mp__obj_alloc(sizeof *q, MP__T_QUEUE, seg, off, (void **)&q);
+  if (rc != 0)
+    return rc;
+  queue_bind(q);
+  *out = q;
+  return 0;
+}
+
+void mp_queue_free(mp_queue *q) { mp__obj_free(q, MP__T_QUEUE); }
+
+int mp_args_add_queue(mp_args *a, mp_queue *q) {
+  return mp__args_add_shared(a, q, MP__T_QUEUE, "mp_args_add_queue");
+}
+
+mp_queue *mp_args_queue(const mp_args *a, size_t i) {
+  return mp__args_shared(a, i, MP__T_QUEUE);
+}
+
+/* ---- the ring ----------------------------------------------------------- */
+
+static size_t rec_size(size_t payload) {
+  return (REC_HEADER + payload + 15u) & ~(size_t)15u;
+}
+
+static void ring_write(mp_queue *q, uint64_t pos, const void *src, size_t n) {
+  size_t cap = (size_t)q->st->cap, at = (size_t)(pos & (cap - 1));
+  size_t first = n < cap - at ? n : cap - at;
+  memcpy(q->ring + at, src, first);
+  if (n > first)
+    memcpy(q->ring, (const unsigned char *)src + first, n - first);
+}
+
+static void ring_read(mp_queue *q, uint64_t pos, void *dst, size_t n) {
+  size_t cap = (size_t)q->st->cap, at = (size_t)(pos & (cap - 1));
+  size_t first = n < cap - at ? n : cap - at;
+  memcpy(dst, q->ring + at, first);
+  if (n > first)
+    memcpy((unsigned char *)dst + first, q->ring, n - first);
+}
+
+/* Write one record at the tail (room is checked) and publish it. */
+static void put_record(mp_queue *q, uint32_t kind, const void *p,
+                       size_t len, uint64_t total) {
+  qside *pr = &q->st->prod.s;
+  uint64_t tail = pr->pos;
+  rec_header h = {(uint32_t)len, kind, total};
+  memcpy(q->ring + (tail & (q->st->cap - 1)), &h, sizeof h);
+  if (len > 0)
+    ring_write(q, tail + REC_HEADER, p, len);
+  mp__store64(&pr->pos, tail + rec_size(len));
+  mp__wq_wake(q->shm, &q->st->data_wq, 0);
+}
+
+static void read_header(mp_queue *q, uint64_t pos, rec_header *h) {
+  memcpy(h, q->ring + (pos & (q->st->cap - 1)), sizeof *h);
+}
+
+/* ---- producer side ------------------------------------------------------ */
+
+/* After taking the producer lock from a dead holder. */
+static void repair_producer(mp_queue *q) {
+  queue_state *st = q->st;
+  qside *pr = &st->prod.s;
+  if (pr->inflight) {
+    if (pr->pos == pr->inflight_pos) { /* never published */
+      mp__store64(&pr->count, pr->count - 1);
+      if (st->joinable)
+        mp__add64(&st->unfinished, (uint64_t)-1);
+      mp__store32(&pr->streaming, 0);
+    }
+    pr->inflight = 0;
+  }
+  if (pr->streaming) {
+    put_record(q, REC_ABORT, NULL, 0, 0);
+    mp__store32(&pr->streaming, 0);
+  }
+}
+
+static int producer_lock(mp_queue *q, double deadline) {
+  int rc = mp__plock_acquire(q->shm, &q->st->prod.s.lock, deadline);
+  if (rc == MP_EOWNERDEAD) {
+    repair_producer(q);
+    rc = 0;
+  }
+  return rc;
+}
+
+static void producer_unlock(mp_queue *q) {
+  mp__plock_release(q->shm, &q->st->prod.s.lock);
+}
+
+typedef struct room_try {
+  mp_queue *q;
+  size_t need;   /* bytes of ring */
+  int check_max; /* also wait below maxsize */
+  int check_closed;
+} room_try;
+
+static int room_try_fn(void *arg) {
+  room_try *t = arg;
+  queue_state *st = t->q->st;
+  qside *pr = &st->prod.s;
+  if (t->check_closed && mp__load32(&st->closed))
+    return MP_ECLOSED;
+  if (t->check_max &&
+      (int64_t)(pr->count - mp__load64(&st->cons.s.count)) >= st->maxsize)
+    return 0;
+  if (st->cap - (pr->pos - pr->other_cache) >= t->need)
+    return 1;
+  pr->other_cache = mp__load64(&st->cons.s.pos);
+  return st->cap - (pr->pos - pr->other_cache) >= t->need;
+}
+
+static int wait_room(mp_queue *q, room_try *t, double deadline) {
+  int rc = room_try_fn(t);
+  if (rc != 0)
+    return rc > 0 ? 0 : rc;
+  if (deadline >= 0 && deadline <= mpi_now())
+    return MP_ETIMEDOUT;
+  return mp__wq_wait(q->shm, &q->st->space_wq, room_try_fn, t, deadline, 0);
+}
+
+/* A message larger than a quarter of the ring, in pieces. */
+static int put_stream(mp_queue *q, const unsigned char *p, size_t n,
+                      double deadline) {
+  queue_state *st = q->st;
+  qside *pr = &st->prod.s;
+  size_t chunk_max = (size_t)st->cap / 4 - REC_HEADER;
+  size_t done = 0;
+  while (done < n) {
+    size_t len = n - done < chunk_max ? n - done : chunk_max;
+    uint32_t kind = done == 0 ? REC_BEGIN
+                    : done + len == n ? REC_END
+                                      : REC_MORE;
+    room_try t = {q, rec_size(len) + RESERVE, 0, 0};
+    int rc = wait_room(q, &t, deadline);
+    if (rc != 0) {
+      if (done > 0) { /* cut short: the consumer drops what it has */
+        put_record(q, REC_ABORT, NULL, 0, 0);
+        mp__store32(&pr->streaming, 0);
+      } else {
+        mp__store64(&pr->count, pr->count - 1);
+        if (st->joinable)
+          mp__add64(&st->unfinished, (uint64_t)-1);
+        pr->inflight = 0;
+      }
+      return rc;
+    }
+    if (kind == REC_BEGIN)
+      mp__store32(&pr->streaming, 1);
+    put_record(q, kind, p + done, len, n);
+    if (kind == REC_BEGIN)
+      pr->inflight = 0;
+    done += len;
+  }
+  mp__store32(&pr->streaming, 0);
+  return 0;
+}
+
+int mp_queue_put(mp_queue *q, const void *p, size_t n, double timeout) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_put");
+  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0)
+    return rc;
+  if (p == NULL && n > 0)
+    return mp__error(MP_EINVAL, "mp_queue_put: NULL message");
+  queue_state *st = q->st;
+  if (mp__load32(&st->closed))
+    return mp__error(MP_ECLOSED, "put on a closed queue");
+  double deadline = mp__deadline(timeout);
+  if ((rc = producer_lock(q, deadline)) != 0)
+    return mp__error(MP_EFULL, "queue full: no room within %g s", timeout);
+  qside *pr = &st->prod.s;
+  int whole = rec_size(n) <= (size_t)st->cap / 4;
+  room_try t = {q, whole ? rec_size(n) + RESERVE : 0, st->maxsize > 0, 1};
+  rc = wait_room(q, &t, deadline);
+  if (rc == 0) {
+    pr->inflight_pos = pr->pos;
+    pr->inflight = 1;
+    mp__store64(&pr->count, pr->count + 1);
+    if (st->joinable)
+      mp__add64(&st->unfinished, 1);
+    if (whole) {
+      put_record(q, REC_WHOLE, p, n, n);
+      pr->inflight = 0;
+    } else {
+      rc = put_stream(q, p, n, deadline);
+    }
+  }
+  producer_unlock(q);
+  if (rc == MP_ECLOSED)
+    return mp__error(rc, "put on a closed queue");
+  if (rc == MP_ETIMEDOUT)
+    return mp__error(MP_EFULL, "queue full: no room within %g s", timeout);
+  return rc;
+}
+
+int mp_queue_put_nowait(mp_queue *q, const void *p, size_t n) {
+  return mp_queue_put(q, p, n, 0);
+}
+
+/* ---- consumer side ------------------------------------------------------ */
+
+static void consumer_skip(mp_queue *q);
+
+static void repair_consumer(mp_queue *q) {
+  qside *co = &q->st->cons.s;
+  if (co->inflight) {
+    if (co->pos == co->inflight_pos) { /* nothing was taken */
+      mp__store64(&co->count, co->count - 1);
+      mp__store32(&co->streaming, 0);
+    }
+    co->inflight = 0;
+  }
+  if (co->streaming) {
+    /* The dead consumer had begun a streamed message: it is lost; its
+     * remaining pieces are skipped as they come. */
+    if (q->st->joinable)
+      mp__add64(&q->st->unfinished, (uint64_t)-1);
+    consumer_skip(q);
+  }
+}
+
+static int consumer_lock(mp_queue *q, double deadline) {
+  int rc = mp__plock_acquire(q->shm, &q->st->cons.s.lock, deadline);
+  if (rc == MP_EOWNERDEAD) {
+    repair_consumer(q);
+    rc = 0;
+  }
+  return rc;
+}
+
+static void consumer_unlock(mp_queue *q) {
+  mp__plock_release(q->shm, &q->st->cons.s.lock);
+}
+
+typedef struct data_try {
+  mp_queue *q;
+  int watch_producer; /* in a message: the producer must stay alive */
+  double next_check;
+} data_try;
+
+static int data_try_fn(void *arg) {
+  data_try *t = arg;
+  queue_state *st = t->q->st;
+  qside *co = &st->cons.s;
+  if (co->other_cache != co->pos)
+    return 1;
+  co->other_cache = mp__load64(&st->prod.s.pos);
+  if (co->other_cache != co->pos)
+    return 1;
+  if (!t->watch_producer)
+    return mp__load32(&st->closed) ? 1 : 0;
+  double now = mpi_now();
+  if (now >= t->next_check) {
+    t->next_check = now + MP__LIVENESS_SLICE;
+    uint32_t owner = mp__load32(&st->prod.s.lock.owner);
+    if (owner != 0 && !mpi_pid_alive(owner)) {
+      /* The producer died in the middle of this message: take its lock,
+       * which writes the ABORT record we are waiting for. */
+      if (producer_lock(t->q, mpi_now() + 1.0) == 0)
+        producer_unlock(t->q);
+    }
+  }
+  return 0;
+}
+
+/* Wait for a record at head.  0; MP_ETIMEDOUT; MP_ECLOSED (closed and
+ * drained).  In a message (watch_producer) it waits without limit while
+ * the producer lives. */
+static int wait_data(mp_queue *q, double deadline, int watch_producer) {
+  data_try t = {q, watch_producer, mpi_now() + MP__LIVENESS_SLICE};
+  int rc = data_try_fn(&t);
+  if (rc == 0) {
+    if (!watch_producer && deadline >= 0 && deadline <= mpi_now())
+      return MP_ETIMEDOUT;
+    rc = mp__wq_wait(q->shm, &q->st->data_wq, data_try_fn, &t,
+                     watch_producer ? -1 : deadline,
+                     watch_producer ? MP__LIVENESS_SLICE : 0);
+    if (rc != 0)
+      return rc;
+  } else if (rc < 0) {
+    return rc;
+  }
+  qside *co = &q->st->cons.s;
+  return co->other_cache == co->pos ? MP_ECLOSED : 0;
+}
+
+/* Release the record at head. */
+static void take_record(mp_queue *q, const rec_header *h) {
+  qside *co = &q->st->cons.s;
+  mp__store64(&co->pos, co->pos + rec_size(h->len));
+  mp__wq_wake(q->shm, &q->st->space_wq, 0);
+}
+
+/* Skip the rest of a streamed message another consumer began. */
+static void consumer_skip(mp_queue *q) {
+  qside *co = &q->st->cons.s;
+  while (co->streaming) {
+    if (wait_data(q, -1, 1) != 0)
+      return; /* closed with nothing more: stay in skip mode */
+    rec_header h;
+    read_header(q, co->pos, &h);
+    if (h.kind == REC_MORE || h.kind == REC_END || h.kind == REC_ABORT)
+      take_record(q, &h);
+    if (h.kind != REC_MORE)
+      mp__store32(&co->streaming, 0);
+  }
+}
+
+/* Take one message: into buf (cap bytes) when buf != NULL, else into a
+ * new buffer at *out. */
+static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
+                     size_t *n, double timeout, const char *what) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, what);
+  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0)
+    return rc;
+  if (n == NULL || (buf == NULL && out == NULL) || (buf == NULL && cap > 0))
+    return mp__error(MP_EINVAL, "%s: NULL argument", what);
+  queue_state *st = q->st;
+  qside *co = &st->cons.s;
+  double deadline = mp__deadline(timeout);
+  if ((rc = consumer_lock(q, deadline)) != 0)
+    return mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
+  if (co->streaming)
+    consumer_skip(q);
+  for (;;) {
+    rc = wait_data(q, deadline, 0);
+    if (rc != 0)
+      break;
+    rec_header h;
+    read_header(q, co->pos, &h);
+    if (h.kind != REC_WHOLE && h.kind != REC_BEGIN) {
+      take_record(q, &h); /* the stray end of a message cut short */
+      continue;
+    }
+    size_t total = (size_t)h.total;
+    if (h.total > SIZE_MAX || (h.kind == REC_WHOLE && h.total != h.len)) {
+      rc = mp__error(MP_EPROTO, "damaged queue record");
+      break;
+    }
+    unsigned char *dst = buf;
+    if (buf != NULL && total > cap) {
+      *n = total;
+      rc = mp__error(MP_ERANGE, "message of %zu bytes does not fit in %zu",
+                     total, cap);
+      break;
+    }
+    if (buf == NULL && (dst = malloc(total ? total : 1)) == NULL) {
+      rc = mp__error(MP_ENOMEM, "no memory for a message of %zu bytes",
+                     total);
+      break;
+    }
+    co->inflight_pos = co->pos;
+    co->inflight = 1;
+    mp__store64(&co->count, co->count + 1);
+    ring_read(q, co->pos + REC_HEADER, dst, h.len);
+    if (h.kind == REC_BEGIN)
+      mp__store32(&co->streaming, 1);
+    take_record(q, &h);
+    co->inflight = 0;
+    size_t got = h.len;
+    int aborted = 0;
+    while (h.kind != REC_WHOLE && h.kind != REC_END) {
+      if (wait_data(q, -1, 1) != 0) { /* closed: the producer is gone */
+        aborted = 1;
+        break;
+      }
+      read_header(q, co->pos, &h);
+      if (h.kind == REC_ABORT || (h.kind != REC_MORE && h.kind != REC_END) ||
+          h.len > total - got) {
+        if (h.kind == REC_ABORT)
+          take_record(q, &h);
+        aborted = 1;
+        break;
+      }
+      ring_read(q, co->pos + REC_HEADER, dst + got, h.len);
+      got += h.len;
+      take_record(q, &h);
+    }
+    mp__store32(&co->streaming, 0);
+    if (aborted) {
+      if (st->joinable)
+        mp__add64(&st->unfinished, (uint64_t)-1);
+      if (buf == NULL)
+        free(dst);
+      continue; /* that message never was: take the next one */
+    }
+    *n = total;
+    if (buf == NULL)
+      *out = dst;
+    break;
+  }
+  consumer_unlock(q);
+  if (rc == MP_ETIMEDOUT)
+    return mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
+  if (rc == MP_ECLOSED)
+    return mp__error(rc, "queue closed and empty");
+  return rc;
+}
+
+int mp_queue_get(mp_queue *q, void **out, size_t *n, double timeout) {
+  return queue_get(q, NULL, 0, out, n, timeout, "mp_queue_get");
+}
+
+int mp_queue_get_nowait(mp_queue *q, void **out, size_t *n) {
+  return queue_get(q, NULL, 0, out, n, 0, "mp_queue_get_nowait");
+}
+
+int mp_queue_get_into(mp_queue *q, void *buf, size_t cap, size_t *n,
+                      double timeout) {
+  if (buf == NULL && cap == 0) {
+    static unsigned char none;
+    buf = &none; /* a buffer of 0 bytes still takes empty messages */
+  }
+  return queue_get(q, buf, cap, NULL, n, timeout, "mp_queue_get_into");
+}
+
+/* ---- tuples, sizes, close, join ----------------------------------------- */
+
+int mp_queue_put_args(mp_queue *q, const mp_args *a, double timeout) {
+  if (a == NULL)
+    return mp__error(MP_EINVAL, "mp_queue_put_args: NULL args");
+  if (mp__args_has_objects(a))
+    return mp__error(MP_ETYPE, "objects cannot travel through a queue; "
+                               "pass them as process arguments");
+  size_t n;
+  const void *p = mp__args_data(a, &n);
+  return mp_queue_put(q, p, n, timeout);
+}
+
+int mp_queue_get_args(mp_queue *q, mp_args **out, double timeout) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_queue_get_args: NULL out");
+  void *p;
+  size_t n;
+  int rc = mp_queue_get(q, &p, &n, timeout);
+  if (rc != 0)
+    return rc;
+  rc = mp__args_from_bytes(out, p, n);
+  free(p);
+  return rc;
+}
+
+int64_t mp_queue_qsize(mp_queue *q) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_qsize");
+  if (rc != 0)
+    return rc;
+  int64_t d = (int64_t)(mp__load64(&q->st->prod.s.count) -
+                        mp__load64(&q->st->cons.s.count));
+  return d > 0 ? d : 0;
+}
+
+int mp_queue_empty(mp_queue *q) { return mp_queue_qsize(q) == 0; }
+
+int mp_queue_full(mp_queue *q) {
+  int64_t n = mp_queue_qsize(q);
+  return n >= 0 && q->st->maxsize > 0 && n >= q->st->maxsize;
+}
+
+int mp_queue_close(mp_queue *q) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_close");
+  if (rc != 0)
+    return rc;
+  mp__store32(&q->st->closed, 1);
+  mp__wq_wake(q->shm, &q->st->data_wq, 1);
+  mp__wq_wake(q->shm, &q->st->space_wq, 1);
+  return 0;
+}
+
+int mp_queue_is_closed(mp_queue *q) {
+  if (mp__obj_check(q, MP__T_QUEUE, "mp_queue_is_closed") != 0)
+    return 0;
+  return mp__load32(&q->st->closed) != 0;
+}
+
+int mp_queue_task_done(mp_queue *q) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_task_done");
+  if (rc != 0)
+    return rc;
+  if (!q->st->joinable)
+    return mp__error(MP_EINVAL, "task_done on a queue that is not joinable");
+  uint64_t v = mp__load64(&q->st->unfinished);
+  do {
+    if (v == 0)
+      return mp__error(MP_EVALUE, "task_done() called too many times");
+  } while (!mp__cas64(&q->st->unfinished, &v, v - 1));
+  if (v == 1)
+    mp__wq_wake(q->shm, &q->st->join_wq, 1);
+  return 0;
+}
+
+static int join_try(void *arg) {
+  return mp__load64(&((queue_state *)arg)->unfinished) == 0;
+}
+
+int mp_queue_join(mp_queue *q, double timeout) {
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_join");
+  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0)
+    return rc;
+  if (!q->st->joinable)
+    return mp__error(MP_EINVAL, "join on a queue that is not joinable");
+  if (join_try(q->st))
+    return 0;
+  rc = timeout == 0 ? MP_ETIMEDOUT
+                    : mp__wq_wait(q->shm, &q->st->join_wq, join_try, q->st,
+                                  mp__deadline(timeout), 0);
+  if (rc == MP_ETIMEDOUT)
+    return mp__error(rc, "unfinished tasks remain after %g s", timeout);
+  return rc;
+}

@@ -1,0 +1,747 @@
+/*
+ * test_platform.c - the platform layer's shared memory, words and process
+ * liveness (src/platform.h part 7), called directly: anonymous segments
+ * and adoption of their handles, named segments, sleeping on a word and
+ * waking from other threads (through the same mapping and through a
+ * second one, as another process would), and mpi_pid_alive.  Built from
+ * the library's sources, since these functions are not exported.
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE
+#endif
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomic.h"
+#include "internal.h"
+#include "support.h"
+
+#if defined(_WIN32)
+#  include <windows.h>
+#else
+#  include <time.h>
+#  include <unistd.h>
+#endif
+
+TS_SUITE(shm);
+TS_SUITE(shm_named);
+TS_SUITE(word);
+TS_SUITE(pid);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void nap(double seconds) {
+#if defined(_WIN32)
+  Sleep((DWORD)(seconds * 1000));
+#else
+  struct timespec ts;
+  ts.tv_sec = (time_t)seconds;
+  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+  nanosleep(&ts, NULL);
+#endif
+}
+
+/* A second handle to the segment behind h (adopt takes it over). */
+static mpi_fd dup_handle(mpi_fd h) {
+#if defined(_WIN32)
+  HANDLE d = NULL;
+  cr_assert(DuplicateHandle(GetCurrentProcess(), (HANDLE)h,
+                            GetCurrentProcess(), &d, 0, FALSE,
+                            DUPLICATE_SAME_ACCESS));
+  return (mpi_fd)d;
+#else
+  int d = dup((int)h);
+  cr_assert_geq(d, 0);
+  return (mpi_fd)d;
+#endif
+}
+
+/* A name no other test run uses: pid and random bytes, short enough to
+ * be used as it is on every platform. */
+static void random_name(char *buf, size_t cap) {
+  unsigned char r[6];
+  cr_assert_eq(mpi_random(r, sizeof r), 0);
+  snprintf(buf, cap, "mproc-t-%lu-%02x%02x%02x%02x%02x%02x",
+           (unsigned long)(mpi_getpid() % 10000000), r[0], r[1], r[2], r[3],
+           r[4], r[5]);
+}
+
+static mpi_shm *new_segment(size_t size) {
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_new(size, &s);
+  cr_assert_eq(rc, 0, "mpi_shm_new: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  return s;
+}
+
+/* ---- anonymous segments ------------------------------------------------- */
+
+Test(shm, new_rejects_size_zero) {
+  mpi_shm *s = NULL;
+  cr_expect_eq(mpi_shm_new(0, &s), MP_EINVAL);
+}
+
+Test(shm, new_rejects_a_size_that_overflows) {
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_new(SIZE_MAX, &s);
+  cr_expect(rc == MP_ENOMEM || rc == MP_EINVAL, "got %s", mp_err_name(rc));
+  rc = mpi_shm_new(SIZE_MAX - 100, &s);
+  cr_expect(rc == MP_ENOMEM || rc == MP_EINVAL, "got %s", mp_err_name(rc));
+}
+
+Test(shm, new_is_zeroed_aligned_and_writable) {
+  size_t size = 3 * 4096 + 1;
+  mpi_shm *s = new_segment(size);
+  unsigned char *p = mpi_shm_addr(s);
+  cr_expect_eq(mpi_shm_size(s), size);
+  cr_expect_eq((uintptr_t)p % 64, 0, "addr %p not 64-byte aligned",
+               (void *)p);
+  cr_expect_neq(mpi_shm_handle(s), MPI_BAD_FD);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < size; i++)
+    nonzero += p[i] != 0;
+  cr_expect_eq(nonzero, 0);
+  for (size_t i = 0; i < size; i++)
+    p[i] = (unsigned char)(i * 31);
+  for (size_t i = 0; i < size; i++)
+    if (p[i] != (unsigned char)(i * 31))
+      cr_assert_fail("byte %lu", (unsigned long)i);
+  mpi_shm_free(s);
+  mpi_shm_free(NULL);
+}
+
+Test(shm, adopt_maps_the_same_memory) {
+  mpi_shm *a = new_segment(10000);
+  mpi_shm *b = NULL;
+  int rc = mpi_shm_adopt(dup_handle(mpi_shm_handle(a)), &b);
+  cr_assert_eq(rc, 0, "adopt: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect_eq(mpi_shm_size(b), 10000);
+  char *pa = mpi_shm_addr(a), *pb = mpi_shm_addr(b);
+  cr_expect_neq(pa, pb, "two views of one segment share an address");
+  strcpy(pa + 9000, "through a");
+  cr_expect_str_eq(pb + 9000, "through a");
+  /* The memory lives on while any mapping does. */
+  mpi_shm_free(a);
+  strcpy(pb, "still here");
+  cr_expect_str_eq(pb, "still here");
+  cr_expect_str_eq(pb + 9000, "through a");
+  mpi_shm_free(b);
+}
+
+/* A section (or file) of the right kind without our header. */
+Test(shm, adopt_refuses_memory_without_a_header) {
+#if defined(_WIN32)
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE,
+                                0, 8192, NULL);
+  cr_assert_not_null(h);
+  mpi_fd fd = (mpi_fd)h;
+#else
+  FILE *f = tmpfile();
+  cr_assert_not_null(f);
+  cr_assert_eq(ftruncate(fileno(f), 8192), 0);
+  mpi_fd fd = (mpi_fd)dup(fileno(f));
+  fclose(f);
+#endif
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_adopt(fd, &s);
+  cr_expect_eq(rc, MP_EPROTO, "got %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+}
+
+/* A handle of another kind altogether. */
+Test(shm, adopt_refuses_a_handle_that_is_not_memory) {
+#if defined(_WIN32)
+  HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+  cr_assert_not_null(h);
+  mpi_fd fd = (mpi_fd)h;
+#else
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  close(p[1]);
+  mpi_fd fd = (mpi_fd)p[0];
+#endif
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_adopt(fd, &s);
+  cr_expect_eq(rc, MP_EPROTO, "got %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+}
+
+#if defined(_WIN32)
+/* A header whose recorded size is larger than the section holding it
+ * (a real 1 MiB segment's header copied into a 4 KiB section) must be
+ * refused: the header is 256 bytes on Windows. */
+Test(shm, adopt_refuses_a_header_that_claims_too_much) {
+  mpi_shm *big = new_segment(1 << 20);
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE,
+                                0, 4096, NULL);
+  cr_assert_not_null(h);
+  unsigned char *v = MapViewOfFile(h, FILE_MAP_WRITE, 0, 0, 0);
+  cr_assert_not_null(v);
+  /* The header: everything in front of mpi_shm_addr. */
+  unsigned char *head = (unsigned char *)mpi_shm_addr(big) - 256;
+  memcpy(v, head, 256);
+  UnmapViewOfFile(v);
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_adopt((mpi_fd)h, &s);
+  cr_expect_eq(rc, MP_EPROTO, "got %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  mpi_shm_free(big);
+}
+#endif
+
+/* ---- named segments ----------------------------------------------------- */
+
+Test(shm_named, create_and_attach_share_memory, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *a = NULL, *b = NULL;
+  int rc = mpi_shm_create(name, 5000, &a);
+  cr_assert_eq(rc, 0, "create: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect_eq(mpi_shm_size(a), 5000);
+  cr_expect_eq((uintptr_t)mpi_shm_addr(a) % 64, 0);
+  rc = mpi_shm_attach(name, &b);
+  cr_assert_eq(rc, 0, "attach: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect_eq(mpi_shm_size(b), 5000);
+  char *pa = mpi_shm_addr(a), *pb = mpi_shm_addr(b);
+  cr_expect_eq(pb[4999], 0);
+  strcpy(pa + 4000, "hello");
+  cr_expect_str_eq(pb + 4000, "hello");
+  strcpy(pb, "back");
+  cr_expect_str_eq(pa, "back");
+  mpi_shm_free(b);
+  mpi_shm_free(a);
+}
+
+Test(shm_named, create_of_a_taken_name_is_eexist, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *a = NULL, *b = NULL;
+  cr_assert_eq(mpi_shm_create(name, 100, &a), 0, "%s",
+               mp_last_error_message());
+  int rc = mpi_shm_create(name, 100, &b);
+  cr_expect_eq(rc, MP_EEXIST, "got %s", mp_err_name(rc));
+  /* The failed create left the segment alone. */
+  strcpy(mpi_shm_addr(a), "mine");
+  cr_assert_eq(mpi_shm_attach(name, &b), 0);
+  cr_expect_str_eq(mpi_shm_addr(b), "mine");
+  mpi_shm_free(b);
+  mpi_shm_free(a);
+}
+
+Test(shm_named, missing_names_are_enoent, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_attach(name, &s);
+  cr_expect_eq(rc, MP_ENOENT, "attach: %s", mp_err_name(rc));
+  rc = mpi_shm_unlink(name);
+  cr_expect_eq(rc, MP_ENOENT, "unlink: %s", mp_err_name(rc));
+}
+
+Test(shm_named, bad_arguments_are_einval, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = NULL;
+  cr_expect_eq(mpi_shm_create("", 100, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_attach("", &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_unlink(""), MP_EINVAL);
+  char name[64];
+  random_name(name, sizeof name);
+  cr_expect_eq(mpi_shm_create(name, 0, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_attach(name, &s), MP_ENOENT, "size 0 created it");
+}
+
+Test(shm_named, unlink_of_an_existing_name, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *a = NULL, *b = NULL;
+  cr_assert_eq(mpi_shm_create(name, 100, &a), 0, "%s",
+               mp_last_error_message());
+  strcpy(mpi_shm_addr(a), "kept");
+  cr_expect_eq(mpi_shm_unlink(name), 0, "%s", mp_last_error_message());
+  int rc = mpi_shm_attach(name, &b);
+#if defined(_WIN32)
+  /* No unlink on Windows: the name goes with the last handle. */
+  cr_expect_eq(rc, 0, "%s", mp_last_error_message());
+  if (rc == 0) {
+    cr_expect_str_eq(mpi_shm_addr(b), "kept");
+    mpi_shm_free(b);
+  }
+#else
+  cr_expect_eq(rc, MP_ENOENT, "got %s", mp_err_name(rc));
+#endif
+  cr_expect_str_eq(mpi_shm_addr(a), "kept");
+  mpi_shm_free(a);
+}
+
+Test(shm_named, adopt_of_a_named_segment, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *a = NULL, *b = NULL;
+  cr_assert_eq(mpi_shm_create(name, 300, &a), 0, "%s",
+               mp_last_error_message());
+  int rc = mpi_shm_adopt(dup_handle(mpi_shm_handle(a)), &b);
+  cr_assert_eq(rc, 0, "adopt: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect_eq(mpi_shm_size(b), 300);
+  strcpy(mpi_shm_addr(a), "shared");
+  cr_expect_str_eq(mpi_shm_addr(b), "shared");
+  mpi_shm_free(a);
+  mpi_shm_free(b);
+}
+
+#if defined(_WIN32)
+Test(shm_named, windows_name_rules, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = NULL;
+  char name[64], other[80], long_name[256];
+  random_name(name, sizeof name);
+  snprintf(other, sizeof other, "%s\\x", name);
+  cr_expect_eq(mpi_shm_create(other, 100, &s), MP_EINVAL, "backslash");
+  cr_expect_eq(mpi_shm_attach(other, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_unlink(other), MP_EINVAL);
+  cr_expect_eq(mpi_shm_create("Local\\", 100, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_create("Global\\", 100, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_create("Local\\a\\b", 100, &s), MP_EINVAL);
+  cr_expect_eq(mpi_shm_create("bad\xff utf-8", 100, &s), MP_EINVAL);
+  memset(long_name, 'n', 201);
+  long_name[201] = '\0';
+  cr_expect_eq(mpi_shm_create(long_name, 100, &s), MP_EINVAL, "201 bytes");
+
+  /* 200 bytes are fine; "Local\" + name is the same segment as name. */
+  random_name(long_name, sizeof long_name);
+  size_t n = strlen(long_name);
+  memset(long_name + n, 'n', 200 - n);
+  long_name[200] = '\0';
+  mpi_shm *a = NULL, *b = NULL;
+  cr_assert_eq(mpi_shm_create(long_name, 100, &a), 0, "%s",
+               mp_last_error_message());
+  snprintf(other, sizeof other, "Local\\%s", name);
+  cr_assert_eq(mpi_shm_create(other, 100, &b), 0, "%s",
+               mp_last_error_message());
+  strcpy(mpi_shm_addr(b), "local");
+  mpi_shm *c = NULL;
+  cr_assert_eq(mpi_shm_attach(name, &c), 0, "%s", mp_last_error_message());
+  cr_expect_str_eq(mpi_shm_addr(c), "local");
+  cr_expect_eq(mpi_shm_create(name, 100, &s), MP_EEXIST);
+  mpi_shm_free(c);
+  mpi_shm_free(b);
+  mpi_shm_free(a);
+}
+
+Test(shm_named, windows_name_goes_with_the_last_handle, .timeout = TS_TIMEOUT) {
+  char name[64];
+  random_name(name, sizeof name);
+  mpi_shm *a = NULL, *b = NULL;
+  cr_assert_eq(mpi_shm_create(name, 100, &a), 0);
+  cr_assert_eq(mpi_shm_attach(name, &b), 0);
+  mpi_shm_free(a);
+  cr_expect_eq(mpi_shm_unlink(name), 0, "still held by b");
+  mpi_shm_free(b);
+  cr_expect_eq(mpi_shm_attach(name, &a), MP_ENOENT);
+  cr_expect_eq(mpi_shm_unlink(name), MP_ENOENT);
+  cr_assert_eq(mpi_shm_create(name, 100, &a), 0, "the name is free again");
+  mpi_shm_free(a);
+}
+
+/* L"Local\\" + name (ASCII). */
+static void local_name(const char *name, wchar_t *w, size_t cap) {
+  const char *full = "Local\\";
+  size_t n = 0;
+  for (; *full != '\0' && n + 1 < cap; full++)
+    w[n++] = (wchar_t)*full;
+  for (; *name != '\0' && n + 1 < cap; name++)
+    w[n++] = (wchar_t)*name;
+  w[n] = L'\0';
+}
+
+static HANDLE raw_named_mapping(const char *name, uint32_t magic) {
+  wchar_t w[128];
+  local_name(name, w, 128);
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE,
+                                0, 4096, w);
+  cr_assert_not_null(h);
+  uint32_t *v = MapViewOfFile(h, FILE_MAP_WRITE, 0, 0, 0);
+  cr_assert_not_null(v);
+  v[0] = magic;
+  UnmapViewOfFile(v);
+  return h;
+}
+
+Test(shm_named, windows_attach_refuses_foreign_mappings, .timeout = 30) {
+  char name[64];
+  mpi_shm *s = NULL;
+  random_name(name, sizeof name);
+  HANDLE h = raw_named_mapping(name, 0x12345678u);
+  double t0 = mpi_now();
+  int rc = mpi_shm_attach(name, &s);
+  cr_expect_eq(rc, MP_EPROTO, "wrong magic: %s", mp_err_name(rc));
+  cr_expect_lt(mpi_now() - t0, 0.5, "a wrong magic needs no waiting");
+  CloseHandle(h);
+
+  /* Magic 0: taken for a creator still writing its header, for 1 s. */
+  random_name(name, sizeof name);
+  h = raw_named_mapping(name, 0);
+  t0 = mpi_now();
+  rc = mpi_shm_attach(name, &s);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, MP_EPROTO, "no magic: %s", mp_err_name(rc));
+  cr_expect_geq(took, 0.9, "gave up after %.3f s", took);
+  cr_expect_lt(took, 10.0);
+  CloseHandle(h);
+}
+
+Test(shm_named, windows_name_of_another_object_kind, .timeout = TS_TIMEOUT) {
+  char name[64];
+  wchar_t w[128];
+  random_name(name, sizeof name);
+  local_name(name, w, 128);
+  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, w);
+  cr_assert_not_null(ev);
+  mpi_shm *s = NULL;
+  int rc = mpi_shm_create(name, 100, &s);
+  cr_expect_eq(rc, MP_EEXIST, "create: %s", mp_err_name(rc));
+  rc = mpi_shm_attach(name, &s);
+  cr_expect_eq(rc, MP_ENOENT, "attach: %s", mp_err_name(rc));
+  CloseHandle(ev);
+}
+#endif
+
+/* ---- words -------------------------------------------------------------- */
+
+typedef struct waiter {
+  mpi_shm *s;
+  mpi_word *w;
+  volatile uint32_t done;
+  int rc;    /* first error of a wait */
+  int calls; /* waits made */
+} waiter;
+
+/* Sleep until the word is not 0 (re-checking after every return, as a
+ * caller must). */
+static void wait_nonzero(void *arg) {
+  waiter *x = arg;
+  while (mp__load32(&x->w->value) == 0) {
+    x->calls++;
+    int rc = mpi_word_wait(x->s, x->w, 0, MP_FOREVER);
+    if (rc != 0) {
+      x->rc = rc;
+      break;
+    }
+  }
+  mp__store32(&x->done, 1);
+}
+
+/* One wait only, however it ends. */
+static void wait_once(void *arg) {
+  waiter *x = arg;
+  x->calls++;
+  x->rc = mpi_word_wait(x->s, x->w, 0, MP_FOREVER);
+  mp__store32(&x->done, 1);
+}
+
+/* Give n threads the time to fall asleep on w.  The Windows backend
+ * counts its sleepers in w->os, so there we know; elsewhere, wait a
+ * while (a thread that is late sees the new value and does not sleep:
+ * the tests then still pass, just test less). */
+static void await_sleepers(mpi_word *w, uint32_t n) {
+#if defined(_WIN32)
+  double deadline = mpi_now() + 20.0;
+  while (mp__load32(&w->os) < n) {
+    cr_assert_lt(mpi_now(), deadline, "only %u of %u asleep",
+                 (unsigned)mp__load32(&w->os), (unsigned)n);
+    Sleep(1);
+  }
+  nap(0.01); /* past the count and into WaitForSingleObject */
+#else
+  (void)w;
+  (void)n;
+  nap(0.2);
+#endif
+}
+
+static uint32_t count_done(waiter *x, size_t n) {
+  uint32_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += mp__load32(&x[i].done);
+  return k;
+}
+
+Test(word, changed_value_returns_at_once, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  mp__store32(&w->value, 5);
+  double t0 = mpi_now();
+  cr_expect_eq(mpi_word_wait(s, w, 4, MP_FOREVER), 0);
+  cr_expect_eq(mpi_word_wait(s, w, 4, 10.0), 0);
+  cr_expect_lt(mpi_now() - t0, 1.0);
+#if defined(_WIN32)
+  cr_expect_eq(w->os, 0, "sleeper count left at %u", (unsigned)w->os);
+#endif
+  mpi_shm_free(s);
+}
+
+Test(word, timeouts_expire, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  double t0 = mpi_now();
+  int rc = mpi_word_wait(s, w, 0, 0.05);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "got %s", mp_err_name(rc));
+  cr_expect_geq(took, 0.04, "returned after %.4f s", took);
+  cr_expect_lt(took, 5.0);
+
+  t0 = mpi_now();
+  rc = mpi_word_wait(s, w, 0, 0);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "timeout 0: %s", mp_err_name(rc));
+  cr_expect_lt(mpi_now() - t0, 1.0);
+
+  rc = mpi_word_wait(s, w, 0, 0.0001);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "timeout 0.1 ms: %s", mp_err_name(rc));
+#if defined(_WIN32)
+  cr_expect_eq(w->os, 0, "sleeper count left at %u", (unsigned)w->os);
+#endif
+  mpi_shm_free(s);
+}
+
+Test(word, wake_without_sleepers_is_harmless, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  mpi_word_wake(s, w, 0);
+  mpi_word_wake(s, w, 1);
+  /* No wake-up was stored for later. */
+  int rc = mpi_word_wait(s, w, 0, 0.02);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "got %s", mp_err_name(rc));
+  mpi_shm_free(s);
+}
+
+Test(word, wake_one_sleeper, .timeout = TS_TIMEOUT) {
+  mpi_shm *s = new_segment(4096);
+  mpi_word *w = (mpi_word *)((char *)mpi_shm_addr(s) + 1024);
+  waiter x = {s, w, 0, 0, 0};
+  ts_thread *t = ts_thread_start(wait_nonzero, &x);
+  await_sleepers(w, 1);
+  cr_expect_eq(mp__load32(&x.done), 0);
+  mp__store32(&w->value, 1);
+  mpi_word_wake(s, w, 0);
+  ts_thread_join(t);
+  cr_expect_eq(x.rc, 0, "wait: %s", mp_err_name(x.rc));
+#if defined(_WIN32)
+  cr_expect_eq(w->os, 0);
+#endif
+  mpi_shm_free(s);
+}
+
+/* As another process would: the sleeper and the waker each through their
+ * own mapping of the segment, at different addresses. */
+Test(word, wake_through_another_mapping, .timeout = TS_TIMEOUT) {
+  mpi_shm *a = new_segment(4096);
+  mpi_shm *b = NULL;
+  cr_assert_eq(mpi_shm_adopt(dup_handle(mpi_shm_handle(a)), &b), 0);
+  mpi_word *wa = (mpi_word *)((char *)mpi_shm_addr(a) + 64);
+  mpi_word *wb = (mpi_word *)((char *)mpi_shm_addr(b) + 64);
+  for (int round = 0; round < 3; round++) {
+    mp__store32(&wa->value, 0);
+    waiter x = {a, wa, 0, 0, 0};
+    ts_thread *t = ts_thread_start(wait_nonzero, &x);
+    await_sleepers(wb, 1);
+    mp__store32(&wb->value, 1);
+    mpi_word_wake(b, wb, 0);
+    ts_thread_join(t);
+    cr_expect_eq(x.rc, 0, "round %d: %s", round, mp_err_name(x.rc));
+  }
+  mpi_shm_free(b);
+  mpi_shm_free(a);
+}
+
+Test(word, wake_all_wakes_every_sleeper, .timeout = TS_TIMEOUT) {
+  enum { N = 4 };
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  waiter x[N];
+  ts_thread *t[N];
+  for (int i = 0; i < N; i++) {
+    waiter init = {s, w, 0, 0, 0};
+    x[i] = init;
+    t[i] = ts_thread_start(wait_nonzero, &x[i]);
+  }
+  await_sleepers(w, N);
+  mp__store32(&w->value, 1);
+  mpi_word_wake(s, w, 1);
+  for (int i = 0; i < N; i++) {
+    ts_thread_join(t[i]);
+    cr_expect_eq(x[i].rc, 0, "thread %d: %s", i, mp_err_name(x[i].rc));
+  }
+#if defined(_WIN32)
+  cr_expect_eq(w->os, 0);
+#endif
+  mpi_shm_free(s);
+}
+
+Test(word, wake_one_wakes_only_one, .timeout = TS_TIMEOUT) {
+  enum { N = 2 };
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  waiter x[N];
+  ts_thread *t[N];
+  for (int i = 0; i < N; i++) {
+    waiter init = {s, w, 0, 0, 0};
+    x[i] = init;
+    t[i] = ts_thread_start(wait_once, &x[i]);
+  }
+  await_sleepers(w, N);
+  mp__store32(&w->value, 1);
+  mpi_word_wake(s, w, 0);
+  double deadline = mpi_now() + 20.0;
+  while (count_done(x, N) == 0 && mpi_now() < deadline)
+    nap(0.001);
+  cr_expect_eq(count_done(x, N), 1);
+  nap(0.2);
+  cr_expect_eq(count_done(x, N), 1, "the second sleeper woke too");
+  mpi_word_wake(s, w, 0);
+  for (int i = 0; i < N; i++) {
+    ts_thread_join(t[i]);
+    cr_expect_eq(x[i].rc, 0, "thread %d: %s", i, mp_err_name(x[i].rc));
+  }
+  mpi_shm_free(s);
+}
+
+/* More words than the Windows backend's first semaphore table holds,
+ * each with its own sleeper, each woken on its own. */
+Test(word, many_words_each_wake_their_own, .timeout = TS_TIMEOUT) {
+  enum { N = 20 };
+  mpi_shm *s = new_segment(N * 64);
+  waiter x[N];
+  ts_thread *t[N];
+  for (int i = 0; i < N; i++) {
+    mpi_word *w = (mpi_word *)((char *)mpi_shm_addr(s) + i * 64);
+    waiter init = {s, w, 0, 0, 0};
+    x[i] = init;
+    t[i] = ts_thread_start(wait_nonzero, &x[i]);
+  }
+  for (int i = 0; i < N; i++)
+    await_sleepers(x[i].w, 1);
+  /* Wake from the last to the first: each wake must reach its word's
+   * sleeper and nobody else's. */
+  for (int i = N - 1; i >= 0; i--) {
+    mp__store32(&x[i].w->value, 1);
+    mpi_word_wake(s, x[i].w, 0);
+    ts_thread_join(t[i]);
+    cr_expect_eq(x[i].rc, 0, "word %d: %s", i, mp_err_name(x[i].rc));
+    for (int j = 0; j < i; j++)
+      cr_expect_eq(mp__load32(&x[j].done), 0, "word %d woke with %d", j, i);
+  }
+  mpi_shm_free(s);
+}
+
+/* Sleepers that keep timing out while wakes keep coming: afterwards the
+ * books must balance (no wake-up left over to wake a later sleeper for
+ * nothing). */
+typedef struct churn {
+  mpi_shm *s;
+  mpi_word *w;
+  int bad; /* results other than 0 and MP_ETIMEDOUT */
+} churn;
+
+static void churn_waits(void *arg) {
+  churn *c = arg;
+  for (int i = 0; i < 100; i++) {
+    int rc = mpi_word_wait(c->s, c->w, 0, 0.001);
+    if (rc != 0 && rc != MP_ETIMEDOUT)
+      c->bad++;
+  }
+}
+
+typedef struct waker {
+  mpi_shm *s;
+  mpi_word *w;
+  volatile uint32_t stop;
+  long wakes;
+} waker;
+
+static void churn_wakes(void *arg) {
+  waker *k = arg;
+  while (!mp__load32(&k->stop)) {
+    mpi_word_wake(k->s, k->w, (int)(k->wakes & 1));
+    k->wakes++;
+    if ((k->wakes & 63) == 0)
+      nap(0.001);
+  }
+}
+
+Test(word, timeouts_racing_wakes_leave_nothing_behind,
+     .timeout = TS_TIMEOUT) {
+  enum { N = 4 };
+  mpi_shm *s = new_segment(64);
+  mpi_word *w = mpi_shm_addr(s);
+  churn c[N];
+  ts_thread *t[N];
+  waker k = {s, w, 0, 0};
+  ts_thread *kt = ts_thread_start(churn_wakes, &k);
+  for (int i = 0; i < N; i++) {
+    churn init = {s, w, 0};
+    c[i] = init;
+    t[i] = ts_thread_start(churn_waits, &c[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    ts_thread_join(t[i]);
+    cr_expect_eq(c[i].bad, 0);
+  }
+  mp__store32(&k.stop, 1);
+  ts_thread_join(kt);
+#if defined(_WIN32)
+  cr_expect_eq(w->os, 0, "sleeper count left at %u", (unsigned)w->os);
+#endif
+  int rc = mpi_word_wait(s, w, 0, 0.05);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "a wake-up was left over: %s",
+               mp_err_name(rc));
+  mpi_shm_free(s);
+}
+
+#if defined(_WIN32)
+Test(word, windows_word_outside_the_segment_is_einval,
+     .timeout = TS_TIMEOUT) {
+  mpi_shm *s = new_segment(64);
+  mpi_word outside = {0, 0};
+  cr_expect_eq(mpi_word_wait(s, &outside, 0, 0.01), MP_EINVAL);
+  mpi_word *last = (mpi_word *)((char *)mpi_shm_addr(s) + 64 - 4);
+  cr_expect_eq(mpi_word_wait(s, last, 0, 0.01), MP_EINVAL, "straddles");
+  mpi_word_wake(s, &outside, 1); /* harmless */
+  mpi_shm_free(s);
+}
+#endif
+
+/* ---- process liveness --------------------------------------------------- */
+
+static int quick(const mp_args *a) {
+  (void)a;
+  return 0;
+}
+
+Test(pid, this_process_is_alive) {
+  cr_expect_eq(mpi_pid_alive(mpi_getpid()), 1);
+}
+
+Test(pid, a_pid_never_used_is_dead) {
+  cr_expect_eq(mpi_pid_alive(0x7ffffff0), 0);
+  cr_expect_eq(mpi_pid_alive(-5), 0);
+}
+
+Test(pid, an_ended_child_is_dead, .timeout = TS_TIMEOUT) {
+#if MP_HAS_FORK
+  const char *method = "fork";
+#else
+  const char *method = "spawn";
+#endif
+  mp_process *p = ts_start(method, quick, NULL);
+  int64_t pid = mp_process_pid(p);
+  cr_expect_eq(ts_join(p), 0);
+  /* Joined: on Windows mproc still holds the ended process's handle, so
+   * the process object still exists; it must count as ended. */
+  cr_expect_eq(mpi_pid_alive(pid), 0);
+  mp_process_free(p);
+  cr_expect_eq(mpi_pid_alive(pid), 0);
+}
