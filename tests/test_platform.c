@@ -637,20 +637,26 @@ Test(word, many_words_each_wake_their_own, .timeout = TS_TIMEOUT) {
   mpi_shm_free(s);
 }
 
-/* Sleepers that keep timing out while wakes keep coming: afterwards the
- * books must balance (no wake-up left over to wake a later sleeper for
- * nothing). */
+/* Sleepers that keep timing out while wakes keep coming, at about the
+ * same pace, so that timeouts often fall between a waker's choice of
+ * whom to wake and its wake-up: afterwards the books must balance (no
+ * wake-up left over to wake a later sleeper for nothing). */
 typedef struct churn {
   mpi_shm *s;
   mpi_word *w;
-  int bad; /* results other than 0 and MP_ETIMEDOUT */
+  int bad;             /* results other than 0 and MP_ETIMEDOUT */
+  int woken, timeouts; /* for the failure message */
 } churn;
 
 static void churn_waits(void *arg) {
   churn *c = arg;
-  for (int i = 0; i < 100; i++) {
+  for (int i = 0; i < 300; i++) {
     int rc = mpi_word_wait(c->s, c->w, 0, 0.001);
-    if (rc != 0 && rc != MP_ETIMEDOUT)
+    if (rc == 0)
+      c->woken++;
+    else if (rc == MP_ETIMEDOUT)
+      c->timeouts++;
+    else
       c->bad++;
   }
 }
@@ -667,37 +673,48 @@ static void churn_wakes(void *arg) {
   while (!mp__load32(&k->stop)) {
     mpi_word_wake(k->s, k->w, (int)(k->wakes & 1));
     k->wakes++;
-    if ((k->wakes & 63) == 0)
-      nap(0.001);
+    nap(0.002);
   }
 }
 
 Test(word, timeouts_racing_wakes_leave_nothing_behind,
      .timeout = TS_TIMEOUT) {
-  enum { N = 4 };
+  enum { N = 6, K = 1 };
   mpi_shm *s = new_segment(64);
   mpi_word *w = mpi_shm_addr(s);
   churn c[N];
-  ts_thread *t[N];
-  waker k = {s, w, 0, 0};
-  ts_thread *kt = ts_thread_start(churn_wakes, &k);
+  ts_thread *t[N], *kt[K];
+  waker k[K];
+  for (int i = 0; i < K; i++) {
+    waker init = {s, w, 0, i};
+    k[i] = init;
+    kt[i] = ts_thread_start(churn_wakes, &k[i]);
+  }
   for (int i = 0; i < N; i++) {
-    churn init = {s, w, 0};
+    churn init = {s, w, 0, 0, 0};
     c[i] = init;
     t[i] = ts_thread_start(churn_waits, &c[i]);
   }
+  int woken = 0, timeouts = 0;
   for (int i = 0; i < N; i++) {
     ts_thread_join(t[i]);
     cr_expect_eq(c[i].bad, 0);
+    woken += c[i].woken;
+    timeouts += c[i].timeouts;
   }
-  mp__store32(&k.stop, 1);
-  ts_thread_join(kt);
+  for (int i = 0; i < K; i++) {
+    mp__store32(&k[i].stop, 1);
+    ts_thread_join(kt[i]);
+  }
 #if defined(_WIN32)
-  cr_expect_eq(w->os, 0, "sleeper count left at %u", (unsigned)w->os);
+  cr_expect_eq(w->os, 0, "sleeper count left at %u (%d woken, %d timed "
+                         "out)",
+               (unsigned)w->os, woken, timeouts);
 #endif
   int rc = mpi_word_wait(s, w, 0, 0.05);
-  cr_expect_eq(rc, MP_ETIMEDOUT, "a wake-up was left over: %s",
-               mp_err_name(rc));
+  cr_expect_eq(rc, MP_ETIMEDOUT,
+               "a wake-up was left over: %s (%d woken, %d timed out)",
+               mp_err_name(rc), woken, timeouts);
   mpi_shm_free(s);
 }
 
