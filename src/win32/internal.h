@@ -50,6 +50,12 @@ enum { MPI_FRAME_ACK = 'A', MPI_FRAME_RECORD = 'R' };
 #define MPI_TERMINATE_CODE 0x10000u
 #define MPI_KILL_CODE 0x10009u
 
+/* stream.c: a security descriptor whose DACL grants the current user
+ * full access and nobody else anything (pipes, named segments and their
+ * semaphores).  *mem holds what must stay alive while sd is used; free
+ * it afterwards.  0 or MP_EOS. */
+int mpi__user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem);
+
 /* ---- 3. Helpers (sys.c) ---------------------------------------------- */
 
 /* Set the last error to "what: <system text> (error N)" for err (or

@@ -76,55 +76,6 @@ struct mpi_shm {
   size_t cap, used;
 };
 
-/* A security descriptor whose DACL grants the current user (the token's
- * user) full access and nobody else anything.  *mem holds what must stay
- * alive while sd is used; free it afterwards.  0 or MP_EOS.
- * The same construction as stream.c's (static there): named segments and
- * their semaphores get the protection the pipes have. */
-static int user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
-  HANDLE token = NULL;
-  unsigned char *buf = NULL;
-  DWORD need = 0;
-  int rc = 0;
-  *mem = NULL;
-  if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &token) &&
-      !OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
-    return mpi__win_error("shm: OpenProcessToken");
-  GetTokenInformation(token, TokenUser, NULL, 0, &need);
-  if (need == 0 || (buf = malloc(need)) == NULL)
-    rc = need == 0 ? mpi__win_error("shm: GetTokenInformation")
-                   : mp__error(MP_ENOMEM, "out of memory");
-  else if (!GetTokenInformation(token, TokenUser, buf, need, &need))
-    rc = mpi__win_error("shm: GetTokenInformation");
-  CloseHandle(token);
-  if (rc != 0) {
-    free(buf);
-    return rc;
-  }
-  PSID sid = ((TOKEN_USER *)(void *)buf)->User.Sid;
-  DWORD acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) -
-                           sizeof(DWORD) + GetLengthSid(sid));
-  /* The ACL after the token data, DWORD aligned. */
-  size_t off = (need + 7u) & ~(size_t)7u;
-  unsigned char *all = realloc(buf, off + acl_size);
-  if (all == NULL) {
-    free(buf);
-    return mp__error(MP_ENOMEM, "out of memory");
-  }
-  sid = ((TOKEN_USER *)(void *)all)->User.Sid;
-  ACL *acl = (ACL *)(void *)(all + off);
-  if (!InitializeAcl(acl, acl_size, ACL_REVISION) ||
-      !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, sid) ||
-      !InitializeSecurityDescriptor(sd, SECURITY_DESCRIPTOR_REVISION) ||
-      !SetSecurityDescriptorDacl(sd, TRUE, acl, FALSE)) {
-    rc = mpi__win_error("shm: cannot build the security descriptor");
-    free(all);
-    return rc;
-  }
-  *mem = all;
-  return 0;
-}
-
 /* Append the hex digits of the n bytes at p to w (2n characters). */
 static size_t put_hex_bytes(wchar_t *w, const unsigned char *p, size_t n) {
   static const wchar_t digits[] = L"0123456789abcdef";
@@ -247,7 +198,7 @@ static int create_section(const wchar_t *wname, size_t size, uint32_t flags,
   SECURITY_ATTRIBUTES sa;
   void *sd_mem = NULL;
   if (wname != NULL) {
-    rc = user_only_sd(&sd, &sd_mem);
+    rc = mpi__user_only_sd(&sd, &sd_mem);
     if (rc != 0)
       return rc;
     sa.nLength = sizeof sa;
@@ -473,7 +424,13 @@ int mpi_shm_unlink(const char *name) {
  * it took off os, so no permit is left over once everyone has left (no
  * spurious wakeups later) and none is missing (no lost wakeups).  The
  * sequentially consistent atomics make "waiter: os += 1, load value"
- * and "waker: store value, load os" safe: one of them sees the other. */
+ * and "waker: store value, load os" safe: one of them sees the other.
+ *
+ * A process killed while asleep stays counted.  That costs no
+ * correctness: a waker takes the dead sleeper off os and releases a
+ * permit for it, which some later sleeper takes as a spurious wakeup
+ * (callers re-check) without leaving os, so the one extra count lives
+ * on and costs at most one spurious wakeup per wake. */
 
 static size_t slot_hash(uint64_t off, size_t cap) {
   return (size_t)(((off >> 2) * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
@@ -540,7 +497,7 @@ static int word_sem(mpi_shm *s, uint64_t off, HANDLE *out) {
     name[n] = L'\0';
     SECURITY_DESCRIPTOR sd;
     void *sd_mem = NULL;
-    rc = user_only_sd(&sd, &sd_mem);
+    rc = mpi__user_only_sd(&sd, &sd_mem);
     if (rc == 0) {
       SECURITY_ATTRIBUTES sa;
       sa.nLength = sizeof sa;

@@ -88,7 +88,7 @@ HANDLE mpi__event_handle(event_node *e) { return e->event; }
 /* A security descriptor whose DACL grants the current user (the token's
  * user) full access and nobody else anything.  *mem holds what must stay
  * alive while sd is used; free it afterwards.  0 or MP_EOS. */
-static int user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
+int mpi__user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
   HANDLE token = NULL;
   unsigned char *buf = NULL;
   DWORD need = 0;
@@ -96,13 +96,13 @@ static int user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
   *mem = NULL;
   if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &token) &&
       !OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
-    return mpi__win_error("stream: OpenProcessToken");
+    return mpi__win_error("OpenProcessToken");
   GetTokenInformation(token, TokenUser, NULL, 0, &need);
   if (need == 0 || (buf = malloc(need)) == NULL)
-    rc = need == 0 ? mpi__win_error("stream: GetTokenInformation")
+    rc = need == 0 ? mpi__win_error("GetTokenInformation")
                    : mp__error(MP_ENOMEM, "out of memory");
   else if (!GetTokenInformation(token, TokenUser, buf, need, &need))
-    rc = mpi__win_error("stream: GetTokenInformation");
+    rc = mpi__win_error("GetTokenInformation");
   CloseHandle(token);
   if (rc != 0) {
     free(buf);
@@ -124,7 +124,7 @@ static int user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
       !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, sid) ||
       !InitializeSecurityDescriptor(sd, SECURITY_DESCRIPTOR_REVISION) ||
       !SetSecurityDescriptorDacl(sd, TRUE, acl, FALSE)) {
-    rc = mpi__win_error("stream: cannot build the security descriptor");
+    rc = mpi__win_error("cannot build an owner-only security descriptor");
     free(all);
     return rc;
   }
@@ -156,7 +156,7 @@ int mpi_stream_pair(int duplex, mpi_fd *a, mpi_fd *b) {
 
   SECURITY_DESCRIPTOR sd;
   void *sd_mem = NULL;
-  rc = user_only_sd(&sd, &sd_mem);
+  rc = mpi__user_only_sd(&sd, &sd_mem);
   if (rc != 0)
     return rc;
   SECURITY_ATTRIBUTES sa;
