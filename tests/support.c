@@ -468,3 +468,23 @@ int ts_poll_until(int (*pred)(void *), void *arg, double timeout) {
     ts_yield();
   return v;
 }
+
+unsigned char ts_pattern(size_t i, size_t seed) {
+  return (unsigned char)(i * 31 + seed + (i >> 12));
+}
+
+void *ts_make_message(size_t n, size_t seed) {
+  unsigned char *p = malloc(n ? n : 1);
+  cr_assert_not_null(p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = ts_pattern(i, seed);
+  return p;
+}
+
+int ts_is_message(const void *p, size_t n, size_t seed) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != ts_pattern(i, seed))
+      return 0;
+  return 1;
+}

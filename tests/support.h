@@ -76,6 +76,12 @@ int ts_wait_pid_gone(int64_t pid, double timeout);
 mp_args *ts_big_args(void);
 int ts_check_big(const mp_args *a);
 
+/* Test messages: n bytes of a pattern that depends on the position and a
+ * seed (malloc'd, the caller frees), and a check of one. */
+unsigned char ts_pattern(size_t i, size_t seed);
+void *ts_make_message(size_t n, size_t seed);
+int ts_is_message(const void *p, size_t n, size_t seed);
+
 /* Threads for the tests (mproc's own thread API comes later). */
 typedef struct ts_thread ts_thread;
 ts_thread *ts_thread_start(void (*fn)(void *), void *arg);

@@ -16,26 +16,6 @@
 
 TS_SUITE(conn);
 
-static unsigned char pattern(size_t i, size_t seed) {
-  return (unsigned char)(i * 31 + seed + (i >> 12));
-}
-
-static void *make_message(size_t n, size_t seed) {
-  unsigned char *p = malloc(n ? n : 1);
-  cr_assert_not_null(p);
-  for (size_t i = 0; i < n; i++)
-    p[i] = pattern(i, seed);
-  return p;
-}
-
-static int is_message(const void *p, size_t n, size_t seed) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++)
-    if (b[i] != pattern(i, seed))
-      return 0;
-  return 1;
-}
-
 /* ---- a child echoes what it receives -------------------------------- */
 
 /* Echo every message back until end of file; return how many. */
@@ -69,7 +49,7 @@ static void check_echo(const char *method) {
   size_t sizes[] = {0, 1, 7, 4090, 4096, 100000, 5 << 20};
   size_t n_sizes = sizeof sizes / sizeof sizes[0];
   for (size_t k = 0; k < n_sizes; k++) {
-    void *msg = make_message(sizes[k], k);
+    void *msg = ts_make_message(sizes[k], k);
     cr_assert_eq(mp_conn_send_bytes(mine, msg, sizes[k]), 0, "%s",
                  mp_last_error_message());
     void *back;
@@ -77,7 +57,7 @@ static void check_echo(const char *method) {
     cr_assert_eq(mp_conn_recv_bytes(mine, &back, &n), 0, "size %zu: %s",
                  sizes[k], mp_last_error_message());
     cr_expect_eq(n, sizes[k]);
-    cr_expect(is_message(back, n, k), "size %zu intact", sizes[k]);
+    cr_expect(ts_is_message(back, n, k), "size %zu intact", sizes[k]);
     mp_free(back);
     free(msg);
   }
@@ -456,7 +436,7 @@ typedef struct blaster {
 
 static void blast(void *arg) {
   blaster *b = arg;
-  void *msg = make_message(70000, b->seed);
+  void *msg = ts_make_message(70000, b->seed);
   for (int i = 0; i < 50; i++)
     mp_conn_send_bytes(b->c, msg, 70000);
   free(msg);
@@ -474,9 +454,9 @@ Test(conn, threads_do_not_interleave, .timeout = TS_TIMEOUT) {
     size_t n;
     cr_assert_eq(mp_conn_recv_bytes(b, &p, &n), 0);
     cr_assert_eq(n, 70000);
-    if (is_message(p, n, 1))
+    if (ts_is_message(p, n, 1))
       ones++;
-    else if (is_message(p, n, 2))
+    else if (ts_is_message(p, n, 2))
       twos++;
     mp_free(p);
   }

@@ -17,26 +17,6 @@
 
 TS_SUITE(queue);
 
-static unsigned char pattern(size_t i, size_t seed) {
-  return (unsigned char)(i * 131 + seed * 7 + (i >> 10));
-}
-
-static void *make_message(size_t n, size_t seed) {
-  unsigned char *p = malloc(n ? n : 1);
-  cr_assert_not_null(p);
-  for (size_t i = 0; i < n; i++)
-    p[i] = pattern(i, seed);
-  return p;
-}
-
-static int is_message(const void *p, size_t n, size_t seed) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++)
-    if (b[i] != pattern(i, seed))
-      return 0;
-  return 1;
-}
-
 /* ---- in one process ----------------------------------------------------- */
 
 Test(queue, fifo_of_every_size, .timeout = TS_TIMEOUT) {
@@ -48,7 +28,7 @@ Test(queue, fifo_of_every_size, .timeout = TS_TIMEOUT) {
   /* Small ones queue up; each large one needs a consumer meanwhile, so
    * put those from a thread below. */
   for (size_t k = 0; k < 4; k++) {
-    void *m = make_message(sizes[k], k);
+    void *m = ts_make_message(sizes[k], k);
     cr_assert_eq(mp_queue_put(q, m, sizes[k], 1.0), 0, "%s",
                  mp_last_error_message());
     free(m);
@@ -61,7 +41,7 @@ Test(queue, fifo_of_every_size, .timeout = TS_TIMEOUT) {
     size_t len;
     cr_assert_eq(mp_queue_get(q, &p, &len, 1.0), 0);
     cr_expect_eq(len, sizes[k]);
-    cr_expect(is_message(p, len, k), "message %zu intact", k);
+    cr_expect(ts_is_message(p, len, k), "message %zu intact", k);
     mp_free(p);
   }
   cr_expect_eq(mp_queue_empty(q), 1);
@@ -80,7 +60,7 @@ static void put_all(void *arg) {
   putter *p = arg;
   p->rc = 0;
   for (size_t k = 0; k < p->n && p->rc == 0; k++) {
-    void *m = make_message(p->sizes[k], k);
+    void *m = ts_make_message(p->sizes[k], k);
     p->rc = mp_queue_put(p->q, m, p->sizes[k], 30.0);
     free(m);
   }
@@ -98,7 +78,7 @@ Test(queue, messages_larger_than_the_buffer_stream, .timeout = TS_TIMEOUT) {
     cr_assert_eq(mp_queue_get(q, &p, &len, 30.0), 0, "%s",
                  mp_last_error_message());
     cr_expect_eq(len, sizes[k]);
-    cr_expect(is_message(p, len, k), "message %zu intact", k);
+    cr_expect(ts_is_message(p, len, k), "message %zu intact", k);
     mp_free(p);
   }
   ts_thread_join(th);
@@ -161,7 +141,7 @@ Test(queue, get_into_too_small_leaves_the_message, .timeout = TS_TIMEOUT) {
   void *p;
   cr_assert_eq(mp_queue_get(q, &p, &n, 10.0), 0);
   cr_expect_eq(n, 10000);
-  cr_expect(is_message(p, n, 0));
+  cr_expect(ts_is_message(p, n, 0));
   mp_free(p);
   ts_thread_join(th);
   cr_expect_eq(mp_queue_put(q, "", 0, 1.0), 0);
@@ -328,14 +308,14 @@ static void check_big_messages_between_processes(const char *method) {
   mp_args_free(a);
   size_t sizes[] = {3, 5000, 1 << 20, 0, 8 << 20};
   for (size_t k = 0; k < 5; k++) {
-    void *m = make_message(sizes[k], k);
+    void *m = ts_make_message(sizes[k], k);
     cr_assert_eq(mp_queue_put(in, m, sizes[k], 60.0), 0, "%s",
                  mp_last_error_message());
     void *back;
     size_t n;
     cr_assert_eq(mp_queue_get(out, &back, &n, 60.0), 0);
     cr_expect_eq(n, sizes[k]);
-    cr_expect(is_message(back, n, k), "size %zu intact", sizes[k]);
+    cr_expect(ts_is_message(back, n, k), "size %zu intact", sizes[k]);
     free(m);
     mp_free(back);
   }
@@ -550,9 +530,9 @@ static void check_consumer_killed_mid_get(const char *method,
   cr_assert_eq(mp_queue_new_ex(&q, 0, 16384, 0), 0);
   /* 3000 bytes: one record.  20000: streamed, 4080-byte pieces. */
   size_t len = survives ? 3000 : 20000;
-  void *msg = make_message(len, 9); /* survives: put directly */
+  void *msg = ts_make_message(len, 9); /* survives: put directly */
   size_t sizes[] = {len};
-  putter pt = {q, sizes, 1, -1}; /* seed 0: make_message(len, 0) */
+  putter pt = {q, sizes, 1, -1}; /* seed 0: ts_make_message(len, 0) */
   ts_thread *th = NULL;
   if (survives)
     cr_assert_eq(mp_queue_put(q, msg, len, 5.0), 0);
@@ -572,7 +552,7 @@ static void check_consumer_killed_mid_get(const char *method,
     cr_assert_eq(mp_queue_get(q, &m, &n, 10.0), 0, "%s",
                  mp_last_error_message());
     cr_expect_eq(n, len);
-    cr_expect(is_message(m, n, 9), "the message, whole");
+    cr_expect(ts_is_message(m, n, 9), "the message, whole");
     mp_free(m);
     cr_assert_eq(mp_queue_put(q, "next", 4, 5.0), 0);
     cr_assert_eq(mp_queue_get(q, &m, &n, 10.0), 0);

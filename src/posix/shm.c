@@ -85,6 +85,22 @@ static int shm_fail(int code, const char *what) {
   return mp__error(code, "%s: %s", what, strerror(errno));
 }
 
+/* The segment for mapping p (len bytes) of fd; unmaps p on failure. */
+static int shm_wrap(int fd, void *p, size_t len, size_t size, mpi_shm **out) {
+  mpi_shm *s = malloc(sizeof *s);
+  if (s == NULL) {
+    munmap(p, len);
+    return mp__error(MP_ENOMEM, "out of memory");
+  }
+  s->fd = fd;
+  s->tracker_fd = -1;
+  s->base = p;
+  s->map_len = len;
+  s->size = size;
+  *out = s;
+  return 0;
+}
+
 /* Map fd (st_size bytes) and check the header; the segment takes fd. */
 static int map_segment(int fd, mpi_shm **out) {
   struct stat st;
@@ -102,18 +118,7 @@ static int map_segment(int fd, mpi_shm **out) {
     munmap(p, len);
     return mp__error(MP_EPROTO, "not an mproc shared memory segment");
   }
-  mpi_shm *s = malloc(sizeof *s);
-  if (s == NULL) {
-    munmap(p, len);
-    return mp__error(MP_ENOMEM, "out of memory");
-  }
-  s->fd = fd;
-  s->tracker_fd = -1;
-  s->base = p;
-  s->map_len = len;
-  s->size = (size_t)h->size;
-  *out = s;
-  return 0;
+  return shm_wrap(fd, p, len, (size_t)h->size, out);
 }
 
 /* Size the new segment behind fd, map it and write the header. */
@@ -147,18 +152,7 @@ static int init_segment(int fd, size_t size, int named, mpi_shm **out) {
     munmap(p, len);
     return MP_EOS;
   }
-  mpi_shm *s = malloc(sizeof *s);
-  if (s == NULL) {
-    munmap(p, len);
-    return mp__error(MP_ENOMEM, "out of memory");
-  }
-  s->fd = fd;
-  s->tracker_fd = -1;
-  s->base = p;
-  s->map_len = len;
-  s->size = size;
-  *out = s;
-  return 0;
+  return shm_wrap(fd, p, len, size, out);
 }
 
 mpi_fd mpi_shm_handle(const mpi_shm *s) { return (mpi_fd)s->fd; }
