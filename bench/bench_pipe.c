@@ -31,10 +31,11 @@
  * exit from idle).  The scheduler's choice tends to stick for the life of
  * a pair, so it differs between methods by chance.  Each block is
  * therefore tagged by the CPUs of parent and child, read before and after
- * it (sched_getcpu, /proc/PID/stat): "same-cpu" when both stayed on one
- * CPU, "cross-cpu" when each stayed on its own, untagged otherwise.  The
- * tagged samples are printed again under "<label> @same-cpu" and
- * "<label> @cross-cpu" (lines and, with --samples, samples).
+ * it (bench_util: sched_getcpu, /proc/PID/stat): "same-cpu" when both
+ * stayed on one CPU, "cross-cpu" when each stayed on its own, untagged
+ * otherwise.  The tagged samples are printed again under
+ * "<label> @same-cpu" and "<label> @cross-cpu" (lines and, with
+ * --samples, samples).
  *
  * Flags: -n N (round trips per method, default 20000), -w W (warm-up round
  *        trips per method, default 1000), --blocks B (default 4),
@@ -49,9 +50,6 @@
 #endif
 
 #include <errno.h>
-#if defined(__linux__)
-#  include <sched.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,39 +252,6 @@ static double round_trip(int m) {
 enum { P_NONE, P_SAME, P_CROSS };
 static const char *const place_names[] = {"", "same-cpu", "cross-cpu"};
 
-/* The CPU a process last ran on, or -1 (field 39 of /proc/PID/stat). */
-static int cpu_of(pid_t pid) {
-#if defined(__linux__)
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t k = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[k] = '\0';
-  char *p = strrchr(buf, ')'); /* the name may hold spaces */
-  if (p == NULL)
-    return -1;
-  int field = 2;
-  for (p++; *p != '\0'; p++)
-    if (*p == ' ' && ++field == 39)
-      return atoi(p + 1);
-  return -1;
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
-static int my_cpu(void) {
-#if defined(__linux__)
-  return sched_getcpu();
-#else
-  return -1;
-#endif
-}
-
 /* ---- statistics -------------------------------------------------------- */
 
 static void usage(void) {
@@ -376,10 +341,10 @@ int main(int argc, char **argv) {
     int len = n / blocks + (b < n % blocks ? 1 : 0);
     for (int k = 0; k < na; k++) {
       int m = active[(b + k) % na];
-      int p0 = my_cpu(), c0 = cpu_of(peers[m].pid);
+      int p0 = bench_my_cpu(), c0 = bench_cpu_of((long)peers[m].pid);
       for (int i = 0; i < len; i++)
         t[m][done + i] = round_trip(m);
-      int p1 = my_cpu(), c1 = cpu_of(peers[m].pid);
+      int p1 = bench_my_cpu(), c1 = bench_cpu_of((long)peers[m].pid);
       int tag = P_NONE;
       if (p0 >= 0 && c0 >= 0 && p0 == p1 && c0 == c1)
         tag = p0 == c0 ? P_SAME : P_CROSS;

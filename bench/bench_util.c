@@ -6,6 +6,9 @@
 #include "bench_util.h"
 
 #include <errno.h>
+#if defined(__linux__)
+#  include <sched.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,4 +45,69 @@ double pct(const double *v, int n, double q) {
     return v[n - 1];
   double f = pos - (double)i;
   return v[i] + (v[i + 1] - v[i]) * f;
+}
+
+int bench_my_cpu(void) {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+int bench_cpu_of(long pid) {
+#if defined(__linux__)
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[k] = '\0';
+  char *p = strrchr(buf, ')'); /* the name may hold spaces */
+  if (p == NULL)
+    return -1;
+  int field = 2;
+  for (p++; *p != '\0'; p++)
+    if (*p == ' ' && ++field == 39)
+      return atoi(p + 1);
+  return -1;
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+int bench_allowed_cpus(int *cpus, int cap) {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    return 0;
+  int k = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &set)) {
+      if (k < cap)
+        cpus[k] = c;
+      k++;
+    }
+  return k;
+#else
+  (void)cpus;
+  (void)cap;
+  return 0;
+#endif
+}
+
+int bench_pin(int cpu) {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+#else
+  (void)cpu;
+  errno = ENOSYS;
+  return -1;
+#endif
 }

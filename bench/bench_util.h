@@ -17,4 +17,18 @@ void die(const char *what, int rc);
 int cmp_double(const void *a, const void *b);
 double pct(const double *v, int n, double q);
 
+/* Placement (Linux; -1 elsewhere or on error): the CPU this thread runs
+ * on (sched_getcpu), and the CPU a process last ran on (field 39 of
+ * /proc/PID/stat). */
+int bench_my_cpu(void);
+int bench_cpu_of(long pid);
+
+/* The CPUs this process may run on, in order: fills up to `cap` of them
+ * into cpus[] and returns how many there are (0 where unknown). */
+int bench_allowed_cpus(int *cpus, int cap);
+
+/* Pin the calling process to one CPU (sched_setaffinity); 0 or -1 with
+ * errno (ENOSYS where it is not available). */
+int bench_pin(int cpu);
+
 #endif

@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""run.py - run the benchmarks for mproc (bench_start, bench_pipe),
-Python's multiprocessing (bench_start.py, bench_pipe.py) and the OS floor
-in one run, print a Markdown table with ratios, and check the project's
-budgets.
+"""run.py - run the benchmarks for mproc (bench_start, bench_pipe,
+bench_sync), Python's multiprocessing (bench_start.py, bench_pipe.py,
+bench_sync.py) and the OS floor in one run, print Markdown tables with
+ratios, and check the project's budgets.
 
     python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
-                         [--pipe-bin PATH] [--pipe-n 20000] [--check]
+                         [--pipe-bin PATH] [--pipe-n 20000]
+                         [--sync-bin PATH] [--sync-reps 2] [--sync-scale 1]
+                         [--sync-pin both|none] [--check]
 
-bench_pipe is looked for next to bench_start unless --pipe-bin is given.
+bench_pipe and bench_sync are looked for next to bench_start unless
+--pipe-bin / --sync-bin is given.  Each round runs bench_sync with mproc's
+default adaptive spin and with MPROC_SPIN_US=0 (the "nospin" rows: the
+queues and the shared Value), and bench_sync.py; the two-process
+measurements run once with parent and child pinned to two CPUs and once
+pinned to one (--sync-pin both, the default), or unpinned (--sync-pin
+none).
 
 The N iterations per method are split over ROUNDS rounds; each round runs
 bench_start and then bench_start.py (the order alternates from round to
@@ -50,6 +58,48 @@ PIPE_BUDGET = ("pipe round trip within 1.25x of a raw socketpair round trip",
                "mproc pipe", "os socketpair", "le", 1.25)
 PLACEMENTS = (" @same-cpu", " @cross-cpu", "")
 
+# bench_sync: queues, locks, shared values.  Rates (msgs_s, MB_s, incs_s)
+# are better when higher, times (ns) when lower; each budget is still
+# num / den against a bound.  The two-process measurements (TWO_PROC)
+# are compared with parent and child on two CPUs ("@cross-cpu"), where
+# they run in parallel, falling back to all samples when that placement
+# is missing.
+SYNC_BUDGETS = [
+    ("64-byte queue throughput at least 30x Python's multiprocessing.Queue",
+     "mproc queue 64B", "python queue 64B", "ge", 30.0),
+    ("1 MiB queue throughput at least 50% of memcpy bandwidth",
+     "mproc queue 1MiB", "os memcpy", "ge", 0.5),
+    ("uncontended Lock acquire+release within 1.5x of a bare futex/CAS lock",
+     "mproc lock", "os futex lock", "le", 1.5),
+    ("two processes incrementing a shared Value under its lock at least 10x "
+     "Python's rate", "mproc value", "python value", "ge", 10.0),
+]
+
+TWO_PROC = ("queue 64B", "queue 1MiB", "value")
+SYNC_PLACEMENTS = (("", "unpinned"), (" @cross-cpu", "two CPUs"),
+                   (" @same-cpu", "one CPU"))
+
+# The sync table: (row name, mproc label, Python label, floor label,
+# floor name).  The two-process rows come once per placement and spin
+# setting that has samples.
+SYNC_ROWS = [
+    ("queue 64 B", "mproc queue 64B", "python queue 64B",
+     None, None),
+    ("queue 1 MiB", "mproc queue 1MiB", "python queue 1MiB",
+     "os memcpy", "memcpy 256 MiB"),
+    ("Lock acquire+release, uncontended", "mproc lock", "python lock",
+     "os futex lock", "futex lock"),
+    ("RLock acquire+release, uncontended", "mproc rlock", "python rlock",
+     "os futex lock", "futex lock"),
+    ("threading.Lock (Python only)", None, "python threading lock",
+     None, None),
+    ("Value += 1 under its lock", "mproc value", "python value",
+     None, None),
+]
+UNIT_NAMES = {"us": "µs", "ns": "ns ↓", "msgs_s": "msg/s ↑", "MB_s": "MB/s ↑",
+              "incs_s": "incr/s ↑"}
+UNITS = {}  # label -> unit, from the programs' summary lines
+
 
 def find_bin(given):
     if given:
@@ -72,12 +122,13 @@ def find_bin(given):
     return max(cands, key=os.path.getmtime)  # the most recently built
 
 
-def find_pipe_bin(given, start_exe):
+def find_sibling(given, start_exe, name):
+    """--pipe-bin / --sync-bin, or `name` next to bench_start, or None."""
     if given:
         if not os.path.isfile(given):
             sys.exit(f"run.py: {given}: no such file")
         return os.path.abspath(given)
-    c = os.path.join(os.path.dirname(start_exe), "bench_pipe")
+    c = os.path.join(os.path.dirname(start_exe), name)
     return c if os.path.isfile(c) and os.access(c, os.X_OK) else None
 
 
@@ -90,25 +141,33 @@ def alternate(exe, pyscript, total, rounds, warm, python, pooled):
     """Run the C program and its Python twin in `rounds` rounds, in
     alternating order, `total` iterations in all; pool every sample and
     return the medians of each round."""
+    def cmds(r):
+        n = total // rounds + (1 if r < total % rounds else 0)
+        return [([exe, "-n", str(n), "-w", str(warm), "--samples"], None),
+                ([python, pyscript, "-n", str(n), "-w", str(warm),
+                  "--samples"], None)]
+    return alternate_cmds(os.path.basename(exe), cmds, rounds, pooled)
+
+
+def alternate_cmds(name, cmds, rounds, pooled):
+    """Run the commands cmds(r) -> [(argv, env or None), ...] in `rounds`
+    rounds, in alternating order (reversed every other round); pool every
+    sample and return the medians of each round."""
     per_round = []
     for r in range(rounds):
-        n = total // rounds + (1 if r < total % rounds else 0)
-        c_cmd = [exe, "-n", str(n), "-w", str(warm), "--samples"]
-        p_cmd = [python, pyscript, "-n", str(n), "-w", str(warm),
-                 "--samples"]
+        todo = cmds(r)
         got = {}
-        for cmd in ((c_cmd, p_cmd) if r % 2 == 0 else (p_cmd, c_cmd)):
-            got.update(run(cmd))
+        for cmd, env in (todo if r % 2 == 0 else todo[::-1]):
+            got.update(run(cmd, env))
         for k, v in got.items():
             pooled.setdefault(k, []).extend(v)
         per_round.append({k: statistics.median(v) for k, v in got.items()})
-        print(f"  {os.path.basename(exe)}: round {r + 1}/{rounds} done",
-              file=sys.stderr)
+        print(f"  {name}: round {r + 1}/{rounds} done", file=sys.stderr)
     return per_round
 
 
-def run(cmd):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+def run(cmd, env=None):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"run.py: {' '.join(cmd)} failed with status {r.returncode}")
     samples = {}
@@ -116,7 +175,33 @@ def run(cmd):
         if line.startswith("samples "):
             label, _, data = line[len("samples "):].partition(":")
             samples[label.strip()] = [float(x) for x in data.split(",") if x]
+        elif " median_" in line:  # "<label> median_<unit>=..."
+            label, _, rest = line.partition(" median_")
+            UNITS[label] = rest.partition("=")[0]
     return samples
+
+
+def sync_cmds(exe, python, reps, scale, pin):
+    """The commands of one bench_sync round: mproc with its default spin,
+    mproc with MPROC_SPIN_US=0 (two-process measurements only), and
+    Python; with pin == "both", the two-process measurements once pinned
+    to two CPUs (with the rest) and once to one."""
+    common = ["--reps", str(reps), "--scale", str(scale), "--samples"]
+    two = ["--only", "queue64", "--only", "queue1m", "--only", "value"]
+    spin = {k: v for k, v in os.environ.items() if k != "MPROC_SPIN_US"}
+    nospin = dict(spin, MPROC_SPIN_US="0")
+    py = [python, os.path.join(HERE, "bench_sync.py")]
+    if pin == "none":
+        return lambda r: [([exe] + common, spin),
+                          ([exe] + two + common, nospin),
+                          (py + common, None)]
+    cross, same = ["--pin", "cross"], ["--pin", "same"]
+    return lambda r: [([exe] + cross + common, spin),
+                      ([exe] + same + two + common, spin),
+                      ([exe] + cross + two + common, nospin),
+                      ([exe] + same + two + common, nospin),
+                      (py + cross + common, None),
+                      (py + same + two + common, None)]
 
 
 def machine():
@@ -142,6 +227,63 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def placed(label, suffix):
+    """label + suffix for a two-process measurement, else label."""
+    what = label.partition(" ")[2].replace(" nospin", "")
+    return label + suffix if what in TWO_PROC else label
+
+
+def check(desc, num, den, op, bound, g, per_round):
+    """Print one budget line; return 1 when it fails."""
+    if placed(num, "x") != num:  # two processes: on two CPUs if measured
+        for suffix in (" @cross-cpu", ""):
+            if g(placed(num, suffix)) is not None \
+                    and g(placed(den, suffix)) is not None:
+                break
+        num, den = placed(num, suffix), placed(den, suffix)
+    x = ratio(g(num), g(den))
+    rr = [ratio(pr.get(num), pr.get(den)) for pr in per_round]
+    rr = " ".join("n/a" if y is None else f"{y:.2f}" for y in rr)
+    if x is None:
+        verdict, failed, shown = "FAIL", 1, "n/a"
+    else:
+        ok = x <= bound if op == "le" else x >= bound
+        verdict, failed, shown = ("PASS" if ok else "FAIL"), int(not ok), \
+            f"{x:.2f}x"
+    rel = "<=" if op == "le" else ">="
+    print(f"{verdict}: {desc}: {num} / {den} = {shown} "
+          f"(budget {rel} {bound}x; per round: {rr})")
+    return failed
+
+
+def higher_is_better(label):
+    return UNITS.get(label, "us") not in ("us", "ns")
+
+
+def sync_table(g):
+    print("| measurement | unit | mproc | Python | floor "
+          "| mproc vs floor | mproc speed-up vs Python |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, m, py, fl, fl_name in SYNC_ROWS:
+        rows = [(name, m, py)]
+        if m and placed(m, "x") != m:
+            rows = [(f"{name}, {where}{sp}", placed(m + ns, suffix),
+                     placed(py, suffix))
+                    for suffix, where in SYNC_PLACEMENTS
+                    for ns, sp in (("", ""), (" nospin", ", nospin"))]
+            rows = [r for r in rows if g(r[1]) is not None] or rows[:1]
+        for row, m_, py_ in rows:
+            mv, pv, fv = (g(x) if x else None for x in (m_, py_, fl))
+            lab = m_ or py_
+            unit = UNIT_NAMES.get(UNITS.get(lab), UNITS.get(lab, "?"))
+            vs = ratio(mv, fv)
+            up = ratio(mv, pv) if higher_is_better(lab) else ratio(pv, mv)
+            floor = "n/a" if fv is None else f"{fmt(fv)} ({fl_name})"
+            print(f"| {row} | {unit} | {fmt(mv)} | {fmt(pv)} | {floor} "
+                  f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+                  f"| {'n/a' if up is None else f'{up:.1f}x'} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", help="path to bench_start (default: look for "
@@ -161,14 +303,30 @@ def main():
                     help="pipe round trips per method in all (default 20000)")
     ap.add_argument("--pipe-w", type=int, default=1000,
                     help="pipe warm-up round trips per method and round")
+    ap.add_argument("--sync-bin", help="path to bench_sync (default: next "
+                    "to bench_start)")
+    ap.add_argument("--sync-pin", choices=("both", "none"), default="both",
+                    help="run bench_sync's two-process measurements pinned "
+                    "to two CPUs and to one (both, the default), or "
+                    "unpinned (none)")
+    ap.add_argument("--sync-reps", type=int, default=2,
+                    help="samples per measurement and program run "
+                    "(default 2; each bench_sync run happens once per "
+                    "round)")
+    ap.add_argument("--sync-scale", type=float, default=1.0,
+                    help="multiply bench_sync's message and iteration "
+                    "counts (default 1)")
     ap.add_argument("--check", action="store_true",
                     help="exit non-zero when a budget fails")
     a = ap.parse_args()
-    if a.n < 1 or a.rounds < 1 or a.pipe_n < 1:
-        ap.error("-n, --pipe-n and --rounds must be positive")
+    if a.n < 1 or a.rounds < 1 or a.pipe_n < 1 or a.sync_reps < 1 \
+            or a.sync_scale <= 0:
+        ap.error("-n, --pipe-n, --rounds, --sync-reps and --sync-scale must "
+                 "be positive")
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
-    pipe_exe = find_pipe_bin(a.pipe_bin, exe)
+    pipe_exe = find_sibling(a.pipe_bin, exe, "bench_pipe")
+    sync_exe = find_sibling(a.sync_bin, exe, "bench_sync")
 
     print(machine())
     print(f"bench_start: {exe}")
@@ -181,6 +339,16 @@ def main():
     else:
         print("bench_pipe: not found next to bench_start (--pipe-bin): "
               "pipe row skipped")
+    if sync_exe:
+        print(f"bench_sync: {sync_exe}")
+        how = ("pinned to two CPUs and to one" if a.sync_pin == "both"
+               else "unpinned")
+        print(f"sync: {a.sync_reps} samples per measurement and program run, "
+              f"{a.rounds} alternating rounds, scale {a.sync_scale:g}; "
+              f"nospin rows with MPROC_SPIN_US=0; two-process runs {how}")
+    else:
+        print("bench_sync: not found next to bench_start (--sync-bin): "
+              "queue, lock and Value rows skipped")
 
     pooled = {}
     per_round = alternate(exe, os.path.join(HERE, "bench_start.py"), a.n,
@@ -191,6 +359,12 @@ def main():
                                    os.path.join(HERE, "bench_pipe.py"),
                                    a.pipe_n, min(a.rounds, a.pipe_n),
                                    a.pipe_w, a.python, pooled)
+    per_round_sync = []
+    if sync_exe:
+        per_round_sync = alternate_cmds(
+            "bench_sync", sync_cmds(sync_exe, a.python, a.sync_reps,
+                                    a.sync_scale, a.sync_pin),
+            a.rounds, pooled)
 
     med = {k: statistics.median(v) for k, v in pooled.items()}
     g = med.get
@@ -230,30 +404,40 @@ def main():
     if pipe_exe:
         print("Pipe: fork-context children; the ↳ rows split the samples by "
               "where the scheduler put parent and child (see README.md).")
+    if sync_exe:
+        print()
+        sync_table(g)
+        print()
+        print("Medians over the pooled samples.  ↑: higher is better, "
+              "↓: lower is better.  \"mproc vs floor\" is mproc / floor: "
+              "for ns the overhead (1.00x: none), for MB/s the share of the "
+              "floor's bandwidth.  The speed-up is mproc's rate / Python's, "
+              "or Python's time / mproc's.  Two-process rows: parent and "
+              "child on two CPUs / on one CPU (pinned, or as the scheduler "
+              "placed them when unpinned); nospin: mproc with "
+              "MPROC_SPIN_US=0, against the same Python.")
     print()
     print("Spread (µs): min / p10 / median / p90")
     for k in sorted(pooled):
+        if UNITS.get(k, "us") != "us":
+            continue
         v = pooled[k]
         print(f"  {k:<28} {min(v):9.1f} {pct(v, .1):9.1f} {pct(v, .5):9.1f} "
               f"{pct(v, .9):9.1f}   n={len(v)}")
+    others = sorted(k for k in pooled if UNITS.get(k, "us") != "us")
+    if others:
+        print()
+        print("Spread (unit as labelled): min / p10 / median / p90")
+        for k in others:
+            v = pooled[k]
+            print(f"  {k:<34} {fmt(min(v)):>12} {fmt(pct(v, .1)):>12} "
+                  f"{fmt(pct(v, .5)):>12} {fmt(pct(v, .9)):>12}   "
+                  f"{UNIT_NAMES.get(UNITS[k], UNITS[k]):<9} n={len(v)}")
 
     print()
     failed = 0
     for desc, num, den, op, bound in BUDGETS:
-        x = ratio(g(num), g(den))
-        rr = [ratio(pr.get(num), pr.get(den)) for pr in per_round]
-        rr = " ".join("n/a" if y is None else f"{y:.2f}" for y in rr)
-        if x is None:
-            verdict, failed = "FAIL", failed + 1
-            shown = "n/a"
-        else:
-            ok = x <= bound if op == "le" else x >= bound
-            verdict = "PASS" if ok else "FAIL"
-            failed += not ok
-            shown = f"{x:.2f}x"
-        rel = "<=" if op == "le" else ">="
-        print(f"{verdict}: {desc}: {num} / {den} = {shown} "
-              f"(budget {rel} {bound}x; per round: {rr})")
+        failed += check(desc, num, den, op, bound, g, per_round)
     if pipe_exe:
         desc, num, den, op, bound = PIPE_BUDGET
         for suffix in PLACEMENTS:  # the first placement both methods have
@@ -270,6 +454,11 @@ def main():
               f"(budget <= {bound}x; per round: {rr})")
     else:
         print(f"SKIP: {PIPE_BUDGET[0]}: bench_pipe not found")
+    for desc, num, den, op, bound in SYNC_BUDGETS:
+        if sync_exe:
+            failed += check(desc, num, den, op, bound, g, per_round_sync)
+        else:
+            print(f"SKIP: {desc}: bench_sync not found")
     if a.check and failed:
         return 1
     return 0
