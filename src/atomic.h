@@ -3,7 +3,7 @@
  *
  * GCC and Clang: the __atomic builtins; MSVC: the Interlocked family
  * (MSVC's C11 <stdatomic.h> needs an experimental switch).  Every
- * operation is sequentially consistent: the objects built on these rely
+ * operation but the _rel stores is sequentially consistent: the objects built on these rely
  * on store-then-load ordering between processes (a waiter announces
  * itself, then re-checks; a waker publishes, then checks for waiters).
  * Not installed.
@@ -59,6 +59,13 @@ static __forceinline int mp__cas64(volatile uint64_t *p, uint64_t *expected,
   *expected = old;
   return 0;
 }
+/* Release stores (here simply the sequentially consistent ones). */
+static __forceinline void mp__store32_rel(volatile uint32_t *p, uint32_t v) {
+  mp__store32(p, v);
+}
+static __forceinline void mp__store64_rel(volatile uint64_t *p, uint64_t v) {
+  mp__store64(p, v);
+}
 #  define mp__cpu_relax() YieldProcessor()
 
 #else /* GCC, Clang */
@@ -94,6 +101,13 @@ static inline int mp__cas64(volatile uint64_t *p, uint64_t *expected,
                             uint64_t desired) {
   return __atomic_compare_exchange_n(p, expected, desired, 0, MP__SC,
                                      MP__SC);
+}
+/* Release stores: ordered after everything before them (no fence). */
+static inline void mp__store32_rel(volatile uint32_t *p, uint32_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+static inline void mp__store64_rel(volatile uint64_t *p, uint64_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 #  if defined(__x86_64__) || defined(__i386__)
 #    define mp__cpu_relax() __builtin_ia32_pause()

@@ -65,7 +65,7 @@ int mp_condition_new(mp_condition **out, mp_lock *lock) {
     if (rc != 0)
       return rc;
   }
-  mp_condition *c;
+  mp_condition *c = NULL;
   int rc = mp__obj_create(sizeof *c, MP__T_CONDITION, sizeof(cond_state),
                           (void **)&c);
   if (rc != 0)
@@ -83,7 +83,7 @@ int mp_condition_new(mp_condition **out, mp_lock *lock) {
 MP__OPENER(mp__condition_open) {
   if (n != MP__REF_SIZE)
     return mp__error(MP_EPROTO, "malformed condition reference");
-  mp_lock *lock;
+  mp_lock *lock = NULL;
   int rc = mp__shared_open_ref(extra, handles, nh, (void **)&lock);
   if (rc != 0)
     return rc;
@@ -91,7 +91,7 @@ MP__OPENER(mp__condition_open) {
     mp__shared_release(lock);
     return mp__error(MP_EPROTO, "condition reference without a lock");
   }
-  mp_condition *c;
+  mp_condition *c = NULL;
   if ((rc = mp__obj_alloc(sizeof *c, MP__T_CONDITION, seg, off,
                           (void **)&c)) != 0) {
     mp_lock_free(lock);
@@ -318,7 +318,7 @@ int mp_barrier_new(mp_barrier **out, unsigned parties,
   int rc = mp__check_timeout(timeout);
   if (rc != 0)
     return rc;
-  mp_barrier *b;
+  mp_barrier *b = NULL;
   if ((rc = mp__obj_create(sizeof *b, MP__T_BARRIER, sizeof(barrier_state),
                            (void **)&b)) != 0)
     return rc;
@@ -351,7 +351,7 @@ MP__OPENER(mp__barrier_open) {
     if (rc != 0)
       return rc;
   }
-  mp_barrier *b;
+  mp_barrier *b = NULL;
   int rc = mp__obj_alloc(sizeof *b, MP__T_BARRIER, seg, off, (void **)&b);
   if (rc != 0)
     return rc;
@@ -364,7 +364,7 @@ MP__OPENER(mp__barrier_open) {
 static void barrier_break(mp_barrier *b) {
   b->st->last_broken = b->st->round;
   mp__store32(&b->st->state, BARRIER_BROKEN);
-  mp__wq_wake(mp__obj_shm(&b->base), &b->st->wq, 1);
+  mp__wq_wake(mp__obj_shm(&b->base), &b->st->wq, MP__WAKE_ALL);
 }
 
 /* Under the internal lock; a holder's death may have left the round
@@ -412,7 +412,7 @@ int mp_barrier_wait(mp_barrier *b, double timeout) {
     }
     st->count = 0;
     mp__store32(&st->round, round + 1);
-    mp__wq_wake(mp__obj_shm(&b->base), &st->wq, 1);
+    mp__wq_wake(mp__obj_shm(&b->base), &st->wq, MP__WAKE_ALL);
     barrier_unlock(b);
     return (int)index;
   }
@@ -444,7 +444,7 @@ int mp_barrier_reset(mp_barrier *b) {
   st->count = 0;
   mp__store32(&st->round, st->round + 1);
   mp__store32(&st->state, BARRIER_FILLING);
-  mp__wq_wake(mp__obj_shm(&b->base), &st->wq, 1);
+  mp__wq_wake(mp__obj_shm(&b->base), &st->wq, MP__WAKE_ALL);
   barrier_unlock(b);
   return 0;
 }

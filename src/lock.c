@@ -39,7 +39,7 @@ static int lock_wrap(mp__seg *seg, size_t off, mp_lock **out) {
 /* A lock whose state lies at `off` in an existing segment (a Value's own
  * lock shares its cache line); takes a reference to seg. */
 int mp__lock_embed(mp__seg *seg, size_t off, int recursive, mp_lock **out) {
-  mp_lock *l;
+  mp_lock *l = NULL;
   int rc = lock_wrap(seg, off, &l);
   if (rc != 0)
     return rc;
@@ -55,7 +55,7 @@ size_t mp__lock_state_size(void) { return sizeof(lock_state); }
 static int lock_new(mp_lock **out, int recursive) {
   if (out == NULL)
     return mp__error(MP_EINVAL, "mp_lock_new: NULL out");
-  mp__seg *seg;
+  mp__seg *seg = NULL;
   int rc = mp__seg_new(sizeof(lock_state), &seg);
   if (rc != 0)
     return rc;
@@ -73,7 +73,7 @@ MP__OPENER(mp__lock_open) {
   (void)nh;
   if (n != 0)
     return mp__error(MP_EPROTO, "malformed lock reference");
-  mp_lock *l;
+  mp_lock *l = NULL;
   int rc = lock_wrap(seg, off, &l);
   if (rc == 0)
     *out = l;
@@ -222,7 +222,7 @@ static int sem_new(mp_semaphore **out, unsigned value, int bounded) {
     return mp__error(MP_EINVAL, "mp_semaphore_new: NULL out");
   if (value > SEM_VALUE_MAX_)
     return mp__error(MP_EINVAL, "semaphore value %u is above 2^31-1", value);
-  mp_semaphore *s;
+  mp_semaphore *s = NULL;
   int rc = mp__obj_create(sizeof *s, MP__T_SEMAPHORE, sizeof(sem_state),
                           (void **)&s);
   if (rc != 0)
@@ -248,7 +248,7 @@ MP__OPENER(mp__semaphore_open) {
   (void)nh;
   if (n != 0)
     return mp__error(MP_EPROTO, "malformed semaphore reference");
-  mp_semaphore *s;
+  mp_semaphore *s = NULL;
   int rc = sem_wrap(seg, off, &s);
   if (rc == 0)
     *out = s;
@@ -293,7 +293,7 @@ int mp_semaphore_release(mp_semaphore *s) {
                  ? mp__error(MP_EVALUE, "semaphore released too many times")
                  : mp__error(MP_EVALUE, "semaphore value would pass 2^31-1");
   } while (!mp__cas32(&st->value, &v, v + 1));
-  mp__wq_wake(mp__obj_shm(&s->base), &st->wq, 0);
+  mp__wq_wake(mp__obj_shm(&s->base), &st->wq, MP__WAKE_ONE);
   return 0;
 }
 
@@ -338,7 +338,7 @@ static int event_wrap(mp__seg *seg, size_t off, mp_event **out) {
 int mp_event_new(mp_event **out) {
   if (out == NULL)
     return mp__error(MP_EINVAL, "mp_event_new: NULL out");
-  mp_event *e;
+  mp_event *e = NULL;
   int rc = mp__obj_create(sizeof *e, MP__T_EVENT, sizeof(event_state),
                           (void **)&e);
   if (rc != 0)
@@ -354,7 +354,7 @@ MP__OPENER(mp__event_open) {
   (void)nh;
   if (n != 0)
     return mp__error(MP_EPROTO, "malformed event reference");
-  mp_event *e;
+  mp_event *e = NULL;
   int rc = event_wrap(seg, off, &e);
   if (rc == 0)
     *out = e;
@@ -366,7 +366,7 @@ int mp_event_set(mp_event *e) {
   if (rc != 0)
     return rc;
   mp__store32(&e->st->flag, 1);
-  mp__wq_wake(mp__obj_shm(&e->base), &e->st->wq, 1);
+  mp__wq_wake(mp__obj_shm(&e->base), &e->st->wq, MP__WAKE_ALL);
   return 0;
 }
 

@@ -51,14 +51,18 @@ typedef struct rec_header {
   uint64_t total; /* the whole message's length */
 } rec_header;
 
+/* One side (producers or consumers).  What the other side reads (pos,
+ * count) has a cache line of its own, apart from what only this side
+ * touches, so that polling the one does not slow down writing the other. */
 typedef struct qside {
   mp__plock lock;
-  volatile uint64_t pos;    /* producer: tail; consumer: head */
-  volatile uint64_t count;  /* messages begun: puts / gets */
   uint64_t other_cache;     /* the other side's pos, as last read */
   uint64_t inflight_pos;    /* pos when a publication began */
   volatile uint32_t inflight;
   volatile uint32_t streaming;
+  char pad[64 - sizeof(mp__plock) - 24];
+  volatile uint64_t pos;    /* producer: tail; consumer: head */
+  volatile uint64_t count;  /* messages begun: puts / gets */
 } qside;
 
 typedef struct queue_state {
@@ -107,7 +111,7 @@ int mp_queue_new_ex(mp_queue **out, int64_t maxsize, size_t buffer_size,
   size_t cap = QUEUE_MIN_BUFFER;
   while (cap < buffer_size)
     cap *= 2;
-  mp_queue *q;
+  mp_queue *q = NULL;
   int rc = mp__obj_create(sizeof *q, MP__T_QUEUE, QUEUE_RING_OFFSET + cap,
                           (void **)&q);
   if (rc != 0)
@@ -143,7 +147,7 @@ MP__OPENER(mp__queue_open) {
       (cap & (cap - 1)) != 0 ||
       st->hdr.size != QUEUE_RING_OFFSET + cap)
     return mp__error(MP_EPROTO, "damaged queue reference");
-  mp_queue *q;
+  mp_queue *q = NULL;
   int rc = mp__obj_alloc(sizeof *q, MP__T_QUEUE, seg, off, (void **)&q);
   if (rc != 0)
     return rc;
@@ -194,7 +198,7 @@ static void put_record(mp_queue *q, uint32_t kind, const void *p,
   if (len > 0)
     ring_write(q, tail + REC_HEADER, p, len);
   mp__store64(&pr->pos, tail + rec_size(len));
-  mp__wq_wake(q->shm, &q->st->data_wq, 0);
+  mp__wq_wake(q->shm, &q->st->data_wq, MP__WAKE_SINGLE);
 }
 
 static void read_header(mp_queue *q, uint64_t pos, rec_header *h) {
@@ -321,13 +325,13 @@ int mp_queue_put(mp_queue *q, const void *p, size_t n, double timeout) {
   rc = wait_room(q, &t, deadline);
   if (rc == 0) {
     pr->inflight_pos = pr->pos;
-    pr->inflight = 1;
-    mp__store64(&pr->count, pr->count + 1);
+    mp__store32_rel(&pr->inflight, 1);
+    mp__store64_rel(&pr->count, pr->count + 1);
     if (st->joinable)
       mp__add64(&st->unfinished, 1);
     if (whole) {
       put_record(q, REC_WHOLE, p, n, n);
-      pr->inflight = 0;
+      mp__store32_rel(&pr->inflight, 0);
     } else {
       rc = put_stream(q, p, n, deadline);
     }
@@ -397,6 +401,8 @@ static int data_try_fn(void *arg) {
   if (!t->watch_producer)
     return mp__load32(&st->closed) ? 1 : 0;
   double now = mpi_now();
+  if (t->next_check == 0)
+    t->next_check = now + MP__LIVENESS_SLICE;
   if (now >= t->next_check) {
     t->next_check = now + MP__LIVENESS_SLICE;
     uint32_t owner = mp__load32(&st->prod.s.lock.owner);
@@ -414,7 +420,7 @@ static int data_try_fn(void *arg) {
  * drained).  In a message (watch_producer) it waits without limit while
  * the producer lives. */
 static int wait_data(mp_queue *q, double deadline, int watch_producer) {
-  data_try t = {q, watch_producer, mpi_now() + MP__LIVENESS_SLICE};
+  data_try t = {q, watch_producer, 0};
   int rc = data_try_fn(&t);
   if (rc == 0) {
     if (!watch_producer && deadline >= 0 && deadline <= mpi_now())
@@ -435,7 +441,7 @@ static int wait_data(mp_queue *q, double deadline, int watch_producer) {
 static void take_record(mp_queue *q, const rec_header *h) {
   qside *co = &q->st->cons.s;
   mp__store64(&co->pos, co->pos + rec_size(h->len));
-  mp__wq_wake(q->shm, &q->st->space_wq, 0);
+  mp__wq_wake(q->shm, &q->st->space_wq, MP__WAKE_SINGLE);
 }
 
 /* Skip the rest of a streamed message another consumer began. */
@@ -497,13 +503,13 @@ static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
       break;
     }
     co->inflight_pos = co->pos;
-    co->inflight = 1;
-    mp__store64(&co->count, co->count + 1);
+    mp__store32_rel(&co->inflight, 1);
+    mp__store64_rel(&co->count, co->count + 1);
     ring_read(q, co->pos + REC_HEADER, dst, h.len);
     if (h.kind == REC_BEGIN)
-      mp__store32(&co->streaming, 1);
+      mp__store32_rel(&co->streaming, 1);
     take_record(q, &h);
-    co->inflight = 0;
+    mp__store32_rel(&co->inflight, 0);
     size_t got = h.len;
     int aborted = 0;
     while (h.kind != REC_WHOLE && h.kind != REC_END) {
@@ -523,7 +529,8 @@ static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
       got += h.len;
       take_record(q, &h);
     }
-    mp__store32(&co->streaming, 0);
+    if (co->streaming)
+      mp__store32_rel(&co->streaming, 0);
     if (aborted) {
       if (st->joinable)
         mp__add64(&st->unfinished, (uint64_t)-1);
@@ -608,8 +615,8 @@ int mp_queue_close(mp_queue *q) {
   if (rc != 0)
     return rc;
   mp__store32(&q->st->closed, 1);
-  mp__wq_wake(q->shm, &q->st->data_wq, 1);
-  mp__wq_wake(q->shm, &q->st->space_wq, 1);
+  mp__wq_wake(q->shm, &q->st->data_wq, MP__WAKE_ALL);
+  mp__wq_wake(q->shm, &q->st->space_wq, MP__WAKE_ALL);
   return 0;
 }
 
@@ -631,7 +638,7 @@ int mp_queue_task_done(mp_queue *q) {
       return mp__error(MP_EVALUE, "task_done() called too many times");
   } while (!mp__cas64(&q->st->unfinished, &v, v - 1));
   if (v == 1)
-    mp__wq_wake(q->shm, &q->st->join_wq, 1);
+    mp__wq_wake(q->shm, &q->st->join_wq, MP__WAKE_ALL);
   return 0;
 }
 

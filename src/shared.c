@@ -82,11 +82,11 @@ int mp__obj_alloc(size_t size, uint32_t type, mp__seg *seg, size_t off,
 
 int mp__obj_create(size_t size, uint32_t type, size_t state_size,
                    void **out) {
-  mp__seg *seg;
+  mp__seg *seg = NULL;
   int rc = mp__seg_new(state_size, &seg);
   if (rc != 0)
     return rc;
-  mp__obj *o;
+  mp__obj *o = NULL;
   if ((rc = mp__obj_alloc(size, type, seg, 0, (void **)&o)) != 0) {
     mp__seg_unref(seg);
     return rc;
@@ -147,7 +147,7 @@ double mp__spin_seconds(void) {
       if (*end == '\0' && x >= 0 && x <= 1000000)
         us = x;
     }
-    if (mpi_cpu_count() < 2)
+    if (mpi_process_cpu_count() < 2)
       us = 0; /* spinning only delays the thread we wait for */
     v = (uint32_t)us * 1000u + 1u;
     mp__store32(&spin_ns_plus1, v);
@@ -166,23 +166,34 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
   if (rc != 0)
     return rc > 0 ? 0 : rc;
   /* Spin: a wake across CPUs costs tens of microseconds, and the state
-   * often changes sooner than that. */
+   * often changes sooner than that.  Look less and less often (up to
+   * every 64 pauses): each look pulls a cache line the other side is
+   * writing, and slows it down. */
   double spin = mp__spin_seconds();
   if (spin > 0) {
-    double now = mpi_now(), until = now + spin;
+    double until = mpi_now() + spin;
     if (deadline >= 0 && until > deadline)
       until = deadline;
-    for (unsigned i = 1;; i++) {
-      mp__cpu_relax();
+    unsigned gap = 1;
+    for (unsigned looks = 1;; looks++) {
+      for (unsigned i = 0; i < gap; i++)
+        mp__cpu_relax();
       if ((rc = try_fn(arg)) != 0)
         return rc > 0 ? 0 : rc;
-      if ((i & 31) == 0 && mpi_now() >= until)
+      if (gap < 64)
+        gap *= 2;
+      if ((looks & 7) == 0 && mpi_now() >= until)
         break;
     }
   }
   for (;;) {
     mp__add32(&q->sleepers, 1);
+    /* The generation first, then arm: a wake that takes this arm bumps
+     * the generation after we read it, so the sleep below returns at
+     * once and we arm again.  (Armed first, a wake could take the arm,
+     * we would read its new generation and sleep unarmed, unwakeable.) */
     uint32_t gen = mp__load32(&q->gen.value);
+    mp__store32(&q->armed, 1);
     rc = try_fn(arg);
     if (rc != 0) {
       mp__add32(&q->sleepers, (uint32_t)-1);
@@ -207,11 +218,13 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
   }
 }
 
-void mp__wq_wake(mpi_shm *s, mp__wq *q, int all) {
+void mp__wq_wake(mpi_shm *s, mp__wq *q, int how) {
   if (mp__load32(&q->sleepers) == 0)
     return;
+  if (how == MP__WAKE_SINGLE && mp__xchg32(&q->armed, 0) == 0)
+    return; /* woken already, and not asleep again since */
   mp__add32(&q->gen.value, 1);
-  mpi_word_wake(s, &q->gen, all);
+  mpi_word_wake(s, &q->gen, how == MP__WAKE_ALL);
 }
 
 /* ---- 4. The process lock ------------------------------------------------ */
@@ -259,7 +272,7 @@ int mp__plock_acquire(mpi_shm *s, mp__plock *l, double deadline) {
 
 void mp__plock_release(mpi_shm *s, mp__plock *l) {
   mp__store32(&l->owner, 0);
-  mp__wq_wake(s, &l->wq, 0);
+  mp__wq_wake(s, &l->wq, MP__WAKE_ONE);
 }
 
 /* ---- 5. Passing objects to a child -------------------------------------- */
@@ -313,7 +326,7 @@ static int open_blob(const unsigned char *b, size_t n, mpi_fd *handles,
   if (type == 0 || type >= MP__T_COUNT)
     return mp__error(MP_EPROTO, "object reference of unknown type %u",
                      (unsigned)type);
-  mp__seg *seg;
+  mp__seg *seg = NULL;
   mpi_fd h = handles[index];
   handles[index] = MPI_BAD_FD; /* the segment owns it now */
   int rc = seg_adopt(h, &seg);

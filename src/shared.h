@@ -110,7 +110,7 @@ int mp__obj_check(const void *obj, uint32_t type, const char *what);
 typedef struct mp__wq {
   mpi_word gen;
   volatile uint32_t sleepers;
-  uint32_t reserved;
+  volatile uint32_t armed; /* a sleeper registered since the last wake */
 } mp__wq;
 
 /* The condition: > 0 done (it may also take something, e.g. a
@@ -125,8 +125,12 @@ typedef int (*mp__try_fn)(void *arg);
 int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
                 double deadline, double slice);
 
-/* Wake one or all sleepers, if there are any. */
-void mp__wq_wake(mpi_shm *s, mp__wq *q, int all);
+/* Wake one (MP__WAKE_ONE) or all sleepers, if there are any.
+ * MP__WAKE_SINGLE is for queues that at most one thread sleeps on at a
+ * time (e.g. the holder of a lock): it wakes it once, not again on every
+ * change until it has run. */
+enum { MP__WAKE_ONE = 0, MP__WAKE_ALL = 1, MP__WAKE_SINGLE = 2 };
+void mp__wq_wake(mpi_shm *s, mp__wq *q, int how);
 
 /* A timeout in seconds (MP_FOREVER or >= 0) as an mpi_now() deadline
  * (-1: none); MP_EINVAL for a bad timeout is the caller's check. */

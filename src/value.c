@@ -99,7 +99,7 @@ static int elem_get_double(const typecode_info *t, const void *p,
     *out = (double)*(const uint64_t *)p;
     return 0;
   }
-  int64_t v;
+  int64_t v = 0;
   int rc = elem_get_int(t, p, &v);
   if (rc == 0)
     *out = (double)v;
@@ -165,7 +165,7 @@ static int va_new(va **out, uint32_t type, char typecode, size_t length,
   if (type == MP__T_ARRAY && length * t->size >= 64)
     data_off = (data_off + 63u) & ~(size_t)63u;
   size_t bytes = length * t->size;
-  va *v;
+  va *v = NULL;
   int rc = mp__obj_create(sizeof(struct mp_array), type,
                           data_off + (bytes ? bytes : 1), (void **)&v);
   if (rc != 0)
@@ -214,7 +214,7 @@ static int va_open(uint32_t type, mp__seg *seg, size_t off,
       return mp__error(MP_EPROTO, "value reference without a lock");
     }
   }
-  va *v;
+  va *v = NULL;
   int rc = mp__obj_alloc(sizeof(struct mp_array), type, seg, off,
                          (void **)&v);
   if (rc != 0) {
@@ -503,7 +503,7 @@ int mp_shm_new(mp_shm **out, const char *name, size_t size) {
 int mp_shm_open(mp_shm **out, const char *name) {
   if (out == NULL || name == NULL)
     return mp__error(MP_EINVAL, "mp_shm_open: NULL argument");
-  mpi_shm *s;
+  mpi_shm *s = NULL;
   int rc = mpi_shm_attach(name, &s);
   return rc != 0 ? rc : shm_wrap(s, name, out);
 }

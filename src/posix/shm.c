@@ -207,7 +207,7 @@ int mpi_shm_new(size_t size, mpi_shm **out) {
   if (fd < 0)
     return shm_fail(errno == EMFILE || errno == ENFILE ? MP_ENOMEM : MP_EOS,
                     "creating shared memory");
-  mpi_shm *s;
+  mpi_shm *s = NULL;
   int rc = init_segment(fd, size, 0, &s);
   if (rc != 0) {
     close(fd);
@@ -222,7 +222,7 @@ static int tracker_join(mpi_shm *s);
 
 int mpi_shm_adopt(mpi_fd h, mpi_shm **out) {
   int fd = (int)h;
-  mpi_shm *s;
+  mpi_shm *s = NULL;
   int rc = map_segment(fd, &s);
   if (rc != 0) {
     close(fd);
@@ -515,7 +515,7 @@ int mpi_shm_create(const char *name, size_t size, mpi_shm **out) {
                ? mp__error(MP_EEXIST, "shared memory \"%s\" exists", name)
                : shm_fail(errno == EACCES ? MP_EPERM : MP_EOS, "shm_open");
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  mpi_shm *s;
+  mpi_shm *s = NULL;
   rc = init_segment(fd, size, 1, &s);
   if (rc == 0 && (rc = tracker_start(s, os)) != 0)
     mpi_shm_free(s);
@@ -547,7 +547,7 @@ int mpi_shm_attach(const char *name, mpi_shm **out) {
   for (;;) {
     struct stat st;
     if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SHM_HEADER) {
-      mpi_shm *s;
+      mpi_shm *s = NULL;
       rc = map_segment(fd, &s);
       if (rc == 0) {
         if ((rc = tracker_join(s)) != 0) {
