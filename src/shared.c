@@ -147,8 +147,9 @@ double mp__spin_seconds(void) {
       if (*end == '\0' && x >= 0 && x <= 1000000)
         us = x;
     }
-    if (mpi_process_cpu_count() < 2)
-      us = 0; /* spinning only delays the thread we wait for */
+    if (mpi_cpu_count() < 2)
+      us = 0; /* spinning only delays the thread we wait for (a process
+               * pinned to one CPU may wait for one on another: it spins) */
     v = (uint32_t)us * 1000u + 1u;
     mp__store32(&spin_ns_plus1, v);
   }
@@ -166,15 +167,16 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
   if (rc != 0)
     return rc > 0 ? 0 : rc;
   /* Spin: a wake across CPUs costs tens of microseconds, and the state
-   * often changes sooner than that.  Look less and less often (up to
-   * every 64 pauses): each look pulls a cache line the other side is
-   * writing, and slows it down. */
+   * often changes sooner than that.  Look only every 32 to 64 pauses
+   * (about 1-3 us): each look pulls a cache line the other side is
+   * writing and slows it down; looking more often measured slower for
+   * queues and for a contended lock alike. */
   double spin = mp__spin_seconds();
   if (spin > 0) {
     double until = mpi_now() + spin;
     if (deadline >= 0 && until > deadline)
       until = deadline;
-    unsigned gap = 1;
+    unsigned gap = 32;
     for (unsigned looks = 1;; looks++) {
       for (unsigned i = 0; i < gap; i++)
         mp__cpu_relax();
