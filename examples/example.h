@@ -1,6 +1,7 @@
 /*
- * example.h - sleeping and timing for the examples, the only place where
- * they need to know the operating system.
+ * example.h - what the examples share: the start method from the command
+ * line, and sleeping and timing, the only place where they need to know
+ * the operating system.
  *
  * Include it first: on POSIX it asks for the POSIX declarations
  * (nanosleep, clock_gettime, localtime_r) that strict C11 hides.
@@ -14,7 +15,10 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
+
+#include "mproc.h"
 
 #ifdef _WIN32
 #  ifndef WIN32_LEAN_AND_MEAN
@@ -22,6 +26,16 @@
 #  endif
 #  include <windows.h>
 #endif
+
+/* The start method named by argv[1], if any ("fork", "spawn",
+ * "forkserver"): 0, or -1 after printing why not. */
+static inline int ex_start_method(int argc, char **argv) {
+  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
+    fprintf(stderr, "error: %s\n", mp_last_error_message());
+    return -1;
+  }
+  return 0;
+}
 
 /* Sleep for `seconds` (Python's time.sleep). */
 static inline void ex_sleep(double seconds) {

@@ -26,6 +26,8 @@
  *
  * An optional argument chooses the start method: lock_print spawn.
  */
+#include "example.h"
+
 #include <stdio.h>
 
 #include "mproc.h"
@@ -47,10 +49,8 @@ static int f(const mp_args *args) {
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   mp_lock *lock;
   if (mp_lock_new(&lock) != 0) {

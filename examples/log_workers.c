@@ -173,10 +173,8 @@ static int feed(mp_queue *tasks, char paths[N_FILES][512]) {
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   char paths[N_FILES][512] = {{0}};
   int64_t expected[N_LEVELS + 1] = {0}, totals[N_LEVELS + 1] = {0};

@@ -30,6 +30,8 @@
  *
  * An optional argument chooses the start method: pipe_ten spawn.
  */
+#include "example.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -64,10 +66,8 @@ static mp_process *start(mp_conn *conn, int i) {
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   mp_conn *parent_conn, *child_conn;
   if (mp_pipe(1, &parent_conn, &child_conn) != 0) {

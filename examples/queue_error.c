@@ -50,6 +50,8 @@
  *
  * An optional argument chooses the start method: queue_error spawn.
  */
+#include "example.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,10 +146,8 @@ static mp_process *start(mp_target_fn target, mp_queue *q, int job,
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   mp_queue *q;
   if (mp_queue_new(&q, 0) != 0) {

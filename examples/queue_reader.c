@@ -36,6 +36,8 @@
  *
  * An optional argument chooses the start method: queue_reader spawn.
  */
+#include "example.h"
+
 #include <stdio.h>
 
 #include "mproc.h"
@@ -82,10 +84,8 @@ static mp_process *start(mp_target_fn target, mp_queue *q) {
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   mp_queue *q;
   if (mp_joinable_queue_new(&q, 0) != 0) {

@@ -48,6 +48,8 @@
  *
  * An optional argument chooses the start method: value_array spawn.
  */
+#include "example.h"
+
 #include <stdint.h>
 #include <stdio.h>
 
@@ -78,10 +80,8 @@ static int f(const mp_args *args) {
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
-  if (argc > 1 && mp_set_start_method(argv[1], 0) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
+  if (ex_start_method(argc, argv) != 0)
     return 2;
-  }
 
   int range[N];
   for (int i = 0; i < N; i++)

@@ -437,18 +437,27 @@ static int put_huge(const mp_args *a) {
 
 static int one_message_begun(void *q) { return mp_queue_qsize(q) == 1; }
 
-static void check_producer_killed_mid_put(const char *method) {
+/* A queue with a 4 KiB ring whose producer was killed after the first
+ * piece of a 16 MiB message; *p is that (joined) producer. */
+static mp_queue *queue_with_dead_producer(const char *method,
+                                          mp_process **p) {
   mp_queue *q;
   cr_assert_eq(mp_queue_new_ex(&q, 0, 4096, 0), 0);
   mp_args *a;
   mp_args_new(&a);
   mp_args_add_queue(a, q);
-  mp_process *p = ts_start(method, put_huge, a);
+  *p = ts_start(method, put_huge, a);
   mp_args_free(a);
   /* The first piece is in the queue once the message counts. */
   cr_assert(ts_poll_until(one_message_begun, q, 30.0));
-  mp_process_kill(p);
-  ts_join(p);
+  mp_process_kill(*p);
+  ts_join(*p);
+  return q;
+}
+
+static void check_producer_killed_mid_put(const char *method) {
+  mp_process *p;
+  mp_queue *q = queue_with_dead_producer(method, &p);
   /* A consumer that takes the begun message notices the dead producer
    * and drops it: nothing arrives (not a partial message). */
   void *m;
@@ -469,16 +478,8 @@ static void check_producer_killed_mid_put(const char *method) {
 FOR_EACH_METHOD(check_producer_killed_mid_put)
 
 static void check_producer_killed_then_put(const char *method) {
-  mp_queue *q;
-  cr_assert_eq(mp_queue_new_ex(&q, 0, 4096, 0), 0);
-  mp_args *a;
-  mp_args_new(&a);
-  mp_args_add_queue(a, q);
-  mp_process *p = ts_start(method, put_huge, a);
-  mp_args_free(a);
-  cr_assert(ts_poll_until(one_message_begun, q, 30.0));
-  mp_process_kill(p);
-  ts_join(p);
+  mp_process *p;
+  mp_queue *q = queue_with_dead_producer(method, &p);
   /* This time the next producer comes first: it takes over the dead
    * one's lock and ends its message. */
   cr_assert_eq(mp_queue_put(q, "after", 5, 5.0), 0, "%s",
