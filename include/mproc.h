@@ -12,6 +12,10 @@
  *                    mp_condition, mp_barrier
  *   8. queues        mp_queue (Queue, SimpleQueue, JoinableQueue)
  *   9. shared memory mp_value, mp_array, mp_shm
+ *  10. threads       mp_thread, mp_current_thread
+ *  11. pools         mp_pool (process and thread kinds), mp_async, mp_imap
+ *  12. executors     mp_executor: submit, futures, wait, as_completed
+ *  13. logging       mp_log_to_stderr, mp_log
  *
  * Conventions: functions return 0 on success and a negative MP_E* code on
  * failure; mp_last_error_message() then says what went wrong.  Timeouts are
@@ -60,14 +64,16 @@ extern "C" {
   XX(ENOENT,     -21, "no such object")                                     \
   XX(EEXIST,     -22, "object already exists")                              \
   XX(EPERM,      -23, "permission denied")                                 \
-  XX(EBROKEN,    -24, "barrier is broken")
+  XX(EBROKEN,    -24, "broken (barrier or pool)")                          \
+  XX(ETASK,      -25, "the task failed")                                    \
+  XX(ECANCELLED, -26, "cancelled")
 
 enum {
   MP_OK = 0,
 #define MP__ERR_ENUM(name, value, text) MP_##name = (value),
   MP_ERRNO_MAP(MP__ERR_ENUM)
 #undef MP__ERR_ENUM
-  MP__ERR_MIN = -25
+  MP__ERR_MIN = -27
 };
 
 /* The text for an MP_E* code ("timed out"); "unknown error" otherwise. */
@@ -104,7 +110,9 @@ enum mp_arg_type {
   MP_ARG_DOUBLE = 2, /* double */
   MP_ARG_STR = 3,    /* NUL-terminated string */
   MP_ARG_BYTES = 4,  /* bytes with a length */
-  MP_ARG_OBJECT = 5  /* reference to an mproc object (queue, lock, ...) */
+  MP_ARG_OBJECT = 5, /* reference to an mproc object (queue, lock, ...) */
+  MP_ARG_NONE = 6,   /* no value (Python's None) */
+  MP_ARG_TUPLE = 7   /* a nested tuple of plain values */
 };
 
 /* A new empty tuple. */
@@ -120,6 +128,15 @@ MP_API int mp_args_add_int(mp_args *a, int64_t v);
 MP_API int mp_args_add_double(mp_args *a, double v);
 MP_API int mp_args_add_str(mp_args *a, const char *s);
 MP_API int mp_args_add_bytes(mp_args *a, const void *p, size_t n);
+
+/* None, and a nested tuple (a copy of t, which may hold plain values
+ * and tuples but no objects: MP_ETYPE). */
+MP_API int mp_args_add_none(mp_args *a);
+MP_API int mp_args_add_tuple(mp_args *a, const mp_args *t);
+
+/* Item i as a tuple (borrowed: lives as long as `a`), or NULL (with the
+ * last error set) when it is out of range or not a tuple. */
+MP_API const mp_args *mp_args_tuple(const mp_args *a, size_t i);
 
 /* Number of items. */
 MP_API size_t mp_args_count(const mp_args *a);
@@ -666,6 +683,287 @@ MP_API void mp_shm_free(mp_shm *s);
 
 MP_API int mp_args_add_shm(mp_args *a, mp_shm *s);
 MP_API mp_shm *mp_args_shm(const mp_args *a, size_t i);
+
+/* ------------------------------------------------------------------ */
+/* 10. Threads: mp_thread                                              */
+/* ------------------------------------------------------------------ */
+
+/* Python's threading.Thread.  Threads share the process's memory, so a
+ * thread takes a plain pointer; every mproc object (locks, queues, ...)
+ * works between threads as between processes.  As in Python, the
+ * threads that are not daemonic are joined when the program exits
+ * (returns from main or calls exit); daemonic ones are not waited for. */
+typedef struct mp_thread mp_thread;
+typedef int (*mp_thread_fn)(void *arg);
+
+/* A thread that will run fn(arg) once started.  The name defaults to
+ * "Thread-N", daemon to the creating thread's own flag (0 in the main
+ * thread). */
+MP_API int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg);
+
+MP_API int mp_thread_set_name(mp_thread *t, const char *name);
+MP_API const char *mp_thread_name(const mp_thread *t);
+/* Before start only (MP_ESTATE after). */
+MP_API int mp_thread_set_daemon(mp_thread *t, int daemon);
+MP_API int mp_thread_daemon(const mp_thread *t);
+
+/* MP_ESTATE when started twice; MP_EOS when the OS refuses. */
+MP_API int mp_thread_start(mp_thread *t);
+
+/* Wait until the thread ends or timeout seconds pass.  0 when it has
+ * ended; MP_ETIMEDOUT; MP_ESTATE when never started; MP_EINVAL when a
+ * thread joins itself (it would wait forever). */
+MP_API int mp_thread_join(mp_thread *t, double timeout);
+
+/* 1 from start until fn returns, 0 otherwise. */
+MP_API int mp_thread_is_alive(mp_thread *t);
+
+/* The OS thread id (Python's native_id), 0 before start. */
+MP_API int64_t mp_thread_ident(const mp_thread *t);
+
+/* fn's return value once the thread has ended; MP_ESTATE before. */
+MP_API int mp_thread_exitcode(mp_thread *t, int *code);
+
+/* Release the object; a thread still running is detached and runs on
+ * (its object goes when it ends).  NULL and mp_current_thread() objects
+ * are accepted (no-op). */
+MP_API void mp_thread_free(mp_thread *t);
+
+/* The calling thread: its mp_thread in threads mproc started,
+ * "MainThread" in the program's main thread (the one that called
+ * MP_MAIN_GUARD; without the guard, the first thread to ask), and a
+ * "Dummy-N" object in other threads.  Never NULL; do not free. */
+MP_API mp_thread *mp_current_thread(void);
+MP_API mp_thread *mp_main_thread(void);
+
+/* Threads alive that mproc knows: the main thread, the started mp_threads
+ * still running, and the dummies (Python's active_count). */
+MP_API int mp_thread_active_count(void);
+
+/* ------------------------------------------------------------------ */
+/* 11. Pools: mp_pool, mp_async, mp_imap                               */
+/* ------------------------------------------------------------------ */
+
+/* Python's multiprocessing.Pool (process kind) and ThreadPool (thread
+ * kind) with one API.
+ *
+ * A task reads its arguments and adds its result values to `result`
+ * (empty on entry); it returns 0, or a non-zero status when it fails,
+ * with an error message set by mp_set_error:
+ *     static int square(const mp_args *a, mp_args *result) {
+ *         int64_t x = mp_args_int(a, 0);
+ *         return mp_args_add_int(result, x * x);
+ *     }
+ * Task functions travel like process targets: nothing to register.
+ * Task arguments hold plain values (objects: MP_ETYPE); give workers
+ * objects through the initializer's arguments, as in Python.
+ *
+ * A task's value, where one value is expected (map, imap): the single
+ * value it added; None when it added none; a tuple of them when it added
+ * several (Python's `return a, b`).
+ *
+ * Never a hang: a worker process that dies (crash, kill, exit) fails the
+ * tasks it held with MP_EWORKERDIED and is replaced; the other tasks go
+ * on.  Workers are started as daemonic children (they die with the pool's
+ * process, even when it is killed) but unlike Python's they may start
+ * processes and pools of their own, which die with them in turn.
+ * An initializer that fails breaks the pool: every task then fails with
+ * MP_EBROKEN and the initializer's message. */
+typedef struct mp_pool mp_pool;
+typedef struct mp_async mp_async;
+typedef struct mp_imap mp_imap;
+
+typedef int (*mp_task_fn)(const mp_args *args, mp_args *result);
+
+/* Called in the pool's own thread of the calling process when a task
+ * succeeds (with its result) or fails (status: MP_ETASK, MP_EWORKERDIED,
+ * MP_EBROKEN, MP_ECLOSED, MP_ECANCELLED; message: the worker's).
+ * Callbacks should return quickly: results wait behind them. */
+typedef void (*mp_result_cb)(const mp_args *result, void *arg);
+typedef void (*mp_error_cb)(int status, const char *message, void *arg);
+
+enum { MP_POOL_PROCESS = 0, MP_POOL_THREAD = 1 };
+
+typedef struct mp_pool_options {
+  int kind;                  /* MP_POOL_PROCESS or MP_POOL_THREAD */
+  int workers;               /* 0: mp_process_cpu_count() */
+  mp_target_fn initializer;  /* run once in each worker; NULL: none */
+  const mp_args *initargs;   /* its arguments (objects allowed); copied */
+  int maxtasksperchild;      /* process kind: a worker is replaced after
+                                this many tasks (chunks); 0: never */
+  mp_context *context;       /* process kind: start method; NULL: default */
+} mp_pool_options;
+
+/* A zero-initialised mp_pool_options gives the defaults. */
+#define MP_POOL_OPTIONS_INIT {0, 0, NULL, NULL, 0, NULL}
+
+/* Pool(workers) and ThreadPool(workers): workers <= 0 means the CPUs
+ * this process may use.  The workers are running when this returns. */
+MP_API int mp_pool_new(mp_pool **out, int workers);
+MP_API int mp_thread_pool_new(mp_pool **out, int workers);
+MP_API int mp_pool_new_ex(mp_pool **out, const mp_pool_options *opt);
+
+/* Run fn(args) in a worker and wait for it.  0 with *result (a new
+ * tuple: the values the task added; free it), or the failure:
+ * MP_ETASK (the task returned non-zero; mp_last_error_message() has its
+ * message), MP_EWORKERDIED, MP_EBROKEN, MP_ESTATE (pool closed). */
+MP_API int mp_pool_apply(mp_pool *p, mp_task_fn fn, const mp_args *args,
+                         mp_args **result);
+
+/* Start fn(args) and return at once.  `cb` / `ecb` (may be NULL) run with
+ * `arg` when it completes.  *out (may be NULL when not needed) is the
+ * handle to wait on; free it with mp_async_free. */
+MP_API int mp_pool_apply_async(mp_pool *p, mp_task_fn fn,
+                               const mp_args *args, mp_result_cb cb,
+                               mp_error_cb ecb, void *arg, mp_async **out);
+
+/* map: fn(item) for each item of `items` (each item becomes a call's
+ * single argument), in chunks of `chunksize` calls (0: Python's default
+ * ceil(n / (4 * workers))).  *results: a new tuple with each call's value
+ * in order.  When a call fails, the map fails with that call's error
+ * (the first in input order). */
+MP_API int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_args *items,
+                       size_t chunksize, mp_args **results);
+MP_API int mp_pool_map_async(mp_pool *p, mp_task_fn fn, const mp_args *items,
+                             size_t chunksize, mp_result_cb cb,
+                             mp_error_cb ecb, void *arg, mp_async **out);
+
+/* starmap: each item of `items` is a tuple (mp_args_add_tuple) holding
+ * one call's arguments. */
+MP_API int mp_pool_starmap(mp_pool *p, mp_task_fn fn, const mp_args *items,
+                           size_t chunksize, mp_args **results);
+MP_API int mp_pool_starmap_async(mp_pool *p, mp_task_fn fn,
+                                 const mp_args *items, size_t chunksize,
+                                 mp_result_cb cb, mp_error_cb ecb, void *arg,
+                                 mp_async **out);
+
+/* imap and imap_unordered over an input read lazily: next(ctx, args) adds
+ * one call's arguments to the empty tuple `args` and returns 1, returns 0
+ * at the end of the input, or a negative code (the iteration then ends
+ * with that error).  At most `window` calls (0: 8 per worker, at least
+ * 4 * chunksize) are in flight or waiting to be read at any time, so
+ * memory stays bounded however long the input.  chunksize 0 means 1.
+ * next runs in the threads that call mp_imap_next. */
+typedef int (*mp_input_fn)(void *ctx, mp_args *args);
+
+MP_API int mp_pool_imap(mp_pool *p, mp_task_fn fn, mp_input_fn next,
+                        void *ctx, size_t chunksize, size_t window,
+                        mp_imap **out);
+MP_API int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
+                                  mp_input_fn next, void *ctx,
+                                  size_t chunksize, size_t window,
+                                  mp_imap **out);
+
+/* The next result: 1 with *result (a new tuple: the values the call
+ * added) and *index (may be NULL) the call's position in the input;
+ * 0 at the end; MP_ETIMEDOUT; or that call's failure (MP_ETASK ...:
+ * *index says which call; the iteration goes on with the next). */
+MP_API int mp_imap_next(mp_imap *it, mp_args **result, size_t *index,
+                        double timeout);
+/* Stop early: calls not yet started are dropped. */
+MP_API void mp_imap_free(mp_imap *it);
+
+/* Python's close / terminate / join.  close: no new tasks (MP_ESTATE),
+ * the queued ones still run, then the workers exit.  terminate: stop
+ * the workers now; tasks not finished fail with MP_ECLOSED.  join waits
+ * for the workers to exit (after close or terminate: MP_ESTATE before);
+ * 0 or MP_ETIMEDOUT. */
+MP_API int mp_pool_close(mp_pool *p);
+MP_API int mp_pool_terminate(mp_pool *p);
+MP_API int mp_pool_join(mp_pool *p, double timeout);
+
+/* Number of workers; their pids (process kind; 0 for a worker being
+ * replaced): stores up to cap, returns the number of workers. */
+MP_API int mp_pool_workers(mp_pool *p);
+MP_API int mp_pool_worker_pids(mp_pool *p, int64_t *pids, size_t cap);
+
+/* Terminate (if still running), join and release.  NULL accepted.
+ * mp_async handles stay valid until freed. */
+MP_API void mp_pool_free(mp_pool *p);
+
+/* AsyncResult (and Future, section 12).
+ * get: wait up to timeout seconds; 0 with *result (borrowed: lives until
+ * mp_async_free; may be NULL), MP_ETIMEDOUT, or the task's failure
+ * (MP_ETASK, MP_EWORKERDIED, MP_EBROKEN, MP_ECLOSED, MP_ECANCELLED) with
+ * its message in mp_last_error_message(). */
+MP_API int mp_async_get(mp_async *a, double timeout, const mp_args **result);
+/* 0 once ready, MP_ETIMEDOUT. */
+MP_API int mp_async_wait(mp_async *a, double timeout);
+MP_API int mp_async_ready(mp_async *a);
+/* 1 if it succeeded, 0 if it failed; MP_ESTATE before it is ready. */
+MP_API int mp_async_successful(mp_async *a);
+/* Once ready: the failure code (0 on success), the task's own status
+ * (its non-zero return value for MP_ETASK) and message (NULL if none). */
+MP_API int mp_async_error(mp_async *a, int *status, const char **message);
+/* Release the handle.  A task still running completes (its callbacks
+ * run); only the result is dropped.  NULL accepted. */
+MP_API void mp_async_free(mp_async *a);
+
+/* ------------------------------------------------------------------ */
+/* 12. Executors and futures                                           */
+/* ------------------------------------------------------------------ */
+
+/* concurrent.futures' ProcessPoolExecutor and ThreadPoolExecutor.  A
+ * future is an mp_async: mp_async_get is result(timeout). */
+typedef struct mp_executor mp_executor;
+
+/* kind: MP_POOL_PROCESS or MP_POOL_THREAD; workers <= 0: the CPUs this
+ * process may use.  mp_executor_new_ex takes all the pool options. */
+MP_API int mp_executor_new(mp_executor **out, int kind, int workers);
+MP_API int mp_executor_new_ex(mp_executor **out, const mp_pool_options *opt);
+
+/* A future for fn(args).  MP_ESTATE after shutdown. */
+MP_API int mp_executor_submit(mp_executor *e, mp_task_fn fn,
+                              const mp_args *args, mp_async **future);
+
+/* No more submissions; cancel_futures: cancel those not yet running;
+ * wait: return once every running one has finished and the workers are
+ * gone.  Idempotent. */
+MP_API int mp_executor_shutdown(mp_executor *e, int wait, int cancel_futures);
+/* Shut down (wait, no cancel) and release.  NULL accepted. */
+MP_API void mp_executor_free(mp_executor *e);
+
+/* Cancel a future that has not started: 1 if it is now cancelled (its
+ * get gives MP_ECANCELLED, its error callback runs), 0 if it is running
+ * or done.  A task counts as running once a worker has been given it. */
+MP_API int mp_async_cancel(mp_async *a);
+MP_API int mp_async_cancelled(mp_async *a);
+MP_API int mp_async_running(mp_async *a);
+
+/* concurrent.futures.wait: until the first of `n` futures completes
+ * (MP_FIRST_COMPLETED), the first fails (MP_FIRST_EXCEPTION: or all
+ * complete) or all complete, or timeout seconds pass.  done[i] (may be
+ * NULL) says which are done.  Returns how many are done (it is 0 < n
+ * when the timeout passed first). */
+enum { MP_ALL_COMPLETED = 0, MP_FIRST_COMPLETED = 1,
+       MP_FIRST_EXCEPTION = 2 };
+MP_API int mp_futures_wait(mp_async *const *fs, size_t n, int return_when,
+                           double timeout, int *done);
+
+/* concurrent.futures.as_completed: the futures in the order they
+ * complete.  mp_as_completed_next gives the next one (its index in fs):
+ * 1, 0 when all have been given, MP_ETIMEDOUT when none completed
+ * before the overall timeout set at creation (MP_FOREVER: none). */
+typedef struct mp_as_completed mp_as_completed;
+MP_API int mp_as_completed_new(mp_as_completed **out, mp_async *const *fs,
+                               size_t n, double timeout);
+MP_API int mp_as_completed_next(mp_as_completed *it, size_t *index);
+MP_API void mp_as_completed_free(mp_as_completed *it);
+
+/* ------------------------------------------------------------------ */
+/* 13. Logging                                                         */
+/* ------------------------------------------------------------------ */
+
+/* multiprocessing.log_to_stderr: mproc's own messages (workers started,
+ * replaced, exited ...) at `level` or above go to stderr as
+ * "[LEVEL/ProcessName] message".  MP_LOG_OFF (the default) silences it.
+ * The level is inherited by children. */
+enum { MP_LOG_DEBUG = 10, MP_LOG_INFO = 20, MP_LOG_WARNING = 30,
+       MP_LOG_ERROR = 40, MP_LOG_OFF = 100 };
+MP_API void mp_log_to_stderr(int level);
+MP_API int mp_log_level(void);
+/* Log a message of the program's own through the same channel. */
+MP_API void mp_log(int level, const char *fmt, ...) MP_PRINTF(2, 3);
 
 /* Release memory mproc allocated for the caller (mp_conn_recv_bytes,
  * mp_queue_get). */

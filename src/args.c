@@ -11,6 +11,10 @@
  *     MP_ARG_STR     u32 len | len bytes | NUL       (no NUL inside)
  *     MP_ARG_BYTES   u32 len | len bytes
  *     MP_ARG_OBJECT  u32 kind | u32 len | len bytes (the type's own blob)
+ *     MP_ARG_NONE    nothing
+ *     MP_ARG_TUPLE   u32 len | len bytes (a whole encoded tuple, itself
+ *                    validated; plain values and tuples only, nested at
+ *                    most ARGS_MAX_DEPTH deep)
  *
  * mp__args_from_bytes validates everything against the given length, so a
  * truncated or forged buffer is MP_EPROTO, never an out-of-bounds read.
@@ -24,6 +28,7 @@
 #define ARGS_MAGIC "MPA1"
 #define ARGS_HEADER 8
 #define ARGS_ITEM_MAX (UINT32_MAX - 64u)
+#define ARGS_MAX_DEPTH 32
 
 struct mp_args {
   unsigned char *buf;
@@ -169,6 +174,22 @@ int mp_args_add_bytes(mp_args *a, const void *p, size_t n) {
   return add_item(a, MP_ARG_BYTES, h, 4, p, n, 0);
 }
 
+int mp_args_add_none(mp_args *a) {
+  return add_item(a, MP_ARG_NONE, NULL, 0, NULL, 0, 0);
+}
+
+int mp_args_add_tuple(mp_args *a, const mp_args *t) {
+  if (t == NULL)
+    return mp__error(MP_EINVAL, "mp_args_add_tuple: NULL tuple");
+  if (mp__args_has_objects(t))
+    return mp__error(MP_ETYPE, "a nested tuple cannot hold objects");
+  if (t == a)
+    return mp__error(MP_EINVAL, "mp_args_add_tuple: a tuple inside itself");
+  unsigned char h[4];
+  put_u32(h, (uint32_t)t->len);
+  return add_item(a, MP_ARG_TUPLE, h, 4, t->buf, t->len, 0);
+}
+
 int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
                         size_t n, void *obj) {
   if (blob == NULL && n != 0)
@@ -239,6 +260,9 @@ static void object_release(uint32_t kind, void *obj) {
 void mp_args_free(mp_args *a) {
   if (a == NULL)
     return;
+  for (size_t i = 0; i < a->count; i++)
+    if (a->buf[a->off[i]] == MP_ARG_TUPLE && a->objects[i] != NULL)
+      mp_args_free(a->objects[i]);
   if (a->owns) {
     for (size_t i = 0; i < a->count; i++) {
       uint32_t kind;
@@ -319,6 +343,20 @@ static int get_bytes(const mp_args *a, size_t i, const void **b, size_t *n) {
     *b = p + 4;
   }
   return rc;
+}
+
+const mp_args *mp_args_tuple(const mp_args *a, size_t i) {
+  const unsigned char *p = NULL;
+  if (item(a, i, MP_ARG_TUPLE, &p) != 0)
+    return NULL;
+  mpi_lock(); /* the view is made once, whichever thread asks first */
+  if (a->objects[i] == NULL) {
+    mp_args *view = NULL;
+    if (mp__args_from_bytes(&view, p + 4, get_u32(p)) == 0)
+      ((mp_args *)a)->objects[i] = view;
+  }
+  mpi_unlock();
+  return a->objects[i];
 }
 
 int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,
@@ -493,30 +531,41 @@ int mp_args_copy(mp_args **out, const mp_args *a) {
     uint32_t index;
     rc = mp__args_add_handle(*out, a->handles[i], &index);
   }
-  if (rc == 0)
-    memcpy((*out)->objects, a->objects, a->count * sizeof *a->objects);
-  else {
+  if (rc == 0) {
+    for (size_t i = 0; i < a->count; i++)
+      if (a->buf[a->off[i]] == MP_ARG_OBJECT)
+        (*out)->objects[i] = a->objects[i];
+  } else {
     mp_args_free(*out);
     *out = NULL;
   }
   return rc;
 }
 
+static int validate(const unsigned char *p, size_t n, int depth,
+                    uint32_t *count);
+
 /* Size of the item at p (type byte included), or 0 if it does not fit in
- * the `left` bytes or is malformed. */
-static size_t item_size(const unsigned char *p, size_t left) {
+ * the `left` bytes or is malformed.  Nested tuples are validated whole,
+ * `depth` levels down. */
+static size_t item_size(const unsigned char *p, size_t left, int depth) {
   if (left < 1)
     return 0;
   size_t head, body;
   switch (p[0]) {
+  case MP_ARG_NONE:
+    return 1;
   case MP_ARG_INT:
   case MP_ARG_DOUBLE:
     return left >= 9 ? 9 : 0;
   case MP_ARG_STR:
   case MP_ARG_BYTES:
+  case MP_ARG_TUPLE:
     head = 4;
     break;
   case MP_ARG_OBJECT:
+    if (depth > 0)
+      return 0; /* objects only at the top */
     head = 8;
     break;
   default:
@@ -536,44 +585,191 @@ static size_t item_size(const unsigned char *p, size_t left) {
   }
   if (body > left - 1 - head)
     return 0;
+  uint32_t inner;
+  if (p[0] == MP_ARG_TUPLE &&
+      (depth >= ARGS_MAX_DEPTH || validate(p + 5, body, depth + 1, &inner)))
+    return 0;
   return 1 + head + body;
 }
 
-int mp__args_from_bytes(mp_args **out, const void *data, size_t n) {
+/* Check a whole encoded tuple: 0 (and its item count) or MP_EPROTO. */
+static int validate(const unsigned char *p, size_t n, int depth,
+                    uint32_t *count) {
+  if (n < ARGS_HEADER || memcmp(p, ARGS_MAGIC, 4) != 0)
+    return MP_EPROTO;
+  *count = get_u32(p + 4);
+  if (*count > n - ARGS_HEADER)
+    return MP_EPROTO;
+  size_t pos = ARGS_HEADER;
+  for (uint32_t i = 0; i < *count; i++) {
+    size_t sz = item_size(p + pos, n - pos, depth);
+    if (sz == 0)
+      return MP_EPROTO;
+    pos += sz;
+  }
+  return pos == n ? 0 : MP_EPROTO;
+}
+
+/* Empty a tuple of plain values, keeping its memory. */
+void mp__args_reset(mp_args *a) {
+  for (size_t i = 0; i < a->count; i++)
+    if (a->buf[a->off[i]] == MP_ARG_TUPLE && a->objects[i] != NULL) {
+      mp_args_free(a->objects[i]);
+      a->objects[i] = NULL;
+    }
+  a->count = 0;
+  a->len = ARGS_HEADER;
+  put_u32(a->buf + 4, 0);
+}
+
+/* Replace the contents of a (plain values only) with the tuple encoded in
+ * data: 0, MP_EPROTO (malformed: a is left empty) or MP_ENOMEM. */
+int mp__args_load(mp_args *a, const void *data, size_t n) {
   const unsigned char *p = data;
+  uint32_t count = 0;
+  mp__args_reset(a);
+  if (data == NULL || validate(p, n, 0, &count) != 0)
+    return mp__error(MP_EPROTO, "mp_args: malformed tuple");
+  int rc = reserve(a, n);
+  if (rc != 0)
+    return rc;
+  memcpy(a->buf, p, n);
+  a->len = n;
+  size_t pos = ARGS_HEADER;
+  for (uint32_t i = 0; i < count; i++) {
+    if (a->count == a->off_cap && (rc = reserve(a, 0)) != 0) {
+      mp__args_reset(a);
+      return rc;
+    }
+    a->off[a->count++] = pos;
+    pos += item_size(p + pos, n - pos, 0);
+  }
+  return 0;
+}
+
+/* Item i's encoding (type byte included). */
+static void item_raw(const mp_args *a, size_t i, const unsigned char **p,
+                     size_t *n) {
+  size_t end = i + 1 < a->count ? a->off[i + 1] : a->len;
+  *p = a->buf + a->off[i];
+  *n = end - a->off[i];
+}
+
+/* Append item i of src (a plain value or tuple) to a. */
+int mp__args_add_item_of(mp_args *a, const mp_args *src, size_t i) {
+  if (i >= src->count)
+    return mp__error(MP_ERANGE, "mp_args: index %zu out of range", i);
+  if (src->buf[src->off[i]] == MP_ARG_OBJECT)
+    return mp__error(MP_ETYPE, "objects cannot be results");
+  const unsigned char *p;
+  size_t n;
+  item_raw(src, i, &p, &n);
+  int rc = reserve(a, n);
+  if (rc != 0)
+    return rc;
+  a->off[a->count++] = a->len;
+  memcpy(a->buf + a->len, p, n);
+  a->len += n;
+  put_u32(a->buf + 4, (uint32_t)a->count);
+  return 0;
+}
+
+/* Append the items encoded in data (n bytes, `count` items, plain values
+ * and tuples): 0, or MP_EPROTO when they are malformed (a unchanged). */
+int mp__args_extend(mp_args *a, const void *data, size_t n, size_t count) {
+  const unsigned char *p = data;
+  size_t pos = 0, old_len = a->len, old_count = a->count;
+  int rc = reserve(a, n);
+  for (size_t i = 0; rc == 0 && i < count; i++) {
+    size_t sz = item_size(p + pos, n - pos, 1);
+    if (sz == 0) {
+      rc = mp__error(MP_EPROTO, "mp_args: malformed item");
+      break;
+    }
+    if (a->count == a->off_cap && (rc = reserve(a, 0)) != 0)
+      break;
+    a->off[a->count++] = a->len + pos;
+    pos += sz;
+  }
+  if (rc == 0 && pos != n)
+    rc = mp__error(MP_EPROTO, "mp_args: %zu trailing bytes", n - pos);
+  if (rc != 0) {
+    a->count = old_count;
+    a->len = old_len;
+    return rc;
+  }
+  memcpy(a->buf + a->len, p, n);
+  a->len += n;
+  put_u32(a->buf + 4, (uint32_t)a->count);
+  return 0;
+}
+
+/* A tuple of items [start, start + count) of a that borrows a's objects
+ * (for a worker's initializer arguments). */
+int mp__args_slice(const mp_args *a, size_t start, size_t count,
+                   mp_args **out) {
+  if (start > a->count || count > a->count - start)
+    return mp__error(MP_ERANGE, "mp_args: slice out of range");
+  int rc = mp_args_new(out);
+  for (size_t i = start; rc == 0 && i < start + count; i++) {
+    const unsigned char *p;
+    size_t n;
+    item_raw(a, i, &p, &n);
+    if ((rc = reserve(*out, n)) == 0) {
+      mp_args *o = *out;
+      o->objects[o->count] = a->buf[a->off[i]] == MP_ARG_OBJECT
+                                 ? a->objects[i] : NULL;
+      o->off[o->count++] = o->len;
+      memcpy(o->buf + o->len, p, n);
+      o->len += n;
+      put_u32(o->buf + 4, (uint32_t)o->count);
+    }
+  }
+  if (rc != 0 && *out != NULL) {
+    mp_args_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* The encoded bytes of items [first, first + count). */
+int mp__args_range(const mp_args *a, size_t first, size_t count,
+                   const void **p, size_t *n) {
+  if (first > a->count || count > a->count - first)
+    return mp__error(MP_ERANGE, "mp_args: range out of bounds");
+  size_t start = first < a->count ? a->off[first] : a->len;
+  size_t end = first + count < a->count ? a->off[first + count] : a->len;
+  *p = a->buf + start;
+  *n = end - start;
+  return 0;
+}
+
+/* The encoded items (after the header) and their count. */
+const void *mp__args_items(const mp_args *a, size_t *n) {
+  *n = a->len - ARGS_HEADER;
+  return a->buf + ARGS_HEADER;
+}
+
+/* Append a call's value: its single value, None when it has none, the
+ * tuple itself when it has several. */
+int mp__args_add_value_of(mp_args *a, const mp_args *res) {
+  if (res->count == 0)
+    return mp_args_add_none(a);
+  if (res->count == 1)
+    return mp__args_add_item_of(a, res, 0);
+  return mp_args_add_tuple(a, res);
+}
+
+int mp__args_from_bytes(mp_args **out, const void *data, size_t n) {
   *out = NULL;
-  if (data == NULL || n < ARGS_HEADER || memcmp(p, ARGS_MAGIC, 4) != 0)
-    return mp__error(MP_EPROTO, "mp_args: bad header");
-  uint32_t count = get_u32(p + 4);
-  if (count > (n - ARGS_HEADER) / 9 + 1)
-    return mp__error(MP_EPROTO, "mp_args: item count %u exceeds the data",
-                     (unsigned)count);
   mp_args *a;
   int rc = mp_args_new(&a);
   if (rc != 0)
     return rc;
-  size_t pos = ARGS_HEADER;
-  for (uint32_t i = 0; i < count; i++) {
-    size_t sz = item_size(p + pos, n - pos);
-    if (sz == 0) {
-      mp_args_free(a);
-      return mp__error(MP_EPROTO, "mp_args: item %u is malformed",
-                       (unsigned)i);
-    }
-    if ((rc = reserve(a, sz)) != 0) {
-      mp_args_free(a);
-      return rc;
-    }
-    a->off[a->count++] = a->len;
-    memcpy(a->buf + a->len, p + pos, sz);
-    a->len += sz;
-    pos += sz;
-  }
-  if (pos != n) {
+  if ((rc = mp__args_load(a, data, n)) != 0) {
     mp_args_free(a);
-    return mp__error(MP_EPROTO, "mp_args: %zu trailing bytes", n - pos);
+    return rc;
   }
-  put_u32(a->buf + 4, count);
   *out = a;
   return 0;
 }

@@ -39,6 +39,8 @@ void mp__child_finish(void) {
   if (finished)
     return;
   finished = 1;
+  mp__threads_finish(); /* Python joins the non-daemonic threads first */
+  mp__pools_finish();   /* then pools still running are terminated */
   fflush(NULL); /* what this process printed comes before its children's */
   mp__cleanup_children();
   fflush(NULL);
@@ -159,6 +161,8 @@ static void run_spawned(const mp_args *b) {
 void mp__fork_child_main(void *process) {
   mp_process *p = process;
   mp_process *parent = mp_current_process();
+  mp__threads_fork_child();
+  mp__pools_fork_child();
   enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
               parent->pid, parent->name);
   mp__conn_fork_child(p->kind == MP__KIND_TARGET ? p->args : NULL);
@@ -170,6 +174,7 @@ void mp__fork_child_main(void *process) {
 
 int mp_main_guard(int argc, char **argv) {
   (void)argc;
+  mp__thread_mark_main();
   guard_called = 1;
   guard_argv = argv;
   void *data = NULL;

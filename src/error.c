@@ -41,6 +41,8 @@ const char *mp_err_name(int code) {
 
 const char *mp_last_error_message(void) { return last_message; }
 
+void mp__clear_error(void) { last_message[0] = '\0'; }
+
 int mp__verror(int code, const char *fmt, va_list ap) {
   /* Format aside first: an argument may be mp_last_error_message(). */
   char text[MP__MSG_CAP];

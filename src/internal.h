@@ -66,6 +66,23 @@ int mp__conn_buffered(const mp_handle *h, size_t n, int *ready);
  * bytes: MP_EPROTO when malformed. */
 const void *mp__args_data(const mp_args *a, size_t *n);
 int mp__args_from_bytes(mp_args **out, const void *p, size_t n);
+/* Reuse a tuple of plain values: empty it / refill it from bytes. */
+void mp__args_reset(mp_args *a);
+int mp__args_load(mp_args *a, const void *data, size_t n);
+/* Append item i of src; append a call's value (its one value, None, or
+ * the whole tuple when it has several). */
+int mp__args_add_item_of(mp_args *a, const mp_args *src, size_t i);
+int mp__args_add_value_of(mp_args *a, const mp_args *res);
+/* Append n bytes of encoded items (validated); a slice borrowing the
+ * objects; the encoded items after the header. */
+int mp__args_extend(mp_args *a, const void *data, size_t n, size_t count);
+int mp__args_slice(const mp_args *a, size_t start, size_t count,
+                   mp_args **out);
+const void *mp__args_items(const mp_args *a, size_t *n);
+int mp__args_range(const mp_args *a, size_t first, size_t count,
+                   const void **p, size_t *n);
+/* Forget this thread's last error message. */
+void mp__clear_error(void);
 
 /* ---- process.c / boot.c --------------------------------------------- */
 
@@ -76,5 +93,20 @@ void mp__child_finish(void);
 /* Set when this process is a child; the message mp_set_error last
  * recorded, sent to the parent in the exit record. */
 void mp__remember_exit_message(const char *msg);
+
+/* ---- thread.c -------------------------------------------------------- */
+
+/* mp_main_guard: the calling thread is the program's main thread. */
+void mp__thread_mark_main(void);
+/* At exit (start of mp__child_finish): join the non-daemonic mp_threads
+ * still running. */
+void mp__threads_finish(void);
+/* In a forked child: forget the parent's threads; the forking thread
+ * becomes the main thread. */
+void mp__threads_fork_child(void);
+/* pool.c: at exit, terminate the pools still running; in a forked child,
+ * forget the parent's pools. */
+void mp__pools_finish(void);
+void mp__pools_fork_child(void);
 
 #endif /* MPROC_INTERNAL_H */

@@ -14,6 +14,7 @@
  *   5. the bootstrap of a spawned child and its exit record (child side)
  *   6. byte streams: the pipes under mp_conn
  *   7. shared memory segments, waiting on a word in them, process liveness
+ *   8. threads and condition variables (for mp_thread and the pools)
  *
  * Errors: functions return 0 or a negative MP_E* code and, on failure,
  * set the detail with mp__error(code, fmt, ...) (src/internal.h), which
@@ -272,5 +273,34 @@ void mpi_word_wake(mpi_shm *s, mpi_word *w, int all);
 /* Whether process `pid` is still running: 1 or 0.  A process that has
  * ended but is not yet reaped (a zombie) counts as ended. */
 int mpi_pid_alive(int64_t pid);
+
+/* ---- 8. Threads and condition variables ---------------------------- */
+
+/* A joinable OS thread running fn(arg).  0, MP_ENOMEM or MP_EOS. */
+typedef struct mpi_thread mpi_thread;
+int mpi_thread_start(void (*fn)(void *), void *arg, mpi_thread **out);
+
+/* Wait for the thread to end and release it (blocking, no timeout: the
+ * callers build timed joins from a flag and a condition variable). */
+void mpi_thread_join(mpi_thread *t);
+
+/* Let the thread run on by itself and release the object. */
+void mpi_thread_detach(mpi_thread *t);
+
+/* The OS id of the calling thread (gettid, pthread_threadid_np,
+ * GetCurrentThreadId): > 0, unique among the threads alive in the
+ * system. */
+int64_t mpi_thread_id(void);
+
+/* A condition variable used with an mpi_mutex (part 1). */
+typedef struct mpi_cond mpi_cond;
+int mpi_cond_new(mpi_cond **out);
+/* Release m, wait to be signalled or for timeout seconds (negative:
+ * forever), take m back.  0 (signalled, or spuriously: callers re-check)
+ * or MP_ETIMEDOUT.  Timeouts use the monotonic clock. */
+int mpi_cond_wait(mpi_cond *c, mpi_mutex *m, double timeout);
+void mpi_cond_signal(mpi_cond *c);
+void mpi_cond_broadcast(mpi_cond *c);
+void mpi_cond_free(mpi_cond *c);
 
 #endif /* MPROC_PLATFORM_H */

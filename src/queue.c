@@ -568,6 +568,19 @@ int mp_queue_get_into(mp_queue *q, void *buf, size_t cap, size_t *n,
   return queue_get(q, buf, cap, NULL, n, timeout, "mp_queue_get_into");
 }
 
+/* For the pools: how many messages consumers have taken, once the
+ * message a dead consumer was taking has been put back (or counted as
+ * taken: it had been copied, or a streamed one begun).  The caller makes
+ * sure no live consumer is waiting (it would hold the lock). */
+int mp__queue_taken(mp_queue *q, uint64_t *count) {
+  int rc = consumer_lock(q, mpi_now() + 5.0);
+  if (rc != 0)
+    return mp__error(rc, "the queue's consumer lock stays held");
+  *count = q->st->cons.s.count;
+  consumer_unlock(q);
+  return 0;
+}
+
 /* ---- tuples, sizes, close, join ----------------------------------------- */
 
 int mp_queue_put_args(mp_queue *q, const mp_args *a, double timeout) {

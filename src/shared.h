@@ -203,6 +203,8 @@ MP__OPENER(mp__event_open);
 MP__OPENER(mp__condition_open);
 MP__OPENER(mp__barrier_open);
 MP__OPENER(mp__queue_open);
+/* queue.c, for the pools: messages taken by consumers so far. */
+int mp__queue_taken(mp_queue *q, uint64_t *count);
 MP__OPENER(mp__value_open);
 MP__OPENER(mp__array_open);
 MP__OPENER(mp__named_open);

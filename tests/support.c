@@ -284,6 +284,13 @@ int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {
   return 0;
 }
 
+void ts_kill_pid(int64_t pid) {
+  HANDLE h = OpenProcess(PROCESS_TERMINATE, FALSE, (DWORD)pid);
+  cr_assert_not_null(h, "cannot open process %lld", (long long)pid);
+  cr_assert(TerminateProcess(h, 0xC0000005u)); /* as a crash would */
+  CloseHandle(h);
+}
+
 int ts_wait_pid_gone(int64_t pid, double timeout) {
   HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)pid);
   if (h == NULL)
@@ -387,6 +394,11 @@ int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {
   if (poll(&pfd, 1, (int)(timeout * 1000)) != 1)
     return -1;
   return read((int)p->rd, v, sizeof *v) == (ssize_t)sizeof *v ? 0 : -1;
+}
+
+void ts_kill_pid(int64_t pid) {
+  cr_assert_eq(kill((pid_t)pid, SIGKILL), 0, "cannot kill %lld",
+               (long long)pid);
 }
 
 int ts_wait_pid_gone(int64_t pid, double timeout) {

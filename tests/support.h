@@ -66,6 +66,9 @@ void ts_pipe_spec(const ts_pipe *p, char *buf, size_t cap);
 /* In the parent: read one value, waiting at most timeout seconds. */
 int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
 
+/* Kill process `pid` at once (SIGKILL; TerminateProcess as a crash). */
+void ts_kill_pid(int64_t pid);
+
 /* 1 once process `pid` (not our child) has ended, within timeout. */
 int ts_wait_pid_gone(int64_t pid, double timeout);
 

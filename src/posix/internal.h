@@ -4,6 +4,7 @@
 #ifndef MPROC_POSIX_INTERNAL_H
 #define MPROC_POSIX_INTERNAL_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "../internal.h"
@@ -21,7 +22,12 @@ enum { MPI_FRAME_RECORD = 'R', MPI_FRAME_PID = 'P', MPI_FRAME_STATUS = 'X' };
 /* Flags carried to a spawned child. */
 enum { MPI_FLAG_MAIN_THREAD = 1 };
 
-/* sys.c */
+/* sys.c: object mutexes (platform.h part 1); thread.c's condition
+ * variables wait on the pthread mutex inside. */
+struct mpi_mutex {
+  pthread_mutex_t m;
+};
+
 int mpi__errno_error(const char *what);  /* MP_EOS with strerror(errno) */
 int mpi__is_main_thread(void);
 int mpi__write_all(int fd, const void *p, size_t n);

@@ -81,9 +81,7 @@ void mpi_unlock(void) { pthread_mutex_unlock(&big_lock); }
 
 /* ---- object mutexes ---------------------------------------------------- */
 
-struct mpi_mutex {
-  pthread_mutex_t m;
-};
+/* struct mpi_mutex is in internal.h (thread.c waits on it). */
 
 int mpi_mutex_new(mpi_mutex **out) {
   mpi_mutex *m = malloc(sizeof *m);

@@ -6,6 +6,8 @@
  *   2. the spawn protocol: environment marker, frames, limits
  *   3. helpers from sys.c: errors, UTF-8 <-> UTF-16, pipe I/O, timeouts
  *   4. helpers from stream.c used by sys.c
+ *   5. the object mutex (mutex.c), which thread.c's condition variables
+ *      sleep on
  */
 #ifndef MPROC_WIN32_INTERNAL_H
 #define MPROC_WIN32_INTERNAL_H
@@ -103,5 +105,13 @@ int mpi__stream_ready(HANDLE h);
 enum { MPI_ZR_PENDING = 0, MPI_ZR_DONE = 1, MPI_ZR_FAILED = 2 };
 int mpi__zero_read_start(HANDLE h, OVERLAPPED *ov, HANDLE event);
 void mpi__zero_read_end(HANDLE h, OVERLAPPED *ov, int state);
+
+/* ---- 5. The object mutex (mutex.c) ----------------------------------- */
+
+/* platform.h part 1's mpi_mutex: a slim reader/writer lock used
+ * exclusively; thread.c's condition variables sleep on it. */
+struct mpi_mutex {
+  SRWLOCK lock;
+};
 
 #endif /* MPROC_WIN32_INTERNAL_H */

@@ -6,9 +6,7 @@
 
 #include <stdlib.h>
 
-struct mpi_mutex {
-  SRWLOCK lock;
-};
+/* struct mpi_mutex is in internal.h (thread.c waits on it). */
 
 int mpi_mutex_new(mpi_mutex **out) {
   mpi_mutex *m = malloc(sizeof *m);

@@ -1,0 +1,933 @@
+/*
+ * test_pool.c - process and thread pools, async results, imap,
+ * executors and futures; worker deaths, maxtasksperchild, terminate.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "methods.h"
+#include "support.h"
+
+TS_SUITE(pool);
+TS_SUITE(thread_pool);
+TS_SUITE(executor);
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+static int square(const mp_args *a, mp_args *r) {
+  int64_t x = mp_args_int(a, 0);
+  return mp_args_add_int(r, x * x);
+}
+
+static int mul(const mp_args *a, mp_args *r) {
+  return mp_args_add_int(r, mp_args_int(a, 0) * mp_args_int(a, 1));
+}
+
+static int my_pid(const mp_args *a, mp_args *r) {
+  (void)a;
+  return mp_args_add_int(r, mp_getpid());
+}
+
+/* Adds as many values as its argument says (0: None, 2: a tuple). */
+static int n_values(const mp_args *a, mp_args *r) {
+  int64_t n = mp_args_int(a, 0);
+  for (int64_t i = 0; i < n; i++)
+    mp_args_add_int(r, i);
+  return 0;
+}
+
+/* Fails with status 7 for x == 3. */
+static int fail_on_3(const mp_args *a, mp_args *r) {
+  int64_t x = mp_args_int(a, 0);
+  if (x == 3)
+    return mp_set_error(7, "no threes (%lld)", (long long)x);
+  return mp_args_add_int(r, x);
+}
+
+static int echo(const mp_args *a, mp_args *r) {
+  for (size_t i = 0; i < mp_args_count(a); i++) {
+    int t = mp_args_type(a, i);
+    if (t == MP_ARG_INT)
+      mp_args_add_int(r, mp_args_int(a, i));
+    else if (t == MP_ARG_STR)
+      mp_args_add_str(r, mp_args_str(a, i));
+    else if (t == MP_ARG_DOUBLE)
+      mp_args_add_double(r, mp_args_double(a, i));
+  }
+  return 0;
+}
+
+/* Objects given to the workers by the initializer (Python's pattern). */
+static mp_event *g_started, *g_release;
+static mp_value *g_pid;
+static int g_inits;
+
+static int init_objects(const mp_args *a) {
+  g_started = mp_args_event(a, 0);
+  g_release = mp_args_event(a, 1);
+  g_pid = mp_args_value(a, 2);
+  g_inits++;
+  return g_started && g_release && g_pid ? 0 : 1;
+}
+
+/* Record our pid, say we started, wait to be released. */
+static int blocker(const mp_args *a, mp_args *r) {
+  (void)a;
+  mp_value_set_int(g_pid, mp_getpid());
+  mp_event_set(g_started);
+  if (mp_event_wait(g_release, 30.0) != 0)
+    return mp_set_error(9, "never released");
+  return mp_args_add_int(r, 1);
+}
+
+static int init_fails(const mp_args *a) {
+  (void)a;
+  return mp_set_error(4, "cannot initialise %s", "the widget");
+}
+
+static int exits_3(const mp_args *a, mp_args *r) {
+  (void)a;
+  (void)r;
+  exit(3);
+}
+
+typedef struct blockers {
+  mp_event *started, *release;
+  mp_value *pid;
+  mp_pool *pool;
+} blockers;
+
+/* The blocker's objects and the pool options that hand them to workers
+ * (*ia: the initializer's arguments, freed by the caller). */
+static void blocker_options(blockers *b, int kind, int workers,
+                            const char *method, mp_pool_options *o,
+                            mp_args **ia) {
+  cr_assert_eq(mp_event_new(&b->started), 0);
+  cr_assert_eq(mp_event_new(&b->release), 0);
+  cr_assert_eq(mp_value_new(&b->pid, 'q', NULL), 0);
+  b->pool = NULL;
+  cr_assert_eq(mp_args_new(ia), 0);
+  mp_args_add_event(*ia, b->started);
+  mp_args_add_event(*ia, b->release);
+  mp_args_add_value(*ia, b->pid);
+  mp_pool_options def = MP_POOL_OPTIONS_INIT;
+  *o = def;
+  o->kind = kind;
+  o->workers = workers;
+  o->initializer = init_objects;
+  o->initargs = *ia;
+  if (method != NULL)
+    cr_assert_eq(mp_get_context(method, &o->context), 0);
+}
+
+static mp_pool *new_blocker_pool(blockers *b, int kind, int workers,
+                                 const char *method) {
+  mp_pool_options o;
+  mp_args *ia;
+  blocker_options(b, kind, workers, method, &o, &ia);
+  cr_assert_eq(mp_pool_new_ex(&b->pool, &o), 0, "%s",
+               mp_last_error_message());
+  mp_args_free(ia);
+  return b->pool;
+}
+
+static void free_blockers(blockers *b) {
+  mp_event_set(b->release);
+  mp_pool_free(b->pool);
+  mp_event_free(b->started);
+  mp_event_free(b->release);
+  mp_value_free(b->pid);
+}
+
+static mp_args *ints(int64_t from, int64_t to) {
+  mp_args *a;
+  cr_assert_eq(mp_args_new(&a), 0);
+  for (int64_t i = from; i < to; i++)
+    mp_args_add_int(a, i);
+  return a;
+}
+
+static void check_squares(const mp_args *r, int64_t from, int64_t to) {
+  cr_assert_eq(mp_args_count(r), (size_t)(to - from));
+  for (int64_t i = from; i < to; i++)
+    cr_assert_eq(mp_args_int(r, (size_t)(i - from)), i * i, "item %lld",
+                 (long long)i);
+}
+
+static mp_pool *method_pool(const char *method, int workers) {
+  mp_pool_options o = MP_POOL_OPTIONS_INIT;
+  o.workers = workers;
+  cr_assert_eq(mp_get_context(method, &o.context), 0);
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), 0, "%s", mp_last_error_message());
+  return p;
+}
+
+/* ---- map, starmap, apply ---------------------------------------------- */
+
+static void check_map_square(const char *method) {
+  mp_pool *p = method_pool(method, 4);
+  mp_args *in = ints(1, 5), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, square, in, 0, &out), 0, "%s",
+               mp_last_error_message());
+  check_squares(out, 1, 5);
+  mp_args_free(out);
+  mp_args_free(in);
+  cr_assert_eq(mp_pool_close(p), 0);
+  cr_assert_eq(mp_pool_join(p, 30.0), 0);
+  mp_pool_free(p);
+}
+FOR_EACH_METHOD(check_map_square)
+
+static void map_chunks(int kind) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 3)
+                                      : mp_pool_new(&p, 3), 0);
+  cr_assert_eq(mp_pool_workers(p), 3);
+  mp_args *in = ints(0, 5000);
+  size_t sizes[] = {0, 1, 7, 5000, 100000};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    mp_args *out = NULL;
+    cr_assert_eq(mp_pool_map(p, square, in, sizes[k], &out), 0,
+                 "chunksize %zu: %s", sizes[k], mp_last_error_message());
+    check_squares(out, 0, 5000);
+    mp_args_free(out);
+  }
+  mp_args_free(in);
+  mp_pool_free(p);
+}
+
+Test(pool, map_chunksizes, .timeout = TS_TIMEOUT) { map_chunks(MP_POOL_PROCESS); }
+Test(thread_pool, map_chunksizes, .timeout = TS_TIMEOUT) {
+  map_chunks(MP_POOL_THREAD);
+}
+
+Test(pool, map_empty_and_values, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 2), 0);
+  mp_args *in, *out = NULL;
+  cr_assert_eq(mp_args_new(&in), 0);
+  cr_assert_eq(mp_pool_map(p, square, in, 0, &out), 0);
+  cr_assert_eq(mp_args_count(out), 0);
+  mp_args_free(out);
+  mp_args_free(in);
+  /* One value: itself; none: None; several: a tuple. */
+  in = ints(0, 4);
+  cr_assert_eq(mp_pool_map(p, n_values, in, 1, &out), 0);
+  cr_assert_eq(mp_args_count(out), 4);
+  cr_assert_eq(mp_args_type(out, 0), MP_ARG_NONE);
+  cr_assert_eq(mp_args_type(out, 1), MP_ARG_INT);
+  cr_assert_eq(mp_args_int(out, 1), 0);
+  cr_assert_eq(mp_args_type(out, 3), MP_ARG_TUPLE);
+  const mp_args *t = mp_args_tuple(out, 3);
+  cr_assert_not_null(t);
+  cr_assert_eq(mp_args_count(t), 3);
+  cr_assert_eq(mp_args_int(t, 2), 2);
+  mp_args_free(out);
+  mp_args_free(in);
+  mp_pool_free(p);
+}
+
+static void starmap_check(int kind) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 2)
+                                      : mp_pool_new(&p, 2), 0);
+  mp_args *in, *out = NULL;
+  cr_assert_eq(mp_args_new(&in), 0);
+  for (int i = 0; i < 10; i++) {
+    mp_args *t;
+    mp_args_pack(&t, "ii", i, i + 1);
+    mp_args_add_tuple(in, t);
+    mp_args_free(t);
+  }
+  cr_assert_eq(mp_pool_starmap(p, mul, in, 3, &out), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(mp_args_count(out), 10);
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(mp_args_int(out, (size_t)i), i * (i + 1));
+  mp_args_free(out);
+  /* An item that is not a tuple. */
+  mp_args_add_int(in, 5);
+  cr_assert_eq(mp_pool_starmap(p, mul, in, 3, &out), MP_ETYPE);
+  cr_assert_null(out);
+  mp_args_free(in);
+  mp_pool_free(p);
+}
+
+Test(pool, starmap, .timeout = TS_TIMEOUT) { starmap_check(MP_POOL_PROCESS); }
+Test(thread_pool, starmap, .timeout = TS_TIMEOUT) {
+  starmap_check(MP_POOL_THREAD);
+}
+
+Test(pool, apply_values_and_pid, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 1), 0);
+  mp_args *a, *r = NULL;
+  mp_args_pack(&a, "isd", 42, "hello", 2.5);
+  cr_assert_eq(mp_pool_apply(p, echo, a, &r), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(mp_args_count(r), 3);
+  cr_assert_eq(mp_args_int(r, 0), 42);
+  cr_assert_str_eq(mp_args_str(r, 1), "hello");
+  cr_assert_eq(mp_args_double(r, 2), 2.5);
+  mp_args_free(r);
+  mp_args_free(a);
+  /* NULL arguments: an empty tuple; the worker is another process. */
+  cr_assert_eq(mp_pool_apply(p, my_pid, NULL, &r), 0);
+  int64_t pids[1];
+  cr_assert_eq(mp_pool_worker_pids(p, pids, 1), 1);
+  cr_assert_eq(mp_args_int(r, 0), pids[0]);
+  cr_assert_neq(pids[0], mp_getpid());
+  mp_args_free(r);
+  mp_pool_free(p);
+}
+
+Test(thread_pool, apply_runs_here, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_thread_pool_new(&p, 2), 0);
+  mp_args *r = NULL;
+  cr_assert_eq(mp_pool_apply(p, my_pid, NULL, &r), 0);
+  cr_assert_eq(mp_args_int(r, 0), mp_getpid());
+  mp_args_free(r);
+  mp_pool_free(p);
+}
+
+Test(pool, bad_arguments, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  mp_pool_options o = MP_POOL_OPTIONS_INIT;
+  o.workers = -1;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), MP_EINVAL);
+  o.workers = 1;
+  o.kind = 7;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), MP_EINVAL);
+  o.kind = MP_POOL_PROCESS;
+  o.maxtasksperchild = -2;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), MP_EINVAL);
+  cr_assert_eq(mp_pool_new(NULL, 1), MP_EINVAL);
+  cr_assert_eq(mp_pool_new(&p, 1), 0);
+  mp_args *r = NULL, *in = ints(0, 3);
+  cr_assert_eq(mp_pool_map(p, NULL, in, 0, &r), MP_EINVAL);
+  cr_assert_eq(mp_pool_map(p, square, NULL, 0, &r), MP_EINVAL);
+  cr_assert_eq(mp_pool_apply(NULL, square, in, &r), MP_EINVAL);
+  /* Objects do not travel in task arguments. */
+  mp_lock *l;
+  cr_assert_eq(mp_lock_new(&l), 0);
+  mp_args *objs;
+  mp_args_new(&objs);
+  mp_args_add_lock(objs, l);
+  cr_assert_eq(mp_pool_apply(p, echo, objs, &r), MP_ETYPE);
+  cr_assert_eq(mp_pool_map(p, echo, objs, 0, &r), MP_ETYPE);
+  mp_args_free(objs);
+  mp_lock_free(l);
+  /* join before close */
+  cr_assert_eq(mp_pool_join(p, 1.0), MP_ESTATE);
+  cr_assert_eq(mp_pool_join(p, -5.0), MP_EINVAL);
+  mp_args_free(in);
+  mp_pool_free(p);
+  mp_pool_free(NULL);
+}
+
+/* ---- async results and callbacks -------------------------------------- */
+
+typedef struct cb_state {
+  mp_event *done;
+  int64_t value;
+  int status;
+  char message[128];
+} cb_state;
+
+static void on_result(const mp_args *r, void *arg) {
+  cb_state *s = arg;
+  s->value = mp_args_int(r, 0);
+  mp_event_set(s->done);
+}
+
+static void on_error(int status, const char *message, void *arg) {
+  cb_state *s = arg;
+  s->status = status;
+  snprintf(s->message, sizeof s->message, "%s", message);
+  mp_event_set(s->done);
+}
+
+static void callbacks(int kind) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 2)
+                                      : mp_pool_new(&p, 2), 0);
+  cb_state s;
+  memset(&s, 0, sizeof s);
+  cr_assert_eq(mp_event_new(&s.done), 0);
+  mp_args *a;
+  mp_args_pack(&a, "i", 9);
+  mp_async *r;
+  cr_assert_eq(mp_pool_apply_async(p, square, a, on_result, on_error, &s, &r),
+               0);
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.value, 81);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(r, 5.0, &res), 0);
+  cr_assert_eq(mp_args_int(res, 0), 81);
+  cr_assert_eq(mp_async_ready(r), 1);
+  cr_assert_eq(mp_async_successful(r), 1);
+  mp_async_free(r);
+  mp_args_free(a);
+  /* A failing task: status and message reach the error callback and get. */
+  mp_event_clear(s.done);
+  mp_args_pack(&a, "i", 3);
+  cr_assert_eq(mp_pool_apply_async(p, fail_on_3, a, on_result, on_error, &s,
+                                   &r), 0);
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.status, 7);
+  cr_assert_str_eq(s.message, "no threes (3)");
+  cr_assert_eq(mp_async_get(r, 5.0, &res), MP_ETASK);
+  cr_assert_str_eq(mp_last_error_message(), "no threes (3)");
+  cr_assert_eq(mp_async_successful(r), 0);
+  int st = 0;
+  const char *msg = NULL;
+  cr_assert_eq(mp_async_error(r, &st, &msg), MP_ETASK);
+  cr_assert_eq(st, 7);
+  cr_assert_str_eq(msg, "no threes (3)");
+  mp_async_free(r);
+  mp_args_free(a);
+  /* No handle wanted. */
+  mp_event_clear(s.done);
+  mp_args_pack(&a, "i", 5);
+  cr_assert_eq(mp_pool_apply_async(p, square, a, on_result, NULL, &s, NULL),
+               0);
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.value, 25);
+  mp_args_free(a);
+  /* map_async: one error fails the map. */
+  mp_args *in = ints(0, 10);
+  mp_event_clear(s.done);
+  cr_assert_eq(mp_pool_map_async(p, fail_on_3, in, 2, NULL, on_error, &s, &r),
+               0);
+  cr_assert_eq(mp_async_get(r, 20.0, &res), MP_ETASK);
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.status, 7);
+  mp_async_free(r);
+  mp_args *out = NULL;
+  cr_assert_eq(mp_pool_map(p, fail_on_3, in, 0, &out), MP_ETASK);
+  cr_assert_str_eq(mp_last_error_message(), "no threes (3)");
+  cr_assert_null(out);
+  mp_args_free(in);
+  mp_event_free(s.done);
+  mp_pool_free(p);
+}
+
+Test(pool, callbacks_and_errors, .timeout = TS_TIMEOUT) {
+  callbacks(MP_POOL_PROCESS);
+}
+Test(thread_pool, callbacks_and_errors, .timeout = TS_TIMEOUT) {
+  callbacks(MP_POOL_THREAD);
+}
+
+static void async_timeouts(int kind) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, kind, 1, NULL);
+  mp_async *r;
+  cr_assert_eq(mp_pool_apply_async(p, blocker, NULL, NULL, NULL, NULL, &r), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(r, 0.05, &res), MP_ETIMEDOUT);
+  cr_assert_eq(mp_async_wait(r, 0), MP_ETIMEDOUT);
+  cr_assert_eq(mp_async_ready(r), 0);
+  cr_assert_eq(mp_async_successful(r), MP_ESTATE);
+  cr_assert_eq(mp_async_error(r, NULL, NULL), MP_ESTATE);
+  cr_assert_eq(mp_async_running(r), 1);
+  cr_assert_eq(mp_async_get(r, -3, &res), MP_EINVAL);
+  mp_event_set(b.release);
+  cr_assert_eq(mp_async_get(r, 20.0, &res), 0);
+  cr_assert_eq(mp_args_int(res, 0), 1);
+  mp_async_free(r);
+  free_blockers(&b);
+}
+
+Test(pool, async_timeouts, .timeout = TS_TIMEOUT) {
+  async_timeouts(MP_POOL_PROCESS);
+}
+Test(thread_pool, async_timeouts, .timeout = TS_TIMEOUT) {
+  async_timeouts(MP_POOL_THREAD);
+}
+
+/* ---- never a hang ------------------------------------------------------ */
+
+static void check_kill_worker(const char *method) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, MP_POOL_PROCESS, 2, method);
+  mp_async *victim, *others[6];
+  cr_assert_eq(mp_pool_apply_async(p, blocker, NULL, NULL, NULL, NULL,
+                                   &victim), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  int64_t pid = 0;
+  mp_value_get_int(b.pid, &pid);
+  for (int i = 0; i < 6; i++) {
+    mp_args *a;
+    mp_args_pack(&a, "i", i);
+    cr_assert_eq(mp_pool_apply_async(p, square, a, NULL, NULL, NULL,
+                                     &others[i]), 0);
+    mp_args_free(a);
+  }
+  ts_kill_pid(pid);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(victim, 20.0, &res), MP_EWORKERDIED, "%s",
+               mp_last_error_message());
+  cr_assert(strstr(mp_last_error_message(), "worker process") != NULL, "%s",
+            mp_last_error_message());
+  for (int i = 0; i < 6; i++) {
+    cr_assert_eq(mp_async_get(others[i], 20.0, &res), 0, "task %d: %s", i,
+                 mp_last_error_message());
+    cr_assert_eq(mp_args_int(res, 0), i * i);
+    mp_async_free(others[i]);
+  }
+  mp_async_free(victim);
+  /* Replaced, and usable. */
+  int64_t pids[2];
+  cr_assert_eq(mp_pool_worker_pids(p, pids, 2), 2);
+  cr_assert_neq(pids[0], pid);
+  cr_assert_neq(pids[1], pid);
+  mp_args *in = ints(0, 100), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0);
+  check_squares(out, 0, 100);
+  mp_args_free(out);
+  mp_args_free(in);
+  free_blockers(&b);
+}
+FOR_EACH_METHOD(check_kill_worker)
+
+Test(pool, worker_exits_mid_task, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 1), 0);
+  mp_args *r = NULL;
+  cr_assert_eq(mp_pool_apply(p, exits_3, NULL, &r), MP_EWORKERDIED);
+  cr_assert(strstr(mp_last_error_message(), "status 3") != NULL, "%s",
+            mp_last_error_message());
+  mp_args *a;
+  mp_args_pack(&a, "i", 6);
+  cr_assert_eq(mp_pool_apply(p, square, a, &r), 0);
+  cr_assert_eq(mp_args_int(r, 0), 36);
+  mp_args_free(r);
+  mp_args_free(a);
+  mp_pool_free(p);
+}
+
+Test(pool, maxtasksperchild, .timeout = TS_TIMEOUT) {
+  mp_pool_options o = MP_POOL_OPTIONS_INIT;
+  o.workers = 1;
+  o.maxtasksperchild = 2;
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), 0);
+  mp_args *in = ints(0, 10), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, my_pid, in, 1, &out), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(mp_args_count(out), 10);
+  /* Tasks 2k and 2k+1 share a worker; each pair has a new one. */
+  for (size_t i = 0; i < 10; i += 2) {
+    cr_assert_eq(mp_args_int(out, i), mp_args_int(out, i + 1));
+    if (i > 0)
+      cr_assert_neq(mp_args_int(out, i), mp_args_int(out, i - 1));
+  }
+  mp_args_free(out);
+  mp_args_free(in);
+  mp_pool_free(p);
+}
+
+Test(pool, initializer_fails, .timeout = TS_TIMEOUT) {
+  mp_pool_options o = MP_POOL_OPTIONS_INIT;
+  o.workers = 2;
+  o.initializer = init_fails;
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), 0);
+  mp_args *a, *r = NULL;
+  mp_args_pack(&a, "i", 2);
+  cr_assert_eq(mp_pool_apply(p, square, a, &r), MP_EBROKEN);
+  cr_assert(strstr(mp_last_error_message(), "cannot initialise the widget"),
+            "%s", mp_last_error_message());
+  cr_assert_eq(mp_pool_apply(p, square, a, &r), MP_EBROKEN);
+  mp_args_free(a);
+  mp_pool_free(p);
+}
+
+Test(pool, terminate_leaves_no_process, .timeout = TS_TIMEOUT) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, MP_POOL_PROCESS, 3, NULL);
+  mp_async *r;
+  cr_assert_eq(mp_pool_apply_async(p, blocker, NULL, NULL, NULL, NULL, &r), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  int64_t pids[3];
+  cr_assert_eq(mp_pool_worker_pids(p, pids, 3), 3);
+  cr_assert_eq(mp_active_children(NULL, 0), 3);
+  cr_assert_eq(mp_pool_terminate(p), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert(ts_wait_pid_gone(pids[i], 10.0), "worker %lld still runs",
+              (long long)pids[i]);
+  cr_assert_eq(mp_active_children(NULL, 0), 0);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(r, 5.0, &res), MP_ECLOSED);
+  mp_async_free(r);
+  cr_assert_eq(mp_pool_apply_async(p, square, NULL, NULL, NULL, NULL, NULL),
+               MP_ESTATE);
+  cr_assert_eq(mp_pool_join(p, 5.0), 0);
+  free_blockers(&b);
+}
+
+Test(pool, close_then_join, .timeout = TS_TIMEOUT) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, MP_POOL_PROCESS, 2, NULL);
+  mp_async *r;
+  cr_assert_eq(mp_pool_apply_async(p, blocker, NULL, NULL, NULL, NULL, &r), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  cr_assert_eq(mp_pool_close(p), 0);
+  cr_assert_eq(mp_pool_apply_async(p, square, NULL, NULL, NULL, NULL, NULL),
+               MP_ESTATE);
+  cr_assert_eq(mp_pool_join(p, 0.1), MP_ETIMEDOUT); /* a task still runs */
+  mp_event_set(b.release);
+  cr_assert_eq(mp_pool_join(p, 20.0), 0);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(r, 0, &res), 0); /* it finished first */
+  cr_assert_eq(mp_active_children(NULL, 0), 0);
+  mp_async_free(r);
+  free_blockers(&b);
+}
+
+/* The parent of a pool is killed: its workers go too. */
+static int pool_then_block(const mp_args *a) {
+  mp_queue *q = mp_args_queue(a, 0);
+  mp_pool *p;
+  if (mp_pool_new(&p, 2) != 0)
+    return 1;
+  int64_t pids[2];
+  mp_pool_worker_pids(p, pids, 2);
+  mp_args *m;
+  mp_args_pack(&m, "II", pids[0], pids[1]);
+  mp_queue_put_args(q, m, MP_FOREVER);
+  mp_args_free(m);
+  ts_block_forever();
+  return 0;
+}
+
+static void check_parent_killed(const char *method) {
+  mp_queue *q;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_queue(a, q);
+  mp_process *c = ts_start(method, pool_then_block, a);
+  mp_args *m = NULL;
+  cr_assert_eq(mp_queue_get_args(q, &m, 30.0), 0);
+  cr_assert_eq(mp_process_kill(c), 0);
+  cr_assert_eq(ts_join(c), -9);
+  for (size_t i = 0; i < 2; i++)
+    cr_assert(ts_wait_pid_gone(mp_args_int(m, i), 10.0),
+              "worker %lld outlived its pool's process",
+              (long long)mp_args_int(m, i));
+  mp_args_free(m);
+  mp_args_free(a);
+  mp_process_free(c);
+  mp_queue_free(q);
+}
+FOR_EACH_METHOD(check_parent_killed)
+
+/* ---- nested pools ---------------------------------------------------------- */
+
+static int nested_sum(const mp_args *a, mp_args *r) {
+  mp_pool *inner;
+  int rc = mp_pool_new(&inner, 2);
+  if (rc != 0)
+    return mp_set_error(rc, "inner pool: %s", mp_last_error_message());
+  mp_args *in, *out = NULL;
+  mp_args_new(&in);
+  for (int64_t i = 0; i < mp_args_int(a, 0); i++)
+    mp_args_add_int(in, i);
+  rc = mp_pool_map(inner, square, in, 0, &out);
+  int64_t sum = 0;
+  for (size_t i = 0; rc == 0 && i < mp_args_count(out); i++)
+    sum += mp_args_int(out, i);
+  mp_args_free(out);
+  mp_args_free(in);
+  mp_pool_close(inner);
+  mp_pool_join(inner, MP_FOREVER);
+  mp_pool_free(inner);
+  if (rc != 0)
+    return mp_set_error(rc, "inner map: %s", mp_last_error_message());
+  return mp_args_add_int(r, sum);
+}
+
+static void check_nested(const char *method) {
+  mp_pool *p = method_pool(method, 2);
+  mp_args *in = ints(1, 5), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, nested_sum, in, 1, &out), 0, "%s",
+               mp_last_error_message());
+  /* sum of squares below n: 0, 1, 5, 14 */
+  cr_assert_eq(mp_args_int(out, 0), 0);
+  cr_assert_eq(mp_args_int(out, 1), 1);
+  cr_assert_eq(mp_args_int(out, 2), 5);
+  cr_assert_eq(mp_args_int(out, 3), 14);
+  mp_args_free(out);
+  mp_args_free(in);
+  mp_pool_free(p);
+}
+FOR_EACH_METHOD(check_nested)
+
+/* ---- imap ------------------------------------------------------------------ */
+
+typedef struct counter {
+  int64_t next, end, produced;
+} counter;
+
+static int count_input(void *ctx, mp_args *args) {
+  counter *c = ctx;
+  if (c->next >= c->end)
+    return 0;
+  c->produced++;
+  return mp_args_add_int(args, c->next++) == 0 ? 1 : -1;
+}
+
+static void imap_check(int kind, int ordered) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 2)
+                                      : mp_pool_new(&p, 2), 0);
+  counter c = {0, 1000, 0};
+  mp_imap *it;
+  cr_assert_eq((ordered ? mp_pool_imap : mp_pool_imap_unordered)(
+                   p, square, count_input, &c, 3, 24, &it), 0);
+  cr_assert_leq(c.produced, 24); /* lazy: only the window so far */
+  unsigned char *seen = calloc(1000, 1);
+  for (int64_t k = 0; k < 1000; k++) {
+    mp_args *r = NULL;
+    size_t index = 0;
+    cr_assert_eq(mp_imap_next(it, &r, &index, 20.0), 1, "%s",
+                 mp_last_error_message());
+    if (ordered)
+      cr_assert_eq(index, (size_t)k);
+    cr_assert_lt(index, 1000);
+    cr_assert_eq(seen[index], 0);
+    seen[index] = 1;
+    cr_assert_eq(mp_args_count(r), 1);
+    cr_assert_eq(mp_args_int(r, 0), (int64_t)(index * index));
+    mp_args_free(r);
+    cr_assert_leq(c.produced - (k + 1), 24, "input read ahead too far");
+  }
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 5.0), 0);
+  free(seen);
+  mp_imap_free(it);
+  mp_pool_free(p);
+}
+
+Test(pool, imap_ordered_lazy, .timeout = TS_TIMEOUT) {
+  imap_check(MP_POOL_PROCESS, 1);
+}
+Test(pool, imap_unordered, .timeout = TS_TIMEOUT) {
+  imap_check(MP_POOL_PROCESS, 0);
+}
+Test(thread_pool, imap_ordered_lazy, .timeout = TS_TIMEOUT) {
+  imap_check(MP_POOL_THREAD, 1);
+}
+Test(thread_pool, imap_unordered, .timeout = TS_TIMEOUT) {
+  imap_check(MP_POOL_THREAD, 0);
+}
+
+static int failing_input(void *ctx, mp_args *args) {
+  counter *c = ctx;
+  if (c->next >= c->end)
+    return MP_EVALUE;
+  return mp_args_add_int(args, c->next++) == 0 ? 1 : -1;
+}
+
+Test(pool, imap_errors_and_timeout, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 2), 0);
+  counter c = {0, 6, 0};
+  mp_imap *it;
+  cr_assert_eq(mp_pool_imap(p, fail_on_3, failing_input, &c, 2, 0, &it), 0);
+  for (size_t k = 0; k < 6; k++) {
+    mp_args *r = NULL;
+    size_t index = 99;
+    int rc = mp_imap_next(it, &r, &index, 20.0);
+    cr_assert_eq(index, k);
+    if (k == 3) {
+      cr_assert_eq(rc, MP_ETASK);
+      cr_assert_str_eq(mp_last_error_message(), "no threes (3)");
+    } else {
+      cr_assert_eq(rc, 1);
+      cr_assert_eq(mp_args_int(r, 0), (int64_t)k);
+    }
+    mp_args_free(r);
+  }
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 5.0), MP_EVALUE); /* the input's */
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 5.0), 0);
+  mp_imap_free(it);
+  cr_assert_eq(mp_imap_next(NULL, NULL, NULL, 1.0), MP_EINVAL);
+  mp_pool_free(p);
+}
+
+Test(pool, imap_next_times_out, .timeout = TS_TIMEOUT) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, MP_POOL_PROCESS, 1, NULL);
+  counter c = {0, 1, 0};
+  mp_imap *it;
+  cr_assert_eq(mp_pool_imap(p, blocker, count_input, &c, 1, 0, &it), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 0.05), MP_ETIMEDOUT);
+  mp_event_set(b.release);
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 20.0), 1);
+  mp_imap_free(it);
+  free_blockers(&b);
+}
+
+/* ---- many workers ---------------------------------------------------------- */
+
+Test(pool, more_than_64_workers, .timeout = 180) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 70), 0, "%s", mp_last_error_message());
+  mp_args *in = ints(0, 700), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0);
+  check_squares(out, 0, 700);
+  mp_args_free(out);
+  mp_args_free(in);
+  /* A death among them is still noticed. */
+  int64_t pids[70];
+  cr_assert_eq(mp_pool_worker_pids(p, pids, 70), 70);
+  ts_kill_pid(pids[69]);
+  cr_assert(ts_wait_pid_gone(pids[69], 10.0));
+  cr_assert_eq(mp_pool_close(p), 0);
+  cr_assert_eq(mp_pool_join(p, 60.0), 0);
+  mp_pool_free(p);
+}
+
+/* ---- executors and futures --------------------------------------------------- */
+
+static void executor_basics(int kind) {
+  mp_executor *e;
+  cr_assert_eq(mp_executor_new(&e, kind, 2), 0);
+  mp_async *fs[8];
+  for (int i = 0; i < 8; i++) {
+    mp_args *a;
+    mp_args_pack(&a, "i", i);
+    cr_assert_eq(mp_executor_submit(e, square, a, &fs[i]), 0);
+    mp_args_free(a);
+  }
+  mp_as_completed *ac;
+  cr_assert_eq(mp_as_completed_new(&ac, fs, 8, 30.0), 0);
+  int seen[8] = {0};
+  size_t idx;
+  for (int k = 0; k < 8; k++) {
+    cr_assert_eq(mp_as_completed_next(ac, &idx), 1);
+    cr_assert_lt(idx, 8);
+    cr_assert_eq(seen[idx], 0);
+    seen[idx] = 1;
+    const mp_args *r;
+    cr_assert_eq(mp_async_get(fs[idx], 0, &r), 0);
+    cr_assert_eq(mp_args_int(r, 0), (int64_t)(idx * idx));
+  }
+  cr_assert_eq(mp_as_completed_next(ac, &idx), 0);
+  mp_as_completed_free(ac);
+  int done[8];
+  cr_assert_eq(mp_futures_wait(fs, 8, MP_ALL_COMPLETED, 5.0, done), 8);
+  for (int i = 0; i < 8; i++) {
+    cr_assert_eq(done[i], 1);
+    cr_assert_eq(mp_async_cancel(fs[i]), 0); /* done: too late */
+    mp_async_free(fs[i]);
+  }
+  cr_assert_eq(mp_executor_shutdown(e, 1, 0), 0);
+  mp_async *f;
+  cr_assert_eq(mp_executor_submit(e, square, NULL, &f), MP_ESTATE);
+  cr_assert_eq(mp_futures_wait(fs, 8, 99, 1.0, NULL), MP_EINVAL);
+  mp_executor_free(e);
+}
+
+Test(executor, process_basics, .timeout = TS_TIMEOUT) {
+  executor_basics(MP_POOL_PROCESS);
+}
+Test(executor, thread_basics, .timeout = TS_TIMEOUT) {
+  executor_basics(MP_POOL_THREAD);
+}
+
+static void executor_cancel(int kind) {
+  blockers b;
+  mp_pool_options eo;
+  mp_args *ia;
+  blocker_options(&b, kind, 1, NULL, &eo, &ia);
+  mp_executor *e;
+  cr_assert_eq(mp_executor_new_ex(&e, &eo), 0);
+  mp_args_free(ia);
+  mp_async *running, *pending[3];
+  cr_assert_eq(mp_executor_submit(e, blocker, NULL, &running), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(mp_executor_submit(e, square, NULL, &pending[i]), 0);
+  /* The running one cannot be cancelled; a pending one can. */
+  cr_assert_eq(mp_async_cancel(running), 0);
+  cr_assert_eq(mp_async_running(running), 1);
+  cr_assert_eq(mp_async_cancel(pending[2]), 1);
+  cr_assert_eq(mp_async_cancelled(pending[2]), 1);
+  const mp_args *r;
+  cr_assert_eq(mp_async_get(pending[2], 0, &r), MP_ECANCELLED);
+  /* wait: first completed times out while the blocker runs. */
+  int done[2];
+  mp_async *two[2] = {running, pending[0]};
+  cr_assert_eq(mp_futures_wait(two, 2, MP_FIRST_COMPLETED, 0.05, done), 0);
+  cr_assert_eq(done[0], 0);
+  /* shutdown(cancel_futures) cancels what has not started. */
+  cr_assert_eq(mp_executor_shutdown(e, 0, 1), 0);
+  cr_assert_eq(mp_async_cancelled(pending[0]), 1);
+  cr_assert_eq(mp_async_cancelled(pending[1]), 1);
+  mp_event_set(b.release);
+  cr_assert_eq(mp_futures_wait(two, 2, MP_ALL_COMPLETED, 20.0, done), 2);
+  cr_assert_eq(mp_async_get(running, 0, &r), 0);
+  cr_assert_eq(mp_executor_shutdown(e, 1, 0), 0);
+  mp_async_free(running);
+  for (int i = 0; i < 3; i++)
+    mp_async_free(pending[i]);
+  mp_executor_free(e);
+  free_blockers(&b);
+}
+
+Test(executor, process_cancel, .timeout = TS_TIMEOUT) {
+  executor_cancel(MP_POOL_PROCESS);
+}
+Test(executor, thread_cancel, .timeout = TS_TIMEOUT) {
+  executor_cancel(MP_POOL_THREAD);
+}
+
+Test(executor, worker_death_fails_only_its_future, .timeout = TS_TIMEOUT) {
+  mp_executor *e;
+  cr_assert_eq(mp_executor_new(&e, MP_POOL_PROCESS, 2), 0);
+  mp_async *bad, *good[4];
+  cr_assert_eq(mp_executor_submit(e, exits_3, NULL, &bad), 0);
+  for (int i = 0; i < 4; i++) {
+    mp_args *a;
+    mp_args_pack(&a, "i", i + 1);
+    cr_assert_eq(mp_executor_submit(e, square, a, &good[i]), 0);
+    mp_args_free(a);
+  }
+  const mp_args *r;
+  cr_assert_eq(mp_async_get(bad, 20.0, &r), MP_EWORKERDIED);
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(mp_async_get(good[i], 20.0, &r), 0);
+    cr_assert_eq(mp_args_int(r, 0), (i + 1) * (i + 1));
+    mp_async_free(good[i]);
+  }
+  int done[1];
+  cr_assert_eq(mp_futures_wait(&bad, 1, MP_FIRST_EXCEPTION, 1.0, done), 1);
+  mp_async_free(bad);
+  mp_executor_free(e);
+}
+
+Test(executor, as_completed_timeout, .timeout = TS_TIMEOUT) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, MP_POOL_THREAD, 1, NULL);
+  mp_async *f;
+  cr_assert_eq(mp_pool_apply_async(p, blocker, NULL, NULL, NULL, NULL, &f), 0);
+  mp_as_completed *ac;
+  cr_assert_eq(mp_as_completed_new(&ac, &f, 1, 0.05), 0);
+  size_t idx;
+  cr_assert_eq(mp_as_completed_next(ac, &idx), MP_ETIMEDOUT);
+  mp_as_completed_free(ac);
+  cr_assert_eq(mp_as_completed_new(&ac, NULL, 1, 1.0), MP_EINVAL);
+  mp_event_set(b.release);
+  cr_assert_eq(mp_async_wait(f, 20.0), 0);
+  mp_async_free(f);
+  free_blockers(&b);
+}
