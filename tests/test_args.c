@@ -106,3 +106,48 @@ Test(args, many_items) {
   cr_expect_eq(mp_args_int(a, 9999), 29997);
   mp_args_free(a);
 }
+
+Test(args, none_and_nested_tuples) {
+  mp_args *inner, *a;
+  cr_assert_eq(mp_args_pack(&inner, "is", 7, "seven"), 0);
+  cr_assert_eq(mp_args_new(&a), 0);
+  cr_assert_eq(mp_args_add_none(a), 0);
+  cr_assert_eq(mp_args_add_tuple(a, inner), 0);
+  cr_assert_eq(mp_args_add_int(a, 3), 0);
+  cr_assert_eq(mp_args_count(a), 3);
+  cr_expect_eq(mp_args_type(a, 0), MP_ARG_NONE);
+  cr_expect_eq(mp_args_type(a, 1), MP_ARG_TUPLE);
+  const mp_args *t = mp_args_tuple(a, 1);
+  cr_assert_not_null(t);
+  cr_expect_eq(t, mp_args_tuple(a, 1)); /* the same view each time */
+  cr_expect_eq(mp_args_count(t), 2);
+  cr_expect_eq(mp_args_int(t, 0), 7);
+  cr_expect_str_eq(mp_args_str(t, 1), "seven");
+  /* Wrong item type or index: NULL with the error set. */
+  cr_expect_null(mp_args_tuple(a, 0));
+  cr_expect_null(mp_args_tuple(a, 9));
+  /* Tuples nest, and copies carry them. */
+  mp_args *outer, *c;
+  cr_assert_eq(mp_args_new(&outer), 0);
+  cr_assert_eq(mp_args_add_tuple(outer, a), 0);
+  cr_assert_eq(mp_args_copy(&c, outer), 0);
+  const mp_args *t2 = mp_args_tuple(mp_args_tuple(c, 0), 1);
+  cr_assert_not_null(t2);
+  cr_expect_str_eq(mp_args_str(t2, 1), "seven");
+  /* Misuse. */
+  cr_expect_eq(mp_args_add_tuple(a, NULL), MP_EINVAL);
+  cr_expect_eq(mp_args_add_tuple(a, a), MP_EINVAL);
+  cr_expect_eq(mp_args_add_none(NULL), MP_EINVAL);
+  mp_lock *l;
+  cr_assert_eq(mp_lock_new(&l), 0);
+  mp_args *withobj;
+  mp_args_new(&withobj);
+  mp_args_add_lock(withobj, l);
+  cr_expect_eq(mp_args_add_tuple(a, withobj), MP_ETYPE);
+  mp_args_free(withobj);
+  mp_lock_free(l);
+  mp_args_free(c);
+  mp_args_free(outer);
+  mp_args_free(a);
+  mp_args_free(inner);
+}

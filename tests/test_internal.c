@@ -121,3 +121,58 @@ Test(args_wire, random_bytes_never_crash) {
   }
   cr_log_info("random buffers accepted: %d of 20000", accepted);
 }
+
+Test(args_wire, nested_tuples_are_validated) {
+  mp_args *inner, *a;
+  mp_args_pack(&inner, "is", 1, "x");
+  mp_args_new(&a);
+  mp_args_add_none(a);
+  mp_args_add_tuple(a, inner);
+  size_t n;
+  const unsigned char *p = mp__args_data(a, &n);
+  mp_args *b = roundtrip(a);
+  cr_expect_eq(mp_args_type(b, 0), MP_ARG_NONE);
+  cr_expect_eq(mp_args_int(mp_args_tuple(b, 1), 0), 1);
+  mp_args_free(b);
+  /* A nested tuple whose own bytes are damaged is refused whole. */
+  unsigned char q[128];
+  cr_assert_leq(n, sizeof q);
+  memcpy(q, p, n);
+  q[9 + 5] = 'X'; /* the inner magic: after none (1) and the tuple head (5) */
+  cr_expect_eq(mp__args_from_bytes(&b, q, n), MP_EPROTO);
+  memcpy(q, p, n);
+  q[n - 2] = 'q'; /* the inner string loses its terminator */
+  q[n - 1] = 'q';
+  cr_expect_eq(mp__args_from_bytes(&b, q, n), MP_EPROTO);
+  for (size_t cut = 0; cut < n; cut++)
+    cr_expect_eq(mp__args_from_bytes(&b, p, cut), MP_EPROTO, "cut %zu", cut);
+  mp_args_free(a);
+  mp_args_free(inner);
+  /* Tuples nested deeper than the limit are refused. */
+  mp_args *t;
+  mp_args_pack(&t, "i", 0);
+  for (int depth = 0; depth < 40; depth++) {
+    mp_args *w;
+    mp_args_new(&w);
+    mp_args_add_tuple(w, t);
+    mp_args_free(t);
+    t = w;
+  }
+  p = mp__args_data(t, &n);
+  cr_expect_eq(mp__args_from_bytes(&b, p, n), MP_EPROTO);
+  mp_args_free(t);
+  /* An object inside a nested tuple (forged) is refused. */
+  mp_args *o, *w;
+  mp_args_new(&o);
+  mp__args_add_object(o, 3, "blob", 4, NULL);
+  size_t on;
+  const unsigned char *op = mp__args_data(o, &on);
+  mp_args_new(&w);
+  mp_args_add_bytes(w, op, on); /* same layout as a tuple item but type */
+  p = mp__args_data(w, &n);
+  memcpy(q, p, n);
+  q[8] = MP_ARG_TUPLE;
+  cr_expect_eq(mp__args_from_bytes(&b, q, n), MP_EPROTO);
+  mp_args_free(w);
+  mp_args_free(o);
+}

@@ -931,3 +931,80 @@ Test(executor, as_completed_timeout, .timeout = TS_TIMEOUT) {
   mp_async_free(f);
   free_blockers(&b);
 }
+
+/* ---- exit with a pool still open; logging ------------------------------- */
+
+static int pool_then_exit(const mp_args *a) {
+  mp_queue *q = mp_args_queue(a, 0);
+  mp_pool *p;
+  if (mp_pool_new(&p, 2) != 0)
+    return 1;
+  int64_t pids[2];
+  mp_pool_worker_pids(p, pids, 2);
+  mp_args *m;
+  mp_args_pack(&m, "II", pids[0], pids[1]);
+  mp_queue_put_args(q, m, MP_FOREVER);
+  mp_args_free(m);
+  return 0; /* neither closed nor freed: the exit work terminates it */
+}
+
+static void check_exit_with_open_pool(const char *method) {
+  mp_queue *q;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_queue(a, q);
+  mp_process *c = ts_start(method, pool_then_exit, a);
+  cr_assert_eq(ts_join(c), 0);
+  mp_args *m = NULL;
+  cr_assert_eq(mp_queue_get_args(q, &m, 5.0), 0);
+  for (size_t i = 0; i < 2; i++)
+    cr_assert(ts_wait_pid_gone(mp_args_int(m, i), 10.0));
+  mp_args_free(m);
+  mp_args_free(a);
+  mp_process_free(c);
+  mp_queue_free(q);
+}
+FOR_EACH_METHOD(check_exit_with_open_pool)
+
+static int log_level_task(const mp_args *a, mp_args *r) {
+  (void)a;
+  return mp_args_add_int(r, mp_log_level());
+}
+
+static int log_to_file(const mp_args *a) {
+  if (freopen(mp_args_str(a, 0), "w", stderr) == NULL)
+    return 1;
+  mp_log_to_stderr(MP_LOG_INFO);
+  mp_log(MP_LOG_DEBUG, "not shown");
+  mp_log(MP_LOG_WARNING, "hello %d", 5);
+  fflush(stderr);
+  return 0;
+}
+
+Test(pool, logging, .timeout = TS_TIMEOUT) {
+  cr_assert_eq(mp_log_level(), MP_LOG_OFF);
+  char path[512], text[512];
+  ts_temp_path(path, sizeof path, "log");
+  mp_args *a;
+  mp_args_pack(&a, "s", path);
+  mp_process *c = ts_start(NULL, log_to_file, a);
+  cr_assert_eq(ts_join(c), 0);
+  cr_assert_gt(ts_read_file(path, text, sizeof text), 0);
+  cr_assert(strstr(text, "[WARNING/Process-") != NULL, "%s", text);
+  cr_assert(strstr(text, "] hello 5\n") != NULL, "%s", text);
+  cr_assert(strstr(text, "not shown") == NULL, "%s", text);
+  remove(path);
+  mp_process_free(c);
+  mp_args_free(a);
+  /* Workers inherit the level. */
+  mp_log_to_stderr(MP_LOG_ERROR);
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 1), 0);
+  mp_args *r = NULL;
+  cr_assert_eq(mp_pool_apply(p, log_level_task, NULL, &r), 0);
+  cr_assert_eq(mp_args_int(r, 0), MP_LOG_ERROR);
+  mp_args_free(r);
+  mp_pool_free(p);
+  mp_log_to_stderr(MP_LOG_OFF);
+}
