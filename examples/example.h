@@ -1,10 +1,10 @@
 /*
  * example.h - what the examples share: the start method from the command
- * line, and sleeping and timing, the only place where they need to know
- * the operating system.
+ * line, sleeping and timing, and the temporary directory, the only place
+ * where they need to know the operating system.
  *
  * Include it first: on POSIX it asks for the POSIX declarations
- * (nanosleep, clock_gettime, localtime_r) that strict C11 hides.
+ * (nanosleep, clock_gettime, localtime_r, mkdir) that strict C11 hides.
  */
 #ifndef MPROC_EXAMPLE_H
 #define MPROC_EXAMPLE_H
@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "mproc.h"
@@ -25,6 +26,8 @@
 #    define WIN32_LEAN_AND_MEAN
 #  endif
 #  include <windows.h>
+#else
+#  include <sys/stat.h>
 #endif
 
 /* The start method named by argv[1], if any ("fork", "spawn",
@@ -80,6 +83,36 @@ static inline const char *ex_ctime(char *buf, size_t cap) {
 #endif
   strftime(buf, cap, "%a %b %d %H:%M:%S %Y", &tm);
   return buf;
+}
+
+/* The temporary directory with a trailing separator ($TMPDIR or /tmp;
+ * GetTempPath on Windows). */
+static inline void ex_temp_dir(char *buf, size_t cap) {
+#ifdef _WIN32
+  DWORD n = GetTempPathA((DWORD)cap, buf);
+  if (n == 0 || n >= cap)
+    snprintf(buf, cap, ".\\");
+#else
+  const char *dir = getenv("TMPDIR");
+  snprintf(buf, cap, "%s/", dir != NULL && *dir != '\0' ? dir : "/tmp");
+#endif
+}
+
+/* Create / remove an (empty) directory: 0 on success. */
+static inline int ex_mkdir(const char *path) {
+#ifdef _WIN32
+  return CreateDirectoryA(path, NULL) ? 0 : -1;
+#else
+  return mkdir(path, 0700);
+#endif
+}
+
+static inline int ex_rmdir(const char *path) {
+#ifdef _WIN32
+  return RemoveDirectoryA(path) ? 0 : -1;
+#else
+  return remove(path); /* POSIX: rmdir for a directory */
+#endif
 }
 
 #endif /* MPROC_EXAMPLE_H */

@@ -119,7 +119,8 @@ enum mp_arg_type {
 MP_API int mp_args_new(mp_args **out);
 
 /* A new tuple from a format, like Py_BuildValue:
- *   'i' int, 'I' int64_t, 'd' double, 's' const char *,
+ *   'i' int, 'I' int64_t (pass a real int64_t: a plain int literal is
+ *   undefined behaviour through varargs), 'd' double, 's' const char *,
  *   'y' bytes as (const void *, size_t).
  *     mp_args_pack(&a, "sid", "bob", 42, 1.5);                            */
 MP_API int mp_args_pack(mp_args **out, const char *fmt, ...);
@@ -756,7 +757,9 @@ MP_API int mp_thread_active_count(void);
  *     }
  * Task functions travel like process targets: nothing to register.
  * Task arguments hold plain values (objects: MP_ETYPE); give workers
- * objects through the initializer's arguments, as in Python.
+ * objects through the initializer's arguments, as in Python.  (A thread
+ * pool task shares the caller's memory: a pointer may travel as an
+ * integer, (int64_t)(intptr_t)ptr.)
  *
  * A task's value, where one value is expected (map, imap): the single
  * value it added; None when it added none; a tuple of them when it added
@@ -775,10 +778,13 @@ typedef struct mp_imap mp_imap;
 
 typedef int (*mp_task_fn)(const mp_args *args, mp_args *result);
 
-/* Called in the pool's own thread of the calling process when a task
- * succeeds (with its result) or fails (status: MP_ETASK, MP_EWORKERDIED,
- * MP_EBROKEN, MP_ECLOSED, MP_ECANCELLED; message: the worker's).
- * Callbacks should return quickly: results wait behind them. */
+/* Called when a task succeeds (with its result) or fails (status: the
+ * task's own non-zero return for a task that failed, else MP_EWORKERDIED,
+ * MP_EBROKEN, MP_ECLOSED, MP_ECANCELLED; message: the worker's).  They
+ * run in the pool's result thread in the calling process, except for
+ * tasks that end without running (a cancel, terminate, a map over no
+ * items), whose callbacks run in the thread that ended them.  Callbacks
+ * should return quickly: other results wait behind them. */
 typedef void (*mp_result_cb)(const mp_args *result, void *arg);
 typedef void (*mp_error_cb)(int status, const char *message, void *arg);
 

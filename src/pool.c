@@ -1167,6 +1167,9 @@ static void handler_main(void *arg) {
     if (h.kind == RES_DEATH) {
       worker_ended(p, h.worker, h.gen, &dl);
       wake_watcher(p);
+      mp__async_lock(); /* mp_pool_join may be waiting for this */
+      async_broadcast();
+      mp__async_unlock();
     } else if (h.kind == RES_INIT_FAILED && !p->broken) {
       char msg[600];
       err_rec r;

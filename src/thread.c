@@ -372,6 +372,9 @@ static void thread_main(void *arg) {
 int mp_thread_start(mp_thread *t) {
   if (t == NULL)
     return mp__error(MP_EINVAL, "mp_thread_start: NULL thread");
+  int rc = sync_ready(); /* made again in a fork child */
+  if (rc != 0)
+    return rc;
   mpi_lock();
   int fresh = t->kind == T_USER && t->state == T_NEW;
   if (fresh) {
@@ -384,7 +387,7 @@ int mp_thread_start(mp_thread *t) {
     return mp__error(MP_ESTATE, "threads can only be started once");
   mp__at_exit_install(); /* non-daemonic threads are joined at exit */
   mpi_thread *os = NULL;
-  int rc = mpi_thread_start(thread_main, t, &os);
+  rc = mpi_thread_start(thread_main, t, &os);
   mpi_lock();
   if (rc != 0) {
     registry_remove(t);

@@ -27,7 +27,24 @@ static DWORD WINAPI trampoline(LPVOID p) {
   return 0;
 }
 
+/* MinGW-w64's float formatting (its gdtoa, behind %g and friends with
+ * __USE_MINGW_ANSI_STDIO, which this library is built with) registers an
+ * atexit handler the first time it runs.  When that first time is in a
+ * thread while the main thread runs the atexit handlers -- one of which
+ * joins the non-daemonic threads -- the registration waits for the exit
+ * lock forever: an error message with a %g (a wait that timed out) is
+ * enough.  So format one float before the first thread starts. */
+static volatile LONG crt_ready;
+
+static void crt_warm_up(void) {
+  if (InterlockedCompareExchange(&crt_ready, 1, 0) == 0) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%g", 0.5);
+  }
+}
+
 int mpi_thread_start(void (*fn)(void *), void *arg, mpi_thread **out) {
+  crt_warm_up();
   mpi_thread *t = malloc(sizeof *t);
   start_block *b = malloc(sizeof *b);
   if (t == NULL || b == NULL) {
