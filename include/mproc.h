@@ -884,7 +884,9 @@ MP_API int mp_pool_workers(mp_pool *p);
 MP_API int mp_pool_worker_pids(mp_pool *p, int64_t *pids, size_t cap);
 
 /* Terminate (if still running), join and release.  NULL accepted.
- * mp_async handles stay valid until freed. */
+ * mp_async handles stay valid until freed; free mp_imap iterators
+ * before their pool.  terminate, join and free refuse (MP_ESTATE / do
+ * nothing) when called from one of the pool's own callbacks. */
 MP_API void mp_pool_free(mp_pool *p);
 
 /* AsyncResult (and Future, section 12).

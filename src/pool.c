@@ -156,6 +156,7 @@ struct mp_pool {
   mp_queue *results;
   mpi_thread *handler, *watcher, *feeder;
   mpi_fd wake_r, wake_w; /* wakes the watcher */
+  volatile int64_t handler_tid; /* callbacks run in this thread */
   void (*fn_cached)(void);
   char fn_module[1024];
   uint64_t fn_offset;
@@ -772,7 +773,9 @@ static void dispatch(mp_pool *p) {
     memcpy(c->msg + offsetof(task_hdr, seq), &c->seq, sizeof c->seq);
     int rc = mp_queue_put_nowait(p->w[i].inbox, c->msg, c->len);
     if (rc != 0) {
-      if (sk) sk[i] = 1;
+      if (sk == NULL)
+        break;
+      sk[i] = 1;
       continue;
     }
     p->next_seq++;
@@ -1139,6 +1142,7 @@ static void wake_watcher(mp_pool *p) {
 
 static void handler_main(void *arg) {
   mp_pool *p = arg;
+  p->handler_tid = mpi_thread_id();
   unsigned char *buf = NULL;
   size_t cap = 0;
   for (;;) {
@@ -1471,9 +1475,17 @@ int mp_pool_close(mp_pool *p) {
   return 0;
 }
 
+/* The pool's own thread cannot wait for itself. */
+static int in_callback(mp_pool *p, const char *what) {
+  if (p->handler_tid != 0 && p->handler_tid == mpi_thread_id())
+    return mp__error(MP_ESTATE, "%s: called from the pool's own callback "
+                                "thread, which it would wait for", what);
+  return 0;
+}
+
 int mp_pool_terminate(mp_pool *p) {
   int rc = check_pool(p, "mp_pool_terminate");
-  if (rc != 0)
+  if (rc != 0 || (rc = in_callback(p, "mp_pool_terminate")) != 0)
     return rc;
   done_list dl = {NULL, NULL};
   mpi_mutex_lock(p->mu);
@@ -1499,7 +1511,8 @@ int mp_pool_terminate(mp_pool *p) {
 
 int mp_pool_join(mp_pool *p, double timeout) {
   int rc = check_pool(p, "mp_pool_join");
-  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0)
+  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0 ||
+      (rc = in_callback(p, "mp_pool_join")) != 0)
     return rc;
   mpi_mutex_lock(p->mu);
   int state = p->state, joined = p->joined;
@@ -1538,7 +1551,8 @@ int mp_pool_join(mp_pool *p, double timeout) {
 }
 
 void mp_pool_free(mp_pool *p) {
-  if (p == NULL || p->owner_pid != mpi_getpid())
+  if (p == NULL || p->owner_pid != mpi_getpid() ||
+      in_callback(p, "mp_pool_free") != 0)
     return;
   mp_pool_terminate(p);
   unregister_pool(p);

@@ -1008,3 +1008,38 @@ Test(pool, logging, .timeout = TS_TIMEOUT) {
   mp_pool_free(p);
   mp_log_to_stderr(MP_LOG_OFF);
 }
+
+/* A callback may submit more work, but not wait for its own pool. */
+typedef struct reentrant {
+  mp_pool *pool;
+  mp_event *done;
+  int join_rc, terminate_rc, submit_rc;
+} reentrant;
+
+static void reentrant_cb(const mp_args *r, void *arg) {
+  (void)r;
+  reentrant *s = arg;
+  s->join_rc = mp_pool_join(s->pool, 1.0);
+  s->terminate_rc = mp_pool_terminate(s->pool);
+  s->submit_rc = mp_pool_apply_async(s->pool, square, NULL, NULL, NULL, NULL,
+                                     NULL);
+  mp_event_set(s->done);
+}
+
+Test(pool, callback_reentry, .timeout = TS_TIMEOUT) {
+  reentrant s;
+  memset(&s, 0, sizeof s);
+  cr_assert_eq(mp_pool_new(&s.pool, 1), 0);
+  cr_assert_eq(mp_event_new(&s.done), 0);
+  mp_args *a;
+  mp_args_pack(&a, "i", 3);
+  cr_assert_eq(mp_pool_apply_async(s.pool, square, a, reentrant_cb, NULL, &s,
+                                   NULL), 0);
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.join_rc, MP_ESTATE);
+  cr_assert_eq(s.terminate_rc, MP_ESTATE);
+  cr_assert_eq(s.submit_rc, 0);
+  mp_args_free(a);
+  mp_event_free(s.done);
+  mp_pool_free(s.pool);
+}
