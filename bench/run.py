@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """run.py - run the benchmarks for mproc (bench_start, bench_pipe,
-bench_sync), Python's multiprocessing (bench_start.py, bench_pipe.py,
-bench_sync.py) and the OS floor in one run, print Markdown tables with
-ratios, and check the project's budgets.
+bench_sync, bench_pool), Python's multiprocessing (bench_start.py,
+bench_pipe.py, bench_sync.py, bench_pool.py) and the OS floor in one run,
+print Markdown tables with ratios, and check the project's budgets.
 
     python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
                          [--pipe-bin PATH] [--pipe-n 20000]
                          [--sync-bin PATH] [--sync-reps 2] [--sync-scale 1]
-                         [--sync-pin both|none] [--check]
+                         [--sync-pin both|none]
+                         [--pool-bin PATH] [--pool-reps 2] [--pool-scale 1]
+                         [--pool-extra yes|no] [--check]
 
-bench_pipe and bench_sync are looked for next to bench_start unless
---pipe-bin / --sync-bin is given.  Each round runs bench_sync with mproc's
-default adaptive spin and with MPROC_SPIN_US=0 (the "nospin" rows: the
-queues and the shared Value), and bench_sync.py; the two-process
-measurements run once with parent and child pinned to two CPUs and once
-pinned to one (--sync-pin both, the default), or unpinned (--sync-pin
-none).
+bench_pipe, bench_sync and bench_pool are looked for next to bench_start
+unless --pipe-bin / --sync-bin / --pool-bin is given.  Each round runs
+bench_sync with mproc's default adaptive spin and with MPROC_SPIN_US=0
+(the "nospin" rows: the queues and the shared Value), and bench_sync.py;
+the two-process measurements run once with parent and child pinned to two
+CPUs and once pinned to one (--sync-pin both, the default), or unpinned
+(--sync-pin none).  Each round also runs bench_pool and bench_pool.py
+(default start method, as many pool workers as CPUs, unpinned), and
+unless --pool-extra no, bench_pool with MPROC_SPIN_US=0 and the round
+trips of both with everything pinned to one CPU.
 
 The N iterations per method are split over ROUNDS rounds; each round runs
 bench_start and then bench_start.py (the order alternates from round to
@@ -76,6 +81,42 @@ SYNC_BUDGETS = [
 ]
 
 TWO_PROC = ("queue 64B", "queue 1MiB", "value")
+
+# bench_pool: process pools and executors against Python's Pool and
+# ProcessPoolExecutor (see bench_pool.c).  Rates are better when higher,
+# the round trip (us) when lower.
+POOL_BUDGETS = [
+    ("map of x*x over 1,000,000 ints (default chunksize) at least 10x "
+     "Python's Pool.map tasks/s", "mproc map", "python map", "ge", 10.0),
+    ("map with chunksize 1 at least 20x Python's tasks/s",
+     "mproc map cs1", "python map cs1", "ge", 20.0),
+    ("apply_async+get round trip at least 20x faster than Python's",
+     "python apply", "mproc apply", "ge", 20.0),
+    ("executor submit+wait at least 20x ProcessPoolExecutor's futures/s",
+     "mproc executor", "python executor", "ge", 20.0),
+]
+
+# The pool table: (row name, mproc label, Python label, floor label,
+# floor name).  Each mproc row comes again for every variant with samples
+# (POOL_VARIANTS: mproc's label suffix, the suffix of Python's and the
+# floor's, the row name's): without spinning, and with everything pinned
+# to one CPU.
+POOL_ROWS = [
+    ("map, 1,000,000 ints, default chunksize", "mproc map", "python map",
+     "c serial map", "serial loop"),
+    ("map, chunksize 1 (mproc 100,000 ints, Python 20,000)",
+     "mproc map cs1", "python map cs1", "c serial map", "serial loop"),
+    ("the same map without a pool, in one process", "c serial map",
+     "python serial map", None, None),
+    ("apply_async + get round trip", "mproc apply", "python apply",
+     "os ping-pong", "socketpair ping-pong"),
+    ("executor: submit (mproc 20,000, Python 5,000) + wait all",
+     "mproc executor", "python executor", None, None),
+]
+POOL_VARIANTS = [("", "", ""), (" nospin", "", ", nospin"),
+                 (" @one-cpu", " @one-cpu", ", all on one CPU"),
+                 (" nospin @one-cpu", " @one-cpu", ", all on one CPU, nospin")]
+INFO = {}  # "mproc" / "python" -> the programs' "info" lines
 SYNC_PLACEMENTS = (("", "unpinned"), (" @cross-cpu", "two CPUs"),
                    (" @same-cpu", "one CPU"))
 
@@ -97,7 +138,8 @@ SYNC_ROWS = [
      None, None),
 ]
 UNIT_NAMES = {"us": "µs", "ns": "ns ↓", "msgs_s": "msg/s ↑", "MB_s": "MB/s ↑",
-              "incs_s": "incr/s ↑"}
+              "incs_s": "incr/s ↑", "tasks_s": "tasks/s ↑",
+              "futures_s": "futures/s ↑"}
 UNITS = {}  # label -> unit, from the programs' summary lines
 
 
@@ -123,7 +165,8 @@ def find_bin(given):
 
 
 def find_sibling(given, start_exe, name):
-    """--pipe-bin / --sync-bin, or `name` next to bench_start, or None."""
+    """--pipe-bin / --sync-bin / --pool-bin, or `name` next to
+    bench_start, or None."""
     if given:
         if not os.path.isfile(given):
             sys.exit(f"run.py: {given}: no such file")
@@ -175,6 +218,9 @@ def run(cmd, env=None):
         if line.startswith("samples "):
             label, _, data = line[len("samples "):].partition(":")
             samples[label.strip()] = [float(x) for x in data.split(",") if x]
+        elif line.startswith("info "):  # "info <who>: key=value ..."
+            who, _, rest = line[len("info "):].partition(":")
+            INFO[who.strip()] = rest.strip()
         elif " median_" in line:  # "<label> median_<unit>=..."
             label, _, rest = line.partition(" median_")
             UNITS[label] = rest.partition("=")[0]
@@ -202,6 +248,28 @@ def sync_cmds(exe, python, reps, scale, pin):
                       ([exe] + same + two + common, nospin),
                       (py + cross + common, None),
                       (py + same + two + common, None)]
+
+
+def pool_cmds(exe, python, reps, scale, extra):
+    """The commands of one bench_pool round: the C program with mproc's
+    default spin, and its Python twin; with `extra`, also the C program
+    with MPROC_SPIN_US=0 (no serial loop or ping-pong: they do not
+    depend on it), and the round trips with everything pinned to one CPU
+    (mproc with and without spin, the ping-pong, Python)."""
+    common = ["--reps", str(reps), "--scale", str(scale), "--samples"]
+    spin = {k: v for k, v in os.environ.items() if k != "MPROC_SPIN_US"}
+    nospin = dict(spin, MPROC_SPIN_US="0")
+    py = [python, os.path.join(HERE, "bench_pool.py")]
+    todo = [([exe] + common, spin), (py + common, None)]
+    if extra:
+        one = ["--pin", "one", "--only", "apply"]
+        todo[1:1] = [
+            ([exe, "--only", "map", "--only", "cs1", "--only", "apply",
+              "--only", "executor"] + common, nospin),
+            ([exe] + one + ["--only", "os"] + common, spin),
+            ([exe] + one + common, nospin)]
+        todo.append((py + one + common, None))
+    return lambda r: todo
 
 
 def machine():
@@ -284,6 +352,40 @@ def sync_table(g):
                   f"| {'n/a' if up is None else f'{up:.1f}x'} |")
 
 
+def pool_table(g):
+    print("| measurement | unit | mproc | Python | floor "
+          "| mproc vs floor | mproc speed-up vs Python |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for name, m, py, fl, fl_name in POOL_ROWS:
+        for msuf, suf, nsuf in POOL_VARIANTS:
+            if msuf and (not m.startswith("mproc ") or g(m + msuf) is None):
+                continue
+            rows.append((name + nsuf, m + msuf, py and py + suf,
+                         fl and fl + suf, fl_name))
+    for name, m, py, fl, fl_name in rows:
+        mv, pv, fv = (g(x) if x else None for x in (m, py, fl))
+        lab = m or py
+        u = UNITS.get(lab, "?")
+        unit = "µs ↓" if u == "us" else UNIT_NAMES.get(u, u)
+        vs = ratio(mv, fv)
+        up = ratio(mv, pv) if higher_is_better(lab) else ratio(pv, mv)
+        floor = "n/a" if fv is None else f"{fmt(fv)} ({fl_name})"
+        print(f"| {name} | {unit} | {fmt(mv)} | {fmt(pv)} | {floor} "
+              f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+              f"| {'n/a' if up is None else f'{up:.1f}x'} |")
+
+
+def per_item(g):
+    """ "map ... ns per item" for the map rows (wall time / items)."""
+    out = []
+    for lab in ("mproc map", "mproc map cs1", "c serial map", "python map",
+                "python map cs1", "python serial map"):
+        if g(lab):
+            out.append(f"{lab} {1e9 / g(lab):,.0f}")
+    return ", ".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", help="path to bench_start (default: look for "
@@ -316,17 +418,29 @@ def main():
     ap.add_argument("--sync-scale", type=float, default=1.0,
                     help="multiply bench_sync's message and iteration "
                     "counts (default 1)")
+    ap.add_argument("--pool-bin", help="path to bench_pool (default: next "
+                    "to bench_start)")
+    ap.add_argument("--pool-reps", type=int, default=2,
+                    help="samples per rate measurement and program run "
+                    "(default 2; bench_pool runs once per round)")
+    ap.add_argument("--pool-scale", type=float, default=1.0,
+                    help="multiply bench_pool's task and round-trip counts "
+                    "(default 1)")
+    ap.add_argument("--pool-extra", choices=("yes", "no"), default="yes",
+                    help="also run bench_pool with MPROC_SPIN_US=0 and the "
+                    "round trips pinned to one CPU (default yes)")
     ap.add_argument("--check", action="store_true",
                     help="exit non-zero when a budget fails")
     a = ap.parse_args()
     if a.n < 1 or a.rounds < 1 or a.pipe_n < 1 or a.sync_reps < 1 \
-            or a.sync_scale <= 0:
-        ap.error("-n, --pipe-n, --rounds, --sync-reps and --sync-scale must "
-                 "be positive")
+            or a.sync_scale <= 0 or a.pool_reps < 1 or a.pool_scale <= 0:
+        ap.error("-n, --pipe-n, --rounds, --sync-reps, --sync-scale, "
+                 "--pool-reps and --pool-scale must be positive")
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
     pipe_exe = find_sibling(a.pipe_bin, exe, "bench_pipe")
     sync_exe = find_sibling(a.sync_bin, exe, "bench_sync")
+    pool_exe = find_sibling(a.pool_bin, exe, "bench_pool")
 
     print(machine())
     print(f"bench_start: {exe}")
@@ -349,6 +463,17 @@ def main():
     else:
         print("bench_sync: not found next to bench_start (--sync-bin): "
               "queue, lock and Value rows skipped")
+    if pool_exe:
+        print(f"bench_pool: {pool_exe}")
+        print(f"pool: {a.pool_reps} samples per rate measurement and program "
+              f"run (each >= 0.2 s), {a.rounds} alternating rounds, scale "
+              f"{a.pool_scale:g}; default start method, unpinned"
+              + ("; nospin rows with MPROC_SPIN_US=0; round trips also "
+                 "with everything pinned to one CPU"
+                 if a.pool_extra == "yes" else ""))
+    else:
+        print("bench_pool: not found next to bench_start (--pool-bin): "
+              "pool rows skipped")
 
     pooled = {}
     per_round = alternate(exe, os.path.join(HERE, "bench_start.py"), a.n,
@@ -364,6 +489,12 @@ def main():
         per_round_sync = alternate_cmds(
             "bench_sync", sync_cmds(sync_exe, a.python, a.sync_reps,
                                     a.sync_scale, a.sync_pin),
+            a.rounds, pooled)
+    per_round_pool = []
+    if pool_exe:
+        per_round_pool = alternate_cmds(
+            "bench_pool", pool_cmds(pool_exe, a.python, a.pool_reps,
+                                    a.pool_scale, a.pool_extra == "yes"),
             a.rounds, pooled)
 
     med = {k: statistics.median(v) for k, v in pooled.items()}
@@ -416,6 +547,25 @@ def main():
               "child on two CPUs / on one CPU (pinned, or as the scheduler "
               "placed them when unpinned); nospin: mproc with "
               "MPROC_SPIN_US=0, against the same Python.")
+    if pool_exe:
+        print()
+        pool_table(g)
+        print()
+        who = "; ".join(f"{k}: {v}" for k, v in sorted(INFO.items()))
+        print(f"Medians over the pooled samples ({who}).  Pools and "
+              "executors are created and warmed up outside the timing; "
+              "every worker count is the CPU count.  A rate sample is the "
+              "tasks over the time of as many repetitions as fill 0.2 s.  "
+              "The floor of the maps is the same map in one process "
+              "without a pool (\"mproc vs floor\" above 1.00x: the pool "
+              "is faster than the serial loop); the floor of the round "
+              "trip is a raw socketpair ping-pong with a fork()ed child "
+              "(\"mproc vs floor\": mproc's time / the floor's).  nospin: "
+              "mproc with MPROC_SPIN_US=0, against the same Python; one "
+              "CPU: the program, its workers and the ping-pong child "
+              "pinned to one CPU (the budgets use the default rows: "
+              "spinning, unpinned).")
+        print(f"Wall time per item (ns): {per_item(g)}.")
     print()
     print("Spread (µs): min / p10 / median / p90")
     for k in sorted(pooled):
@@ -459,6 +609,11 @@ def main():
             failed += check(desc, num, den, op, bound, g, per_round_sync)
         else:
             print(f"SKIP: {desc}: bench_sync not found")
+    for desc, num, den, op, bound in POOL_BUDGETS:
+        if pool_exe:
+            failed += check(desc, num, den, op, bound, g, per_round_pool)
+        else:
+            print(f"SKIP: {desc}: bench_pool not found")
     if a.check and failed:
         return 1
     return 0
