@@ -50,6 +50,10 @@ void mpi_mutex_free(mpi_mutex *m);
 /* Monotonic clock in seconds. */
 double mpi_now(void);
 
+/* Let another thread that is ready to run have this CPU (sched_yield,
+ * SwitchToThread); returns at once when there is none. */
+void mpi_yield(void);
+
 /* Cryptographically random bytes (getrandom/arc4random, BCryptGenRandom).
  * 0 or MP_EOS. */
 int mpi_random(void *buf, size_t n);

@@ -100,7 +100,9 @@ typedef struct mp__job {
   size_t ncalls, nchunks;
   size_t chunks_left;   /* not yet answered (or failed) */
   size_t chunks_out;    /* queued or held by a worker */
-  part *parts;          /* J_MAP: each chunk's values */
+  part *parts;          /* J_MAP: chunks answered ahead of their turn */
+  mp_args *all;         /* J_MAP: the results so far, in order */
+  size_t next_part;     /* J_MAP: the chunk `all` needs next */
   int done;             /* J_APPLY/J_MAP: the async is completed */
 } job;
 
@@ -841,6 +843,7 @@ static void job_free_if_done(job *j) {
       free(j->parts[k].bytes);
     free(j->parts);
   }
+  mp_args_free(j->all);
   free(j);
 }
 
@@ -901,6 +904,39 @@ static void chunk_fail(mp_pool *p, chunk *c, int rc, const char *msg,
   job_free_if_done(j);
 }
 
+/* A map chunk's values (an encoded tuple of c->ncalls items): appended
+ * to the results when it is the next in order (with any later ones that
+ * came early), kept until then otherwise.  0 or an error. */
+static int map_part(job *j, chunk *c, const unsigned char *values,
+                    size_t n) {
+  size_t items_n = n >= 8 ? n - 8 : 0;
+  if (n < 8 || memcmp(values, "MPA1", 4) != 0)
+    return mp__error(MP_EPROTO, "malformed result");
+  const unsigned char *items = values + 8;
+  if (j->all == NULL && mp_args_new(&j->all) != 0)
+    return MP_ENOMEM;
+  if (c->index != j->next_part) {
+    part *pt = &j->parts[c->index];
+    if ((pt->bytes = malloc(items_n ? items_n : 1)) == NULL)
+      return mp__error(MP_ENOMEM, "no memory for results");
+    memcpy(pt->bytes, items, items_n);
+    pt->len = items_n;
+    pt->count = c->ncalls;
+    return 0;
+  }
+  int rc = mp__args_extend(j->all, items, items_n, c->ncalls);
+  j->next_part++;
+  while (rc == 0 && j->next_part < j->nchunks &&
+         j->parts[j->next_part].bytes != NULL) {
+    part *pt = &j->parts[j->next_part];
+    rc = mp__args_extend(j->all, pt->bytes, pt->len, pt->count);
+    free(pt->bytes);
+    pt->bytes = NULL;
+    j->next_part++;
+  }
+  return rc;
+}
+
 /* The answer to chunk c (pool lock held). */
 static void chunk_answer(chunk *c, const res_hdr *h,
                          const unsigned char *values, const unsigned char *errs,
@@ -920,9 +956,12 @@ static void chunk_answer(chunk *c, const res_hdr *h,
     }
   }
   mp_args *vals = NULL;
-  int prc = mp__args_from_bytes(&vals, values, h->values_len);
-  if (prc == 0 && mp_args_count(vals) != c->ncalls)
-    prc = MP_EPROTO;
+  int prc = 0;
+  if (j->type != J_MAP) {
+    prc = mp__args_from_bytes(&vals, values, h->values_len);
+    if (prc == 0 && mp_args_count(vals) != c->ncalls)
+      prc = MP_EPROTO;
+  }
   if (j->type == J_APPLY && !j->done) {
     if (h->nerrors > 0)
       job_fail(j, MP_ETASK, first.status, first_msg, dl);
@@ -941,34 +980,13 @@ static void chunk_answer(chunk *c, const res_hdr *h,
   } else if (j->type == J_MAP && !j->done) {
     if (h->nerrors > 0) {
       job_fail(j, MP_ETASK, first.status, first_msg, dl);
-    } else if (prc != 0) {
-      job_fail(j, MP_EPROTO, 0, "malformed result from a worker", dl);
-    } else {
-      size_t n;
-      const void *items = mp__args_items(vals, &n);
-      part *pt = &j->parts[c->index];
-      pt->bytes = malloc(n ? n : 1);
-      if (pt->bytes == NULL) {
-        job_fail(j, MP_ENOMEM, 0, "no memory for results", dl);
-      } else {
-        memcpy(pt->bytes, items, n);
-        pt->len = n;
-        pt->count = c->ncalls;
-      }
-    }
-    if (j->chunks_left == 1 && !j->done) { /* the last one: assemble */
-      mp_args *all = NULL;
-      int rc = mp_args_new(&all);
-      for (size_t k = 0; rc == 0 && k < j->nchunks; k++)
-        rc = mp__args_extend(all, j->parts[k].bytes, j->parts[k].len,
-                             j->parts[k].count);
+    } else if (map_part(j, c, values, h->values_len) != 0) {
+      job_fail(j, mp_last_error_message()[0] ? MP_EPROTO : MP_ENOMEM, 0,
+               "malformed result from a worker", dl);
+    } else if (j->chunks_left == 1) { /* the last one: all in order */
       j->done = 1;
-      if (rc == 0) {
-        done_add(dl, j->async, 0, 0, NULL, all);
-      } else {
-        mp_args_free(all);
-        done_add(dl, j->async, rc, 0, mp_last_error_message(), NULL);
-      }
+      done_add(dl, j->async, 0, 0, NULL, j->all);
+      j->all = NULL;
     }
   } else if (j->type == J_IMAP && j->it != NULL) {
     mp__async_lock();
@@ -1785,12 +1803,16 @@ int mp_pool_starmap_async(mp_pool *p, mp_task_fn fn, const mp_args *items,
                 "mp_pool_starmap_async");
 }
 
-/* Wait for an async and hand its result over as a new tuple. */
+/* Wait for an async and hand its result over (no copy: the handle is
+ * ours alone, freed here). */
 static int get_owned(mp_async *a, mp_args **result) {
-  const mp_args *r = NULL;
-  int rc = mp_async_get(a, MP_FOREVER, &r);
-  if (rc == 0 && result != NULL)
-    rc = mp_args_copy(result, r);
+  int rc = mp_async_get(a, MP_FOREVER, NULL);
+  if (rc == 0 && result != NULL) {
+    mp__async_lock();
+    *result = a->result;
+    a->result = NULL;
+    mp__async_unlock();
+  }
   mp_async_free(a);
   return rc;
 }

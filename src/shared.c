@@ -184,8 +184,14 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
         return rc > 0 ? 0 : rc;
       if (gap < 64)
         gap *= 2;
-      if ((looks & 7) == 0 && mpi_now() >= until)
-        break;
+      if ((looks & 7) == 0) {
+        if (mpi_now() >= until)
+          break;
+        /* Every few microseconds, give way to a thread that is ready to
+         * run on this CPU (with more runnable threads than CPUs, the one
+         * we wait for may be queued behind us). */
+        mpi_yield();
+      }
     }
   }
   for (;;) {

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@
 #endif
 
 #include "internal.h"
+
+void mpi_yield(void) { sched_yield(); }
 
 /* ---- the library lock -------------------------------------------------- */
 

@@ -25,6 +25,8 @@
 #  define BCRYPT_USE_SYSTEM_PREFERRED_RNG 0x00000002
 #endif
 
+void mpi_yield(void) { SwitchToThread(); }
+
 /* ---- 1. The library lock --------------------------------------------- */
 
 static CRITICAL_SECTION big_lock;
