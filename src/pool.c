@@ -1847,11 +1847,8 @@ int mp_pool_starmap(mp_pool *p, mp_task_fn fn, const mp_args *items,
 
 /* ---- cancel ---------------------------------------------------------------- */
 
-/* Remove the job's chunks from the backlog if none has been given to a
- * worker yet (pool lock held): 1 if it was cancelled. */
-static int cancel_job(mp_pool *p, job *j, done_list *dl) {
-  if (j->done || j->chunks_out > 0 || j->chunks_left != j->nchunks)
-    return 0;
+/* Drop a job's chunks not yet given to a worker (pool lock held). */
+static void backlog_drop(mp_pool *p, job *j) {
   chunk **pp = &p->backlog;
   chunk *prev = NULL;
   while (*pp != NULL) {
@@ -1868,6 +1865,14 @@ static int cancel_job(mp_pool *p, job *j, done_list *dl) {
       pp = &c->next;
     }
   }
+}
+
+/* Remove the job's chunks from the backlog if none has been given to a
+ * worker yet (pool lock held): 1 if it was cancelled. */
+static int cancel_job(mp_pool *p, job *j, done_list *dl) {
+  if (j->done || j->chunks_out > 0 || j->chunks_left != j->nchunks)
+    return 0;
+  backlog_drop(p, j);
   j->done = 1;
   done_add(dl, j->async, MP_ECANCELLED, 0, "the task was cancelled", NULL);
   job_free_if_done(j);
@@ -2212,23 +2217,7 @@ void mp_imap_free(mp_imap *it) {
   mp_pool *p = it->pool;
   job *j = it->job;
   mpi_mutex_lock(p->mu);
-  /* Drop the chunks not yet given to a worker. */
-  chunk **pp = &p->backlog;
-  chunk *prev = NULL;
-  while (*pp != NULL) {
-    chunk *c = *pp;
-    if (c->job == j) {
-      *pp = c->next;
-      if (p->backlog_tail == c)
-        p->backlog_tail = prev;
-      free(c->msg);
-      free(c);
-      j->chunks_left--;
-    } else {
-      prev = c;
-      pp = &c->next;
-    }
-  }
+  backlog_drop(p, j);
   mp__async_lock();
   j->it = NULL;
   mp__async_unlock();

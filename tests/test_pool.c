@@ -591,8 +591,9 @@ Test(pool, close_then_join, .timeout = TS_TIMEOUT) {
   free_blockers(&b);
 }
 
-/* The parent of a pool is killed: its workers go too. */
-static int pool_then_block(const mp_args *a) {
+/* In a child: a pool of 2 whose worker pids go back through the queue
+ * in args[0]. */
+static int start_pool_and_report(const mp_args *a) {
   mp_queue *q = mp_args_queue(a, 0);
   mp_pool *p;
   if (mp_pool_new(&p, 2) != 0)
@@ -603,6 +604,13 @@ static int pool_then_block(const mp_args *a) {
   mp_args_pack(&m, "II", pids[0], pids[1]);
   mp_queue_put_args(q, m, MP_FOREVER);
   mp_args_free(m);
+  return 0;
+}
+
+/* The parent of a pool is killed: its workers go too. */
+static int pool_then_block(const mp_args *a) {
+  if (start_pool_and_report(a) != 0)
+    return 1;
   ts_block_forever();
   return 0;
 }
@@ -935,17 +943,8 @@ Test(executor, as_completed_timeout, .timeout = TS_TIMEOUT) {
 /* ---- exit with a pool still open; logging ------------------------------- */
 
 static int pool_then_exit(const mp_args *a) {
-  mp_queue *q = mp_args_queue(a, 0);
-  mp_pool *p;
-  if (mp_pool_new(&p, 2) != 0)
-    return 1;
-  int64_t pids[2];
-  mp_pool_worker_pids(p, pids, 2);
-  mp_args *m;
-  mp_args_pack(&m, "II", pids[0], pids[1]);
-  mp_queue_put_args(q, m, MP_FOREVER);
-  mp_args_free(m);
-  return 0; /* neither closed nor freed: the exit work terminates it */
+  /* The pool is neither closed nor freed: the exit work terminates it. */
+  return start_pool_and_report(a);
 }
 
 static void check_exit_with_open_pool(const char *method) {
