@@ -256,6 +256,7 @@ static void async_complete(mp_async *a, int rc, int status,
   a->state = MP__ASYNC_DONE;
   a->job = NULL;
   a->pool = NULL;
+  mp__store32(&a->done_flag, 1);
   async_broadcast();
   mp__async_unlock();
   async_unref(a);
@@ -1937,6 +1938,21 @@ int mp_async_wait(mp_async *a, double timeout) {
   if (rc != 0)
     return rc;
   double deadline = timeout < 0 ? -1 : mpi_now() + timeout;
+  /* Spin first, as the queues do: the result often comes within
+   * microseconds, and a wake-up across CPUs costs tens of them. */
+  double spin = mp__spin_seconds();
+  if (spin > 0 && timeout != 0) {
+    double until = mpi_now() + spin;
+    if (deadline >= 0 && until > deadline)
+      until = deadline;
+    /* Yielding at every look: the threads this result waits for (the
+     * pool's result thread, a worker) may need this very CPU. */
+    for (unsigned looks = 1; mp__load32(&a->done_flag) == 0; looks++) {
+      mpi_yield();
+      if ((looks & 15) == 0 && mpi_now() >= until)
+        break;
+    }
+  }
   mp__async_lock();
   while (a->state != MP__ASYNC_DONE && rc == 0)
     rc = mp__async_sleep(deadline);

@@ -16,6 +16,7 @@ struct mp_async {
   int rc;              /* 0, MP_ETASK, MP_EWORKERDIED, ... once done */
   int status;          /* the task's own non-zero return (MP_ETASK) */
   int cancelled;
+  volatile uint32_t done_flag; /* 1 once done: read without the lock */
   char *message;
   mp_args *result;
   mp_result_cb cb;
