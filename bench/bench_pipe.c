@@ -85,37 +85,6 @@ static int echo_child(const mp_args *args) {
   }
 }
 
-/* Read exactly n bytes; 0 on success, 1 at end of file, -1 on error. */
-static int read_full(int fd, void *p, size_t n) {
-  char *c = p;
-  while (n > 0) {
-    ssize_t r = read(fd, c, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0)
-      return 1;
-    if (r < 0)
-      return -1;
-    c += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-static int write_full(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    c += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* ---- methods ----------------------------------------------------------- */
 
 enum { M_MPROC, M_SPAWN, M_OS, M_COUNT };
@@ -171,10 +140,10 @@ static void start_os(void) {
         close((int)mp_conn_fileno(peers[m].a));
     unsigned char buf[MSG];
     for (;;) {
-      int r = read_full(sv[1], buf, MSG);
+      int r = bench_read_full(sv[1], buf, MSG);
       if (r == 1)
         _exit(0);
-      if (r != 0 || write_full(sv[1], buf, MSG) != 0)
+      if (r != 0 || bench_write_full(sv[1], buf, MSG) != 0)
         _exit(4);
     }
   }
@@ -222,9 +191,9 @@ static double round_trip(int m) {
   if (m == M_OS) {
     int fd = peers[m].fd;
     t0 = now();
-    if (write_full(fd, out_msg, MSG) != 0)
+    if (bench_write_full(fd, out_msg, MSG) != 0)
       die("write", 0);
-    if ((rc = read_full(fd, in, MSG)) != 0) {
+    if ((rc = bench_read_full(fd, in, MSG)) != 0) {
       fprintf(stderr, "bench_pipe: os child went away\n");
       exit(2);
     }

@@ -244,34 +244,6 @@ static void run_apply(mp_pool *pool, int64_t n, series *s) {
 static int os_fd = -1;
 static pid_t os_pid = -1;
 
-static int read_full(int fd, void *p, size_t n) {
-  char *c = p;
-  while (n > 0) {
-    ssize_t r = read(fd, c, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    c += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-static int write_full(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    c += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static const unsigned char quit_msg[8] = {255, 255, 255, 255,
                                           255, 255, 255, 255};
 
@@ -286,11 +258,11 @@ static void start_os(void) {
     close(sv[0]);
     unsigned char buf[8];
     for (;;) {
-      if (read_full(sv[1], buf, 8) != 0)
+      if (bench_read_full(sv[1], buf, 8) != 0)
         _exit(4);
       if (memcmp(buf, quit_msg, 8) == 0)
         _exit(0);
-      if (write_full(sv[1], buf, 8) != 0)
+      if (bench_write_full(sv[1], buf, 8) != 0)
         _exit(5);
     }
   }
@@ -303,7 +275,7 @@ static void stop_os(void) {
   if (os_pid < 0)
     return;
   int st;
-  if (write_full(os_fd, quit_msg, 8) != 0)
+  if (bench_write_full(os_fd, quit_msg, 8) != 0)
     die("write", 0);
   while (waitpid(os_pid, &st, 0) < 0)
     if (errno != EINTR)
@@ -319,7 +291,8 @@ static double os_once(uint64_t x) {
   unsigned char out[8], in[8];
   memcpy(out, &x, 8);
   double t0 = now();
-  if (write_full(os_fd, out, 8) != 0 || read_full(os_fd, in, 8) != 0)
+  if (bench_write_full(os_fd, out, 8) != 0 ||
+      bench_read_full(os_fd, in, 8) != 0)
     die("ping-pong", 0);
   double t = now() - t0;
   if (memcmp(in, out, 8) != 0) {

@@ -2,6 +2,8 @@
 #ifndef MPROC_BENCH_UTIL_H
 #define MPROC_BENCH_UTIL_H
 
+#include <stddef.h>
+
 /* The program's name for messages ("bench_start"); set it first. */
 extern const char *bench_name;
 
@@ -30,5 +32,10 @@ int bench_allowed_cpus(int *cpus, int cap);
 /* Pin the calling process to one CPU (sched_setaffinity); 0 or -1 with
  * errno (ENOSYS where it is not available). */
 int bench_pin(int cpu);
+
+/* Read / write exactly n bytes (EINTR retried): 0; read: 1 at end of
+ * file; -1 on error. */
+int bench_read_full(int fd, void *p, size_t n);
+int bench_write_full(int fd, const void *p, size_t n);
 
 #endif

@@ -1984,19 +1984,24 @@ int mp_async_ready(mp_async *a) {
   return r;
 }
 
-int mp_async_successful(mp_async *a) {
+/* 0 once the async is done; MP_EINVAL / MP_ESTATE otherwise. */
+static int check_ready(mp_async *a, const char *what) {
   if (a == NULL)
-    return mp__error(MP_EINVAL, "mp_async_successful: NULL");
+    return mp__error(MP_EINVAL, "%s: NULL", what);
   if (!mp_async_ready(a))
     return mp__error(MP_ESTATE, "the result is not ready");
-  return a->rc == 0;
+  return 0;
+}
+
+int mp_async_successful(mp_async *a) {
+  int rc = check_ready(a, "mp_async_successful");
+  return rc != 0 ? rc : a->rc == 0;
 }
 
 int mp_async_error(mp_async *a, int *status, const char **message) {
-  if (a == NULL)
-    return mp__error(MP_EINVAL, "mp_async_error: NULL");
-  if (!mp_async_ready(a))
-    return mp__error(MP_ESTATE, "the result is not ready");
+  int rc = check_ready(a, "mp_async_error");
+  if (rc != 0)
+    return rc;
   if (status != NULL)
     *status = a->rc == MP_ETASK ? a->status : a->rc;
   if (message != NULL)
