@@ -602,11 +602,6 @@ static int worker_process_main(const mp_args *a) {
   return rc;
 }
 
-typedef struct thread_start {
-  mp_pool *pool;
-  wctx c;
-} thread_start;
-
 static void post_death(mp_queue *results, uint32_t index, uint32_t gen) {
   res_hdr h;
   memset(&h, 0, sizeof h);
@@ -617,9 +612,8 @@ static void post_death(mp_queue *results, uint32_t index, uint32_t gen) {
 }
 
 static void worker_thread_main(void *arg) {
-  thread_start *ts = arg;
-  wctx c = ts->c;
-  free(ts);
+  wctx c = *(wctx *)arg;
+  free(arg);
   worker_loop(&c);
   post_death(c.results, c.index, c.gen); /* tell the handler we are gone */
 }
@@ -634,16 +628,15 @@ static int start_worker(mp_pool *p, int i) {
   w->pid = 0;
   int rc;
   if (p->kind == MP_POOL_THREAD) {
-    thread_start *ts = calloc(1, sizeof *ts);
+    wctx *ts = calloc(1, sizeof *ts);
     if (ts == NULL)
       return mp__error(MP_ENOMEM, "out of memory");
-    ts->pool = p;
-    ts->c.inbox = w->inbox;
-    ts->c.results = p->results;
-    ts->c.index = (uint32_t)i;
-    ts->c.gen = w->gen;
-    ts->c.init = p->init;
-    ts->c.initargs = p->initargs;
+    ts->inbox = w->inbox;
+    ts->results = p->results;
+    ts->index = (uint32_t)i;
+    ts->gen = w->gen;
+    ts->init = p->init;
+    ts->initargs = p->initargs;
     if ((rc = mpi_thread_start(worker_thread_main, ts, &w->thread)) != 0) {
       free(ts);
       return rc;
@@ -884,9 +877,7 @@ static void imap_deliver(mp_imap *it, size_t index, int rc, int status,
 }
 
 /* A chunk failed as a whole (its worker died, the pool ended ...). */
-static void chunk_fail(mp_pool *p, chunk *c, int rc, const char *msg,
-                       done_list *dl) {
-  (void)p;
+static void chunk_fail(chunk *c, int rc, const char *msg, done_list *dl) {
   job *j = c->job;
   if (j->type == J_IMAP) {
     if (j->it != NULL) {
@@ -1044,13 +1035,13 @@ static void fail_everything(mp_pool *p, int rc, const char *msg,
                             done_list *dl) {
   chunk *c;
   while ((c = backlog_pop(p)) != NULL)
-    chunk_fail(p, c, rc, msg, dl);
+    chunk_fail(c, rc, msg, dl);
   for (int i = 0; i < p->nworkers; i++) {
     worker *w = &p->w[i];
     while ((c = w->head) != NULL) {
       w->head = c->next;
       c->job->chunks_out--;
-      chunk_fail(p, c, rc, msg, dl);
+      chunk_fail(c, rc, msg, dl);
     }
     w->tail = NULL;
     w->outstanding = 0;
@@ -1119,7 +1110,7 @@ static void worker_ended(mp_pool *p, uint32_t i, uint32_t gen,
       w->tail = NULL;
     w->outstanding--;
     c->job->chunks_out--;
-    chunk_fail(p, c, MP_EWORKERDIED, why, dl);
+    chunk_fail(c, MP_EWORKERDIED, why, dl);
     failed++;
   }
   if (failed || code != 0)
