@@ -18,6 +18,12 @@
  * there; the handler then fails the chunk the worker held with
  * MP_EWORKERDIED and starts a replacement that reads the same inbox.
  *
+ * Who reads the results.  The handler thread, except while a caller spins
+ * in mp_async_wait: that caller reads them itself (one hop less; see
+ * steal_one), and the handler parks, or naps after a round trip while
+ * the pool is idle.  Either way a message is taken and handled under the
+ * pool's lock, in the order it was put, and callbacks run in the handler.
+ *
  * Threads of the pool's process: the handler (results, deaths, replacing
  * workers), the watcher (process kind) and the feeder, which puts chunks
  * too large to go in with one non-blocking put (everything else is put
@@ -45,6 +51,8 @@
 #define RESULTS_BUFFER (1024u * 1024u)
 #define DIRECT_MAX (INBOX_BUFFER / 4 - 64u) /* one record: never blocks */
 #define PREFETCH_MAX 64
+#define HANDLER_NAP 0.001 /* longest a lazy handler leaves results unread */
+#define HANDLER_BATCH 16  /* messages the handler takes per lock */
 #define LATENCY_TARGET 0.0005 /* queued work per worker, in seconds */
 #define START_DEATHS_MAX 5    /* workers dying before any result: broken */
 
@@ -157,6 +165,13 @@ struct mp_pool {
   worker *w;
   mp_queue *results;
   mpi_thread *handler, *watcher, *feeder;
+  mpi_cond *steal_cv;   /* the handler, parked while callers read */
+  int parked;           /* the handler waits on steal_cv */
+  volatile uint32_t stealers; /* callers reading results (changed under mu) */
+  volatile uint32_t pins;     /* callers that may still touch the pool */
+  volatile uint32_t has_deferred;
+  volatile uint32_t lazy;     /* the handler may nap (see steal_end) */
+  struct done_list *deferred; /* completions with callbacks, for the handler */
   mpi_fd wake_r, wake_w; /* wakes the watcher */
   volatile int64_t handler_tid; /* callbacks run in this thread */
   void (*fn_cached)(void);
@@ -205,7 +220,14 @@ void mp__async_lock(void) {
 
 void mp__async_unlock(void) { mpi_mutex_unlock(async_mu); }
 
+static void handler_wake(mp_pool *p);
+
 int mp__async_sleep(double deadline) {
+  /* Whatever this waits for may need a pool's handler to read it. */
+  mpi_lock();
+  for (mp_pool *p = all_pools; p != NULL; p = p->next_pool)
+    handler_wake(p);
+  mpi_unlock();
   double t = -1.0;
   if (deadline >= 0) {
     t = deadline - mpi_now();
@@ -357,6 +379,7 @@ static int build_msg(mp_pool *p, mp_task_fn fn, uint32_t flags,
 /* ---- the worker side ------------------------------------------------------ */
 
 typedef struct wctx {
+  mp_pool *pool; /* thread kind */
   mp_queue *inbox, *results;
   uint32_t index, gen;
   int maxtasks;
@@ -616,6 +639,7 @@ static void worker_thread_main(void *arg) {
   free(arg);
   worker_loop(&c);
   post_death(c.results, c.index, c.gen); /* tell the handler we are gone */
+  handler_wake(c.pool);
 }
 
 /* ---- starting workers ---------------------------------------------------- */
@@ -631,6 +655,7 @@ static int start_worker(mp_pool *p, int i) {
     wctx *ts = calloc(1, sizeof *ts);
     if (ts == NULL)
       return mp__error(MP_ENOMEM, "out of memory");
+    ts->pool = p;
     ts->inbox = w->inbox;
     ts->results = p->results;
     ts->index = (uint32_t)i;
@@ -731,6 +756,9 @@ static void assign(mp_pool *p, chunk *c, int i) {
   w->outstanding++;
   w->assigned++;
   c->job->chunks_out++;
+  mp_async *a = c->job->async;
+  if (a == NULL || a->cb != NULL || a->ecb != NULL)
+    handler_wake(p); /* nobody may wait for this result: it needs reading */
   if (c->job->async != NULL && c->job->async->state == MP__ASYNC_PENDING) {
     mp__async_lock();
     c->job->async->state = MP__ASYNC_RUNNING;
@@ -1150,91 +1178,248 @@ static void wake_watcher(mp_pool *p) {
     mpi_stream_write(p->wake_w, "w", 1);
 }
 
+/* ---- reading results ------------------------------------------------------ */
+
+/* Make a napping handler read the results again (any thread, pool lock
+ * held or not: a wake lost to the race without the lock costs at most
+ * one HANDLER_NAP). */
+static void handler_wake(mp_pool *p) {
+  if (p != NULL && mp__xchg32(&p->lazy, 0) != 0)
+    mpi_cond_signal(p->steal_cv);
+}
+
+/* One message from the results queue (pool lock held; not terminated). */
+static void handle_result(mp_pool *p, const unsigned char *buf, size_t n,
+                          done_list *dl) {
+  res_hdr h;
+  if (n < sizeof h)
+    return;
+  memcpy(&h, buf, sizeof h);
+  if (h.kind == RES_DEATH) {
+    worker_ended(p, h.worker, h.gen, dl);
+    wake_watcher(p);
+    mp__async_lock(); /* mp_pool_join may be waiting for this */
+    async_broadcast();
+    mp__async_unlock();
+  } else if (h.kind == RES_INIT_FAILED && !p->broken) {
+    char msg[600];
+    err_rec r;
+    const char *m = "initializer failed";
+    if (n >= sizeof h + sizeof r) {
+      memcpy(&r, buf + sizeof h, sizeof r);
+      size_t ml = r.len < n - sizeof h - sizeof r ? r.len
+                                                  : n - sizeof h - sizeof r;
+      snprintf(msg, sizeof msg, "pool initializer failed: %.*s", (int)ml,
+               (const char *)buf + sizeof h + sizeof r);
+      m = msg;
+    }
+    p->broken = 1;
+    p->broken_msg = mp__strdup(m);
+    mp__log(MP_LOG_ERROR, "%s", m);
+    fail_everything(p, MP_EBROKEN, m, dl);
+  } else if (h.kind == RES_CHUNK && h.worker < (uint32_t)p->nworkers &&
+             p->w[h.worker].head != NULL &&
+             p->w[h.worker].head->seq == h.seq &&
+             h.values_len <= n - sizeof h) {
+    worker *w = &p->w[h.worker];
+    chunk *c = w->head;
+    w->head = c->next;
+    if (w->head == NULL)
+      w->tail = NULL;
+    w->outstanding--;
+    c->job->chunks_out--;
+    p->start_deaths = 0;
+    /* Adapt the prefetch to the time a chunk takes. */
+    p->chunk_time = p->chunk_time == 0 ? h.elapsed
+                                       : 0.8 * p->chunk_time + 0.2 * h.elapsed;
+    int pf = (int)(LATENCY_TARGET / (p->chunk_time + 1e-9));
+    p->prefetch = pf < 1 ? 1 : pf > PREFETCH_MAX ? PREFETCH_MAX : pf;
+    const unsigned char *values = buf + sizeof h;
+    chunk_answer(c, &h, values, values + h.values_len,
+                 n - sizeof h - h.values_len, dl);
+    dispatch(p);
+    maybe_finish(p);
+  }
+}
+
+static int end_of_handler(mp_pool *p) {
+  return p->state != P_RUN && all_gone(p);
+}
+
+/* Read the results, unless callers waiting for a result read them
+ * themselves (see steal_one): then stay parked, running the callbacks
+ * they hand over. */
+static int handler_should_look(void *arg) {
+  mp_pool *p = arg;
+  return mp__load32(&p->stealers) != 0 || mp__load32(&p->has_deferred) != 0;
+}
+
+static void take_deferred(mp_pool *p, done_list *dl) {
+  *dl = *p->deferred;
+  p->deferred->head = p->deferred->tail = NULL;
+  mp__store32(&p->has_deferred, 0);
+}
+
 static void handler_main(void *arg) {
   mp_pool *p = arg;
   p->handler_tid = mpi_thread_id();
   unsigned char *buf = NULL;
   size_t cap = 0;
   for (;;) {
+    done_list dl;
+    if (mp__load32(&p->stealers) != 0 || mp__load32(&p->lazy) != 0 ||
+        mp__load32(&p->has_deferred) != 0) {
+      mpi_mutex_lock(p->mu);
+      while (p->deferred->head == NULL &&
+             (mp__load32(&p->stealers) != 0 || mp__load32(&p->lazy) != 0)) {
+        p->parked = 1;
+        if (mpi_cond_wait(p->steal_cv, p->mu, HANDLER_NAP) != 0)
+          mp__store32(&p->lazy, 0); /* napped enough: read again */
+        p->parked = 0;
+      }
+      take_deferred(p, &dl);
+      mpi_mutex_unlock(p->mu);
+      done_run(&dl);
+    }
+    if (mp__queue_wait_readable(p->results, -1, handler_should_look, p) != 0)
+      break;
+    /* Taken and handled under the pool's lock, so that messages are
+     * handled in the order they were put, whoever takes them; a few at a
+     * time, as they come. */
     size_t n = 0;
-    int rc = mp_queue_get_into(p->results, buf, cap, &n, MP_FOREVER);
+    int rc = 0, end;
+    dl.head = dl.tail = NULL;
+    mpi_mutex_lock(p->mu);
+    for (int k = 0; k < HANDLER_BATCH; k++) {
+      if (k > 0 && !mp__queue_readable(p->results))
+        break; /* (an empty get costs an error message) */
+      rc = mp__queue_try_get_into(p->results, buf, cap, &n);
+      if (rc != 0)
+        break;
+      if (p->state != P_TERMINATE)
+        handle_result(p, buf, n, &dl);
+    }
+    end = end_of_handler(p);
+    mpi_mutex_unlock(p->mu);
+    done_run(&dl);
+    if (end)
+      break;
     if (rc == MP_ERANGE) {
       unsigned char *b = realloc(buf, n);
       if (b == NULL)
         break;
       buf = b;
       cap = n;
-      continue;
-    }
-    if (rc != 0)
+    } else if (rc != 0 && rc != MP_EEMPTY) {
       break; /* closed: terminate */
-    res_hdr h;
-    if (n < sizeof h)
-      continue;
-    memcpy(&h, buf, sizeof h);
-    done_list dl = {NULL, NULL};
-    mpi_mutex_lock(p->mu);
-    if (p->state == P_TERMINATE) {
-      mpi_mutex_unlock(p->mu);
-      continue;
     }
-    if (h.kind == RES_DEATH) {
-      worker_ended(p, h.worker, h.gen, &dl);
-      wake_watcher(p);
-      mp__async_lock(); /* mp_pool_join may be waiting for this */
-      async_broadcast();
-      mp__async_unlock();
-    } else if (h.kind == RES_INIT_FAILED && !p->broken) {
-      char msg[600];
-      err_rec r;
-      const char *m = "initializer failed";
-      if (n >= sizeof h + sizeof r) {
-        memcpy(&r, buf + sizeof h, sizeof r);
-        size_t ml = r.len < n - sizeof h - sizeof r ? r.len
-                                                    : n - sizeof h - sizeof r;
-        snprintf(msg, sizeof msg, "pool initializer failed: %.*s", (int)ml,
-                 (const char *)buf + sizeof h + sizeof r);
-        m = msg;
-      }
-      p->broken = 1;
-      p->broken_msg = mp__strdup(m);
-      mp__log(MP_LOG_ERROR, "%s", m);
-      fail_everything(p, MP_EBROKEN, m, &dl);
-    } else if (h.kind == RES_CHUNK && h.worker < (uint32_t)p->nworkers &&
-               p->w[h.worker].head != NULL &&
-               p->w[h.worker].head->seq == h.seq &&
-               h.values_len <= n - sizeof h) {
-      worker *w = &p->w[h.worker];
-      chunk *c = w->head;
-      w->head = c->next;
-      if (w->head == NULL)
-        w->tail = NULL;
-      w->outstanding--;
-      c->job->chunks_out--;
-      p->start_deaths = 0;
-      /* Adapt the prefetch to the time a chunk takes. */
-      p->chunk_time = p->chunk_time == 0 ? h.elapsed
-                                         : 0.8 * p->chunk_time + 0.2 * h.elapsed;
-      int pf = (int)(LATENCY_TARGET / (p->chunk_time + 1e-9));
-      p->prefetch = pf < 1 ? 1 : pf > PREFETCH_MAX ? PREFETCH_MAX : pf;
-      const unsigned char *values = buf + sizeof h;
-      chunk_answer(c, &h, values, values + h.values_len,
-                   n - sizeof h - h.values_len, &dl);
-      dispatch(p);
-      maybe_finish(p);
-    }
-    int end = p->state != P_RUN && all_gone(p);
-    mpi_mutex_unlock(p->mu);
-    done_run(&dl);
-    if (end)
-      break;
   }
   free(buf);
+  done_list dl;
   mpi_mutex_lock(p->mu);
+  take_deferred(p, &dl);
   p->stopping = 1;
   mpi_cond_signal(p->feeder_cv);
   mpi_mutex_unlock(p->mu);
+  done_run(&dl);
   wake_watcher(p);
+}
+
+/* A caller waiting for a result reads the results queue itself while it
+ * spins: the result then needs no hop through the handler thread (on two
+ * CPUs, a third runnable thread made a round trip two to three times
+ * slower, depending on where the scheduler put it).  Whatever it reads
+ * it handles as the handler would, under the pool's lock; completions
+ * with callbacks go to the handler, where callbacks always run.
+ *
+ * steal_begin pins the pool (mp_pool_free waits for the pins to go) and
+ * counts the caller as a reader; NULL when the async is done or is not
+ * this process's, or the caller is the handler itself. */
+static mp_pool *steal_begin(mp_async *a) {
+  mp_pool *p = NULL;
+  mp__async_lock();
+  if (a->state != MP__ASYNC_DONE && a->pool != NULL &&
+      a->pool->owner_pid == mpi_getpid() &&
+      a->pool->handler_tid != mpi_thread_id()) {
+    p = a->pool;
+    mp__add32(&p->pins, 1);
+  }
+  mp__async_unlock();
+  if (p != NULL) {
+    mpi_mutex_lock(p->mu);
+    mp__add32(&p->stealers, 1);
+    mpi_mutex_unlock(p->mu);
+  }
+  return p;
+}
+
+/* Nothing outstanding: no result can come but a death notice (which
+ * wakes the handler).  Pool lock held. */
+static int pool_idle(mp_pool *p) {
+  if (p->backlog != NULL || p->deferred->head != NULL ||
+      mp__queue_readable(p->results))
+    return 0;
+  for (int i = 0; i < p->nworkers; i++)
+    if (p->w[i].outstanding > 0 || p->w[i].feeding)
+      return 0;
+  return 1;
+}
+
+/* The last reader leaves.  When it got its result and the pool is idle,
+ * the handler may stay parked (`lazy`) until work comes that no caller
+ * may wait for (assign), a worker ends (post_death), a caller is about to
+ * sleep (mp__async_sleep), the pool stops, or HANDLER_NAP passes: waking
+ * it after every round trip cost more than the round trip itself.
+ * Otherwise the handler reads again at once. */
+static void steal_end(mp_pool *p, int got_own) {
+  mpi_mutex_lock(p->mu);
+  if (mp__add32(&p->stealers, (uint32_t)-1) == 0) {
+    if (got_own && pool_idle(p))
+      mp__store32(&p->lazy, 1);
+    else if (p->parked)
+      mpi_cond_signal(p->steal_cv);
+  }
+  mpi_mutex_unlock(p->mu);
+  mp__add32(&p->pins, (uint32_t)-1); /* the last touch of the pool */
+}
+
+#define STEAL_MAX 1024 /* larger results are left to the handler */
+
+/* 1: handled a message; 0: none there; -1: leave the rest to the
+ * handler (a message too large for this buffer, or the queue closed). */
+static int steal_one(mp_pool *p) {
+  if (!mp__queue_readable(p->results))
+    return 0;
+  unsigned char buf[STEAL_MAX];
+  size_t n = 0;
+  mpi_mutex_lock(p->mu); /* as in handler_main */
+  int rc = mp__queue_try_get_into(p->results, buf, sizeof buf, &n);
+  if (rc != 0) {
+    mpi_mutex_unlock(p->mu);
+    return rc == MP_EEMPTY ? 0 : -1;
+  }
+  done_list dl = {NULL, NULL}, here = {NULL, NULL};
+  if (p->state != P_TERMINATE)
+    handle_result(p, buf, n, &dl);
+  for (done_item *d = dl.head, *next; d != NULL; d = next) {
+    next = d->next;
+    d->next = NULL;
+    int cb = d->rc == 0 ? d->a->cb != NULL : d->a->ecb != NULL;
+    done_list *to = cb ? p->deferred : &here;
+    if (to->tail)
+      to->tail->next = d;
+    else
+      to->head = d;
+    to->tail = d;
+  }
+  if (p->deferred->head != NULL) {
+    mp__store32(&p->has_deferred, 1);
+    if (p->parked)
+      mpi_cond_signal(p->steal_cv);
+  }
+  mpi_mutex_unlock(p->mu);
+  done_run(&here);
+  return 1;
 }
 
 /* Process kind: post a death notice when a worker's sentinel fires. */
@@ -1279,6 +1464,7 @@ static void watcher_main(void *arg) {
       gen = w->gen;
       mpi_mutex_unlock(p->mu);
       post_death(p->results, (uint32_t)who[k], gen);
+      handler_wake(p);
     }
   }
 out:
@@ -1310,6 +1496,9 @@ static void pool_release(mp_pool *p) {
     mpi_stream_close(p->wake_w);
   if (p->feeder_cv)
     mpi_cond_free(p->feeder_cv);
+  if (p->steal_cv)
+    mpi_cond_free(p->steal_cv);
+  free(p->deferred);
   if (p->mu)
     mpi_mutex_free(p->mu);
   mp_args_free(p->initargs);
@@ -1367,8 +1556,13 @@ int mp_pool_new_ex(mp_pool **out, const mp_pool_options *opt) {
       (rc = mp_args_copy(&p->initargs, opt->initargs)) != 0)
     goto fail;
   if ((rc = mpi_mutex_new(&p->mu)) != 0 ||
-      (rc = mpi_cond_new(&p->feeder_cv)) != 0)
+      (rc = mpi_cond_new(&p->feeder_cv)) != 0 ||
+      (rc = mpi_cond_new(&p->steal_cv)) != 0)
     goto fail;
+  if ((p->deferred = calloc(1, sizeof *p->deferred)) == NULL) {
+    rc = mp__error(MP_ENOMEM, "mp_pool_new: out of memory");
+    goto fail;
+  }
   p->w = calloc((size_t)p->nworkers, sizeof *p->w);
   if (p->w == NULL) {
     rc = mp__error(MP_ENOMEM, "mp_pool_new: out of memory");
@@ -1428,6 +1622,7 @@ int mp_thread_pool_new(mp_pool **out, int workers) {
 /* Stop the helper threads and the workers (state already P_TERMINATE or
  * finished).  Called once, by terminate or join. */
 static void stop_everything(mp_pool *p) {
+  handler_wake(p);
   mpi_mutex_lock(p->mu);
   p->stopping = 1;
   mpi_cond_signal(p->feeder_cv);
@@ -1482,6 +1677,7 @@ int mp_pool_close(mp_pool *p) {
     maybe_finish(p);
   }
   mpi_mutex_unlock(p->mu);
+  handler_wake(p);
   return 0;
 }
 
@@ -1566,6 +1762,10 @@ void mp_pool_free(mp_pool *p) {
     return;
   mp_pool_terminate(p);
   unregister_pool(p);
+  /* Callers still waiting in another thread were answered by terminate;
+   * let them stop reading (see steal_begin). */
+  while (mp__load32(&p->pins) != 0)
+    mpi_yield();
   pool_release(p);
 }
 
@@ -1936,13 +2136,27 @@ int mp_async_wait(mp_async *a, double timeout) {
     double until = mpi_now() + spin;
     if (deadline >= 0 && until > deadline)
       until = deadline;
-    /* Yielding at every look: the threads this result waits for (the
-     * pool's result thread, a worker) may need this very CPU. */
+    /* Yielding at every look: the threads this result waits for (a
+     * worker, the pool's result thread) may need this very CPU.  While
+     * it spins, the caller reads the pool's results itself. */
+    mp_pool *p = steal_begin(a);
     for (unsigned looks = 1; mp__load32(&a->done_flag) == 0; looks++) {
-      mpi_yield();
+      if (p != NULL) {
+        int got = steal_one(p);
+        if (got < 0) {
+          steal_end(p, 0);
+          p = NULL;
+        }
+        if (got == 0)
+          mpi_yield();
+      } else {
+        mpi_yield();
+      }
       if ((looks & 15) == 0 && mpi_now() >= until)
         break;
     }
+    if (p != NULL)
+      steal_end(p, mp__load32(&a->done_flag) != 0);
   }
   mp__async_lock();
   while (a->state != MP__ASYNC_DONE && rc == 0)

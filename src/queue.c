@@ -460,19 +460,21 @@ static void consumer_skip(mp_queue *q) {
 }
 
 /* Take one message: into buf (cap bytes) when buf != NULL, else into a
- * new buffer at *out. */
-static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
-                     size_t *n, double timeout, const char *what) {
+ * new buffer at *out.  try_only: see mp__queue_try_get_into. */
+static int queue_take(mp_queue *q, void *buf, size_t cap, void **out,
+                      size_t *n, double timeout, int try_only,
+                      const char *what) {
   int rc = mp__obj_check(q, MP__T_QUEUE, what);
-  if (rc != 0 || (rc = mp__check_timeout(timeout)) != 0)
+  if (rc != 0 || (!try_only && (rc = mp__check_timeout(timeout)) != 0))
     return rc;
   if (n == NULL || (buf == NULL && out == NULL) || (buf == NULL && cap > 0))
     return mp__error(MP_EINVAL, "%s: NULL argument", what);
   queue_state *st = q->st;
   qside *co = &st->cons.s;
-  double deadline = mp__deadline(timeout);
-  if ((rc = consumer_lock(q, deadline)) != 0)
-    return mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
+  double deadline = try_only ? 0 : mp__deadline(timeout);
+  if (try_only ? !mp__plock_try(&co->lock) : consumer_lock(q, deadline) != 0)
+    return try_only ? MP_EEMPTY
+                    : mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
   if (co->streaming)
     consumer_skip(q);
   for (;;) {
@@ -545,10 +547,16 @@ static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
   }
   consumer_unlock(q);
   if (rc == MP_ETIMEDOUT)
-    return mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
+    return try_only ? MP_EEMPTY
+                    : mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
   if (rc == MP_ECLOSED)
     return mp__error(rc, "queue closed and empty");
   return rc;
+}
+
+static int queue_get(mp_queue *q, void *buf, size_t cap, void **out,
+                     size_t *n, double timeout, const char *what) {
+  return queue_take(q, buf, cap, out, n, timeout, 0, what);
 }
 
 int mp_queue_get(mp_queue *q, void **out, size_t *n, double timeout) {
@@ -579,6 +587,38 @@ int mp__queue_taken(mp_queue *q, uint64_t *count) {
   *count = q->st->cons.s.count;
   consumer_unlock(q);
   return 0;
+}
+
+int mp__queue_try_get_into(mp_queue *q, void *buf, size_t cap, size_t *n) {
+  static unsigned char none;
+  if (buf == NULL && cap == 0)
+    buf = &none; /* as in mp_queue_get_into */
+  return queue_take(q, buf, cap, NULL, n, 0, 1, "mp_queue_get_into");
+}
+
+int mp__queue_readable(mp_queue *q) {
+  queue_state *st = q->st;
+  return mp__load64(&st->prod.s.pos) != mp__load64(&st->cons.s.pos) ||
+         mp__load32(&st->closed) != 0;
+}
+
+typedef struct readable_try {
+  mp_queue *q;
+  int (*stop)(void *);
+  void *arg;
+} readable_try;
+
+static int readable_try_fn(void *arg) {
+  readable_try *t = arg;
+  return mp__queue_readable(t->q) || (t->stop != NULL && t->stop(t->arg));
+}
+
+int mp__queue_wait_readable(mp_queue *q, double deadline,
+                            int (*stop)(void *), void *arg) {
+  readable_try t = {q, stop, arg};
+  int rc = mp__wq_wait(q->shm, &q->st->data_wq, readable_try_fn, &t,
+                       deadline, 0);
+  return rc == MP_ETIMEDOUT ? 0 : rc;
 }
 
 /* ---- tuples, sizes, close, join ----------------------------------------- */

@@ -205,6 +205,17 @@ MP__OPENER(mp__barrier_open);
 MP__OPENER(mp__queue_open);
 /* queue.c, for the pools: messages taken by consumers so far. */
 int mp__queue_taken(mp_queue *q, uint64_t *count);
+/* queue.c, for the pools: whether a get may find something (a message or
+ * the queue closed), looked at without the consumer lock; and a wait for
+ * that which does not hold the lock either, so that other consumers may
+ * take what comes.  It also ends when stop(arg) returns non-zero, or at
+ * the deadline (negative: none): 0 in every case, or an error. */
+int mp__queue_readable(mp_queue *q);
+/* A get that never waits, not even for the consumer lock, and says
+ * MP_EEMPTY without setting an error message. */
+int mp__queue_try_get_into(mp_queue *q, void *buf, size_t cap, size_t *n);
+int mp__queue_wait_readable(mp_queue *q, double deadline,
+                            int (*stop)(void *), void *arg);
 MP__OPENER(mp__value_open);
 MP__OPENER(mp__array_open);
 MP__OPENER(mp__named_open);

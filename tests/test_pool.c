@@ -1045,3 +1045,146 @@ Test(pool, callback_reentry, .timeout = TS_TIMEOUT) {
   mp_event_free(s.done);
   mp_pool_free(s.pool);
 }
+
+/* ---- callers that read results themselves ------------------------------- */
+
+/* A caller waiting for a result reads the pool's results itself while it
+ * spins; the handler thread naps meanwhile.  Several callers at once,
+ * maps, and callbacks (which must still run in the handler thread) must
+ * all come out right, in order and complete. */
+typedef struct rt_caller {
+  mp_pool *pool;
+  int64_t base;
+  int wrong; /* round trips that failed or gave a wrong value */
+  int64_t ident;
+} rt_caller;
+
+static int round_trips(void *arg) {
+  rt_caller *c = arg;
+  c->ident = mp_thread_ident(mp_current_thread());
+  for (int64_t i = 0; i < 300; i++) {
+    mp_args *a;
+    mp_async *r;
+    const mp_args *res;
+    int64_t x = c->base + i;
+    mp_args_pack(&a, "i", x);
+    if (mp_pool_apply_async(c->pool, square, a, NULL, NULL, NULL, &r) != 0 ||
+        mp_async_get(r, 30.0, &res) != 0 || mp_args_int(res, 0) != x * x)
+      c->wrong++;
+    mp_async_free(r);
+    mp_args_free(a);
+  }
+  return 0;
+}
+
+typedef struct cb_seen {
+  int count, expected;
+  int64_t ident[3]; /* threads that must not run callbacks */
+  int on_caller;
+  int64_t sum;
+  mp_event *all;
+} cb_seen;
+
+static void count_cb(const mp_args *r, void *arg) {
+  cb_seen *s = arg;
+  int64_t me = mp_thread_ident(mp_current_thread());
+  for (int i = 0; i < 3; i++)
+    if (me == s->ident[i])
+      s->on_caller++;
+  s->sum += mp_args_int(r, 0);
+  if (++s->count == s->expected)
+    mp_event_set(s->all);
+}
+
+static void waiting_callers(int kind) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 2)
+                                      : mp_pool_new(&p, 2), 0);
+  rt_caller c[2] = {{p, 1000, 0, 0}, {p, 5000, 0, 0}};
+  mp_thread *t[2];
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(mp_thread_new(&t[i], round_trips, &c[i]), 0);
+    cr_assert_eq(mp_thread_start(t[i]), 0);
+  }
+  cb_seen s;
+  memset(&s, 0, sizeof s);
+  s.expected = 50;
+  s.ident[0] = mp_thread_ident(mp_current_thread());
+  s.ident[1] = mp_thread_ident(t[0]);
+  s.ident[2] = mp_thread_ident(t[1]);
+  cr_assert_eq(mp_event_new(&s.all), 0);
+  mp_args *in = ints(0, 200);
+  int64_t want = 0;
+  for (int k = 0; k < 5; k++) {
+    for (int64_t i = 0; i < 10; i++) {
+      mp_args *a;
+      int64_t x = k * 10 + i;
+      mp_args_pack(&a, "i", x);
+      want += x * x;
+      cr_assert_eq(mp_pool_apply_async(p, square, a, count_cb, NULL, &s,
+                                       NULL), 0);
+      mp_args_free(a);
+    }
+    mp_args *out = NULL;
+    cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0, "%s",
+                 mp_last_error_message());
+    check_squares(out, 0, 200);
+    mp_args_free(out);
+  }
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(mp_thread_join(t[i], 60.0), 0);
+    cr_expect_eq(c[i].wrong, 0, "caller %d: %d wrong round trips", i,
+                 c[i].wrong);
+    mp_thread_free(t[i]);
+  }
+  cr_assert_eq(mp_event_wait(s.all, 30.0), 0, "%d of 50 callbacks",
+               s.count);
+  cr_expect_eq(s.sum, want);
+  cr_expect_eq(s.on_caller, 0, "callbacks ran in a waiting caller's thread");
+  mp_args_free(in);
+  mp_event_free(s.all);
+  mp_pool_free(p);
+}
+
+Test(pool, waiting_callers_read_results, .timeout = TS_TIMEOUT) {
+  waiting_callers(MP_POOL_PROCESS);
+}
+Test(thread_pool, waiting_callers_read_results, .timeout = TS_TIMEOUT) {
+  waiting_callers(MP_POOL_THREAD);
+}
+
+/* After a round trip the handler may nap; a result nobody waits for must
+ * still be read: mp_async_ready, polled, turns true. */
+static void polled_after_round_trip(int kind) {
+  mp_pool *p;
+  cr_assert_eq(kind == MP_POOL_THREAD ? mp_thread_pool_new(&p, 1)
+                                      : mp_pool_new(&p, 1), 0);
+  mp_args *a;
+  mp_args_pack(&a, "i", 6);
+  for (int round = 0; round < 20; round++) {
+    mp_async *r;
+    const mp_args *res;
+    mp_args *first = NULL;
+    cr_assert_eq(mp_pool_apply(p, square, a, &first), 0);
+    mp_args_free(first);
+    cr_assert_eq(mp_pool_apply_async(p, square, a, NULL, NULL, NULL, &r), 0);
+    double t0 = ts_now();
+    while (!mp_async_ready(r) && ts_now() - t0 < 10.0)
+      ;
+    cr_assert_eq(mp_async_ready(r), 1, "round %d: never read", round);
+    cr_expect_lt(ts_now() - t0, 2.0, "round %d: read after %.3f s", round,
+                 ts_now() - t0);
+    cr_assert_eq(mp_async_get(r, 0, &res), 0);
+    cr_assert_eq(mp_args_int(res, 0), 36);
+    mp_async_free(r);
+  }
+  mp_args_free(a);
+  mp_pool_free(p);
+}
+
+Test(pool, polled_result_after_round_trip, .timeout = TS_TIMEOUT) {
+  polled_after_round_trip(MP_POOL_PROCESS);
+}
+Test(thread_pool, polled_result_after_round_trip, .timeout = TS_TIMEOUT) {
+  polled_after_round_trip(MP_POOL_THREAD);
+}
