@@ -575,8 +575,8 @@ static size_t item_size(const unsigned char *p, size_t left, int depth) {
     return 0;
   /* The body length is the last u32 of the head. */
   body = get_u32(p + 1 + head - 4);
-  if (p[0] == MP_ARG_STR) {
-    if (body > left - 1 - head - 1)
+  if (p[0] == MP_ARG_STR) { /* body bytes, then the NUL */
+    if (left - 1 - head < 1 || body > left - 1 - head - 1)
       return 0;
     const unsigned char *s = p + 1 + head;
     if (s[body] != '\0' || memchr(s, '\0', body) != NULL)
