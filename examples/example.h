@@ -9,6 +9,14 @@
 #ifndef MPROC_EXAMPLE_H
 #define MPROC_EXAMPLE_H
 
+/* A deliberate crash must crash, not be reported first by the undefined-
+ * behaviour sanitizer (scripts/test's sanitize leg). */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#  define EX_NO_UBSAN __attribute__((no_sanitize("undefined")))
+#else
+#  define EX_NO_UBSAN
+#endif
+
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #  define _POSIX_C_SOURCE 200809L
 #endif

@@ -59,7 +59,7 @@ static int calls_exit_5(const mp_args *args) {
   exit(5);
 }
 
-static int crashes(const mp_args *args) {
+EX_NO_UBSAN static int crashes(const mp_args *args) {
   (void)args;
   *null_pointer = 1;
   return 0;

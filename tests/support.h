@@ -7,6 +7,14 @@
 #ifndef MPROC_TEST_SUPPORT_H
 #define MPROC_TEST_SUPPORT_H
 
+/* A deliberate crash must crash, not be reported first by the undefined-
+ * behaviour sanitizer (scripts/test's sanitize leg). */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#  define TS_NO_UBSAN __attribute__((no_sanitize("undefined")))
+#else
+#  define TS_NO_UBSAN
+#endif
+
 #include <stdint.h>
 
 #include "mproc.h"
