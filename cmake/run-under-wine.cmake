@@ -1,18 +1,20 @@
-# Runs one Criterion test program under the cross-compiling emulator
-# (Wine), for the Win32 legs only (native legs run programs directly).
+# Runs one test program (a Criterion suite, an example, the demo) under
+# the cross-compiling emulator (Wine), for the Win32 legs only (native
+# legs run programs directly).
 #
 # - Output goes to a file, not a pipe: a process left behind that
 #   inherited it can then never keep this runner waiting.
 # - Each attempt has a time limit.
 # - A failed program is run once more, because Wine under load now and
 #   then fails to create a process (BoxFort reports "Could not spawn test
-#   instance"; a spawn inside a test fails the same way).  The first
-#   attempt's output is printed in full, its summary line relabelled so
-#   that the totals count the final attempt only; a failure that repeats
-#   fails the test.  Native legs never retry.
-#   cmake -DEMULATOR=... -DPROGRAM=... -P run-criterion.cmake
+#   instance"; mproc reports "CreateProcessW: Internal error (error
+#   1359)").  The first attempt's output is printed in full, a Criterion
+#   summary line in it relabelled so that the totals count the final
+#   attempt only; a failure that repeats fails the test.  Native legs
+#   never retry.
+#   cmake -DEMULATOR=... -DPROGRAM=... -P run-under-wine.cmake
 get_filename_component(name "${PROGRAM}" NAME_WE)
-set(log "${CMAKE_CURRENT_BINARY_DIR}/${name}.criterion.log")
+set(log "${CMAKE_CURRENT_BINARY_DIR}/${name}.wine.log")
 foreach(attempt 1 2)
   file(REMOVE "${log}")
   execute_process(COMMAND ${EMULATOR} ${PROGRAM}
@@ -23,7 +25,7 @@ foreach(attempt 1 2)
   if(result EQUAL 0)
     message("${out}${err}")
     if(attempt EQUAL 2)
-      message("run-criterion: ${name} passed when run again (above: the "
+      message("run-under-wine: ${name} passed when run again (above: the "
               "first attempt)")
     endif()
     return()
@@ -32,7 +34,7 @@ foreach(attempt 1 2)
     string(REPLACE "Synthesis:" "Synthesis (first attempt, failed):"
            first "${out}${err}")
     message("${first}")
-    message("run-criterion: ${name} failed (${result}); running it again")
+    message("run-under-wine: ${name} failed (${result}); running it again")
   endif()
 endforeach()
 message("${out}${err}")
