@@ -45,6 +45,12 @@ class MprocConan(ConanFile):
         self.settings.rm_safe("compiler.libcxx")
         self.settings.rm_safe("compiler.cppstd")
 
+    def requirements(self):
+        # HMAC-SHA256 for authkeys: BCrypt on Windows and CommonCrypto on
+        # macOS come with the OS; elsewhere OpenSSL's libcrypto.
+        if self.settings.os not in ("Windows", "Macos"):
+            self.requires("openssl/[>=1.1 <4]")
+
     def layout(self):
         cmake_layout(self)
 
@@ -83,5 +89,6 @@ class MprocConan(ConanFile):
         # whether the library is shared.
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread", "dl", "rt"]
+            self.cpp_info.requires = ["openssl::crypto"]
         elif self.settings.os == "Windows":
             self.cpp_info.system_libs = ["bcrypt", "ws2_32"]

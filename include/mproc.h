@@ -380,6 +380,22 @@ MP_API mp_handle mp_conn_fileno(const mp_conn *c);
 MP_API int mp_conn_readable(const mp_conn *c);
 MP_API int mp_conn_writable(const mp_conn *c);
 
+/* Authenticate the other end with a shared key (Python's
+ * deliver_challenge / answer_challenge, 3.12 protocol): an HMAC-SHA256
+ * challenge with a 40-byte random nonce, compared in constant time.
+ * deliver_challenge checks that the other end knows the key; it answers
+ * with answer_challenge.  For mutual authentication the accepting side
+ * calls deliver then answer, the connecting side answer then deliver.
+ * 0; MP_EAUTH when the key is wrong on either side (or the other end
+ * sends something that is not part of the protocol: messages longer
+ * than 256 bytes are refused unread); MP_ETIMEDOUT when the other end is
+ * silent for `timeout` seconds (MP_FOREVER: no limit); MP_EEOF / MP_EPIPE
+ * when it goes away.  After an error, close the connection. */
+MP_API int mp_conn_deliver_challenge(mp_conn *c, const void *key,
+                                     size_t key_n, double timeout);
+MP_API int mp_conn_answer_challenge(mp_conn *c, const void *key,
+                                    size_t key_n, double timeout);
+
 /* Close the handle; further calls give MP_ECLOSED.  Idempotent. */
 MP_API int mp_conn_close(mp_conn *c);
 

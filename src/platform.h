@@ -307,4 +307,13 @@ void mpi_cond_signal(mpi_cond *c);
 void mpi_cond_broadcast(mpi_cond *c);
 void mpi_cond_free(mpi_cond *c);
 
+/* ---- 9. Cryptography ------------------------------------------------ */
+
+/* HMAC-SHA256 of msg under key, from the OS or a well-kept library (never
+ * written here): OpenSSL's libcrypto on POSIX, CommonCrypto on macOS,
+ * BCrypt on Windows.  0 or MP_EOS. */
+#define MPI_SHA256_SIZE 32
+int mpi_hmac_sha256(const void *key, size_t key_n, const void *msg,
+                    size_t msg_n, unsigned char out[MPI_SHA256_SIZE]);
+
 #endif /* MPROC_PLATFORM_H */

@@ -762,3 +762,42 @@ Test(pid, an_ended_child_is_dead, .timeout = TS_TIMEOUT) {
   mp_process_free(p);
   cr_expect_eq(mpi_pid_alive(pid), 0);
 }
+
+/* ---- part 9: HMAC-SHA256 (RFC 4231 test vectors) ---------------------- */
+
+TS_SUITE(hmac);
+
+static void check_hmac(const void *key, size_t key_n, const void *msg,
+                       size_t msg_n, const char *hex) {
+  unsigned char out[MPI_SHA256_SIZE];
+  char got[2 * MPI_SHA256_SIZE + 1];
+  cr_assert_eq(mpi_hmac_sha256(key, key_n, msg, msg_n, out), 0, "%s",
+               mp_last_error_message());
+  for (int i = 0; i < MPI_SHA256_SIZE; i++)
+    snprintf(got + 2 * i, 3, "%02x", out[i]);
+  cr_expect_str_eq(got, hex);
+}
+
+Test(hmac, rfc4231_vectors) {
+  unsigned char k1[20], k3[20], d3[50], k6[131];
+  memset(k1, 0x0b, sizeof k1);
+  memset(k3, 0xaa, sizeof k3);
+  memset(d3, 0xdd, sizeof d3);
+  memset(k6, 0xaa, sizeof k6);
+  /* Test case 1. */
+  check_hmac(k1, sizeof k1, "Hi There", 8,
+             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  /* Test case 2: a key shorter than the block. */
+  check_hmac("Jefe", 4, "what do ya want for nothing?", 28,
+             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  /* Test case 3: 50 bytes of 0xdd. */
+  check_hmac(k3, sizeof k3, d3, sizeof d3,
+             "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+  /* Test case 6: a key longer than the block (hashed first). */
+  check_hmac(k6, sizeof k6,
+             "Test Using Larger Than Block-Size Key - Hash Key First", 54,
+             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  /* An empty message. */
+  check_hmac("key", 3, "", 0,
+             "5d5d139563c95b5967b9bd9a8c9b233a9dedb45072794cd232dc1b74832607d0");
+}

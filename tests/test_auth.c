@@ -1,0 +1,206 @@
+/*
+ * test_auth.c - authenticating a connection with a shared key
+ * (mp_conn_deliver_challenge / mp_conn_answer_challenge): mutual success
+ * with a child under each start method, a wrong key failing on both
+ * sides, a silent peer timing out, garbage, oversized and truncated
+ * answers, a peer that goes away, and bad arguments.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "methods.h"
+#include "mproc.h"
+#include "support.h"
+
+TS_SUITE(auth);
+
+static const char key_a[] = "the key both sides know";
+static const char key_b[] = "a different key";
+
+/* The accepting side: challenge the parent, then answer its challenge,
+ * with the key given as argument 1.  Exit code: 0, or 10 + -rc of the
+ * first step that failed (20 + for the second). */
+static int server(const mp_args *a) {
+  mp_conn *c = mp_args_conn(a, 0);
+  const char *key = mp_args_str(a, 1);
+  if (c == NULL || key == NULL)
+    return 99;
+  int rc = mp_conn_deliver_challenge(c, key, strlen(key), 20.0);
+  if (rc != 0)
+    return 10 - rc;
+  rc = mp_conn_answer_challenge(c, key, strlen(key), 20.0);
+  if (rc != 0)
+    return 20 - rc;
+  return 0;
+}
+
+static mp_process *start_server(const char *method, mp_conn **mine,
+                                const char *key) {
+  mp_conn *theirs;
+  cr_assert_eq(mp_pipe(1, mine, &theirs), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_conn(a, theirs);
+  mp_args_add_str(a, key);
+  mp_process *p = ts_start(method, server, a);
+  mp_args_free(a);
+  mp_conn_free(theirs);
+  return p;
+}
+
+static void check_mutual(const char *method) {
+  mp_conn *c;
+  mp_process *p = start_server(method, &c, key_a);
+  cr_assert_eq(mp_conn_answer_challenge(c, key_a, strlen(key_a), 20.0), 0,
+               "%s", mp_last_error_message());
+  cr_assert_eq(mp_conn_deliver_challenge(c, key_a, strlen(key_a), 20.0), 0,
+               "%s", mp_last_error_message());
+  /* Authenticated: the connection carries messages as before. */
+  cr_assert_eq(mp_conn_send_bytes(c, "after", 5), 0);
+  cr_expect_eq(ts_join(p), 0, "server: %s", mp_process_error(p));
+  mp_process_free(p);
+  mp_conn_free(c);
+}
+FOR_EACH_METHOD(check_mutual)
+
+static void check_wrong_key(const char *method) {
+  mp_conn *c;
+  mp_process *p = start_server(method, &c, key_b);
+  /* Our digest (key_a) is refused by the server (key_b): both sides say
+   * MP_EAUTH, and the server never goes on to its second step. */
+  cr_assert_eq(mp_conn_answer_challenge(c, key_a, strlen(key_a), 20.0),
+               MP_EAUTH);
+  cr_expect_eq(ts_join(p), 10 - MP_EAUTH, "server: %s", mp_process_error(p));
+  mp_process_free(p);
+  mp_conn_free(c);
+}
+FOR_EACH_METHOD(check_wrong_key)
+
+/* A digest of the right form but the wrong value: the challenger says
+ * MP_EAUTH and sends #FAILURE#. */
+Test(auth, wrong_digest_gets_failure) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  char answer[8 + 32];
+  memcpy(answer, "{sha256}", 8);
+  memset(answer + 8, 0x5a, 32);
+  cr_assert_eq(mp_conn_send_bytes(a, answer, sizeof answer), 0);
+  cr_assert_eq(mp_conn_deliver_challenge(b, key_a, strlen(key_a), 5.0),
+               MP_EAUTH);
+  void *m;
+  size_t n;
+  cr_assert_eq(mp_conn_recv_bytes(a, &m, &n), 0);
+  cr_expect(n == 19 + 40 && memcmp(m, "#CHALLENGE#{sha256}", 19) == 0,
+            "the challenge: %zu bytes", n);
+  mp_free(m);
+  cr_assert_eq(mp_conn_recv_bytes(a, &m, &n), 0);
+  cr_expect(n == 9 && memcmp(m, "#FAILURE#", 9) == 0);
+  mp_free(m);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, silent_peer_times_out) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  double t0 = ts_now();
+  cr_expect_eq(mp_conn_deliver_challenge(a, key_a, strlen(key_a), 0.2),
+               MP_ETIMEDOUT);
+  cr_expect_eq(mp_conn_answer_challenge(a, key_a, strlen(key_a), 0.2),
+               MP_ETIMEDOUT); /* b's end holds a challenge, not for a */
+  double took = ts_now() - t0;
+  cr_expect(took >= 0.15 && took < 5.0, "took %.3f s", took);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, bad_answers_are_refused) {
+  char big[300];
+  memset(big, 'z', sizeof big);
+  memcpy(big, "{sha256}", 8);
+  struct {
+    const void *p;
+    size_t n;
+  } answers[] = {{"", 0},
+                 {"garbage", 7},
+                 {"{sha256}", 8},
+                 {"{sha256}0123456789012345678901234567890", 39},
+                 {"{md5}0123456789012345678901234567890123", 40},
+                 {big, sizeof big}};
+  for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+    mp_conn *a, *b;
+    cr_assert_eq(mp_pipe(1, &a, &b), 0);
+    cr_assert_eq(mp_conn_send_bytes(b, answers[i].p, answers[i].n), 0);
+    cr_expect_eq(mp_conn_deliver_challenge(a, key_a, strlen(key_a), 5.0),
+                 MP_EAUTH, "answer %zu", i);
+    mp_conn_free(a);
+    mp_conn_free(b);
+  }
+}
+
+Test(auth, bad_challenges_are_refused) {
+  char big[300];
+  memset(big, 'z', sizeof big);
+  memcpy(big, "#CHALLENGE#{sha256}", 19);
+  struct {
+    const void *p;
+    size_t n;
+  } challenges[] = {{"", 0},
+                    {"#CHALLENGE#", 11},
+                    {"#CHALLENGE#{sha256}short", 24},
+                    {"#CHALLENGE#{md5}0123456789012345678901234567890", 47},
+                    {"#WELCOME#", 9},
+                    {big, sizeof big}};
+  for (size_t i = 0; i < sizeof challenges / sizeof challenges[0]; i++) {
+    mp_conn *a, *b;
+    cr_assert_eq(mp_pipe(1, &a, &b), 0);
+    cr_assert_eq(mp_conn_send_bytes(b, challenges[i].p, challenges[i].n), 0);
+    cr_expect_eq(mp_conn_answer_challenge(a, key_a, strlen(key_a), 5.0),
+                 MP_EAUTH, "challenge %zu", i);
+    mp_conn_free(a);
+    mp_conn_free(b);
+  }
+}
+
+Test(auth, right_digest_but_no_welcome) {
+  /* A challenger that answers our digest with anything but #WELCOME#. */
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  char ch[19 + 40];
+  memcpy(ch, "#CHALLENGE#{sha256}", 19);
+  memset(ch + 19, 7, 40);
+  cr_assert_eq(mp_conn_send_bytes(b, ch, sizeof ch), 0);
+  cr_assert_eq(mp_conn_send_bytes(b, "#WELCOME!", 9), 0);
+  cr_expect_eq(mp_conn_answer_challenge(a, key_a, strlen(key_a), 5.0),
+               MP_EAUTH);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, peer_goes_away) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  mp_conn_close(b);
+  int rc = mp_conn_deliver_challenge(a, key_a, strlen(key_a), 5.0);
+  cr_expect(rc == MP_EPIPE || rc == MP_EEOF, "%s", mp_err_name(rc));
+  cr_expect_eq(mp_conn_answer_challenge(a, key_a, strlen(key_a), 5.0),
+               MP_EEOF);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, bad_arguments) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  cr_expect_eq(mp_conn_deliver_challenge(NULL, "k", 1, 1.0), MP_EINVAL);
+  cr_expect_eq(mp_conn_answer_challenge(NULL, "k", 1, 1.0), MP_EINVAL);
+  cr_expect_eq(mp_conn_deliver_challenge(a, "", 0, 1.0), MP_EINVAL);
+  cr_expect_eq(mp_conn_answer_challenge(a, NULL, 3, 1.0), MP_EINVAL);
+  cr_expect_eq(mp_conn_deliver_challenge(a, "k", 1, -2.0), MP_EINVAL);
+  mp_conn_close(a);
+  cr_expect_eq(mp_conn_deliver_challenge(a, "k", 1, 1.0), MP_ECLOSED);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
