@@ -20,8 +20,9 @@ static const char key_a[] = "the key both sides know";
 static const char key_b[] = "a different key";
 
 /* The accepting side: challenge the parent, then answer its challenge,
- * with the key given as argument 1.  Exit code: 0, or 10 + -rc of the
- * first step that failed (20 + for the second). */
+ * with the key given as argument 1, then receive "after".  Exit code: 0,
+ * or 10 + -rc of the first step that failed (20 + for the second, 40 for
+ * the message). */
 static int server(const mp_args *a) {
   mp_conn *c = mp_args_conn(a, 0);
   const char *key = mp_args_str(a, 1);
@@ -33,6 +34,12 @@ static int server(const mp_args *a) {
   rc = mp_conn_answer_challenge(c, key, strlen(key), 20.0);
   if (rc != 0)
     return 20 - rc;
+  /* Authenticated: the connection carries messages as before. */
+  char buf[16];
+  size_t n = 0;
+  if (mp_conn_recv_bytes_into(c, buf, sizeof buf, &n) != 0 || n != 5 ||
+      memcmp(buf, "after", 5) != 0)
+    return 40;
   return 0;
 }
 
@@ -57,7 +64,6 @@ static void check_mutual(const char *method) {
                "%s", mp_last_error_message());
   cr_assert_eq(mp_conn_deliver_challenge(c, key_a, strlen(key_a), 20.0), 0,
                "%s", mp_last_error_message());
-  /* Authenticated: the connection carries messages as before. */
   cr_assert_eq(mp_conn_send_bytes(c, "after", 5), 0);
   cr_expect_eq(ts_join(p), 0, "server: %s", mp_process_error(p));
   mp_process_free(p);
