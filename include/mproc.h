@@ -402,6 +402,59 @@ MP_API int mp_conn_close(mp_conn *c);
 /* Close (if open) and release.  NULL is accepted. */
 MP_API void mp_conn_free(mp_conn *c);
 
+/* Listeners and clients (Python's multiprocessing.connection Listener
+ * and Client).  Families: MP_AF_LOCAL (a Unix-domain socket file on
+ * POSIX, a named pipe on Windows; both reachable by this user only),
+ * MP_AF_INET and MP_AF_INET6 (TCP).  MP_AF_DEFAULT infers the family from
+ * the address: "host:port" is TCP ("[host]:port": IPv6), anything else
+ * (a path, a "\\.\pipe\name") local; no address at all is a fresh
+ * local name nobody else can reach.  TCP addresses are numeric or names;
+ * an empty host is the loopback ("":0 or ":0" gives a free port on
+ * 127.0.0.1).
+ *
+ * With an authkey (authkey_n > 0) both sides authenticate each other
+ * before anything else is read (mp_conn_deliver_challenge /
+ * mp_conn_answer_challenge): accept returns MP_EAUTH, having closed the
+ * connection, when a client has the wrong key, sends something else or
+ * nothing for the handshake time (mp_listener_set_handshake_timeout,
+ * default 10 s); the client gets MP_EAUTH as well.  Without one, nothing
+ * is checked. */
+enum { MP_AF_DEFAULT = 0, MP_AF_LOCAL = 1, MP_AF_INET = 2, MP_AF_INET6 = 3 };
+
+typedef struct mp_listener mp_listener;
+
+/* Listen at address (NULL: a fresh local name) with room for backlog
+ * waiting clients (0: a default).  The authkey is copied.  MP_EINVAL
+ * (malformed address or family), MP_EEXIST (address in use or a file
+ * there), MP_EPERM, MP_EOS. */
+MP_API int mp_listener_new(mp_listener **out, const char *address,
+                           int family, int backlog, const void *authkey,
+                           size_t authkey_n);
+
+/* Wait up to timeout seconds for a client and authenticate it: 0 and a
+ * duplex connection; MP_ETIMEDOUT; MP_EAUTH (that client was refused and
+ * dropped: call accept again); MP_ECLOSED after mp_listener_close. */
+MP_API int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out);
+
+/* The bound address ("127.0.0.1:40123" with the port chosen, the socket
+ * path, the pipe name), to give to clients; and the family. */
+MP_API const char *mp_listener_address(const mp_listener *l);
+MP_API int mp_listener_family(const mp_listener *l);
+
+/* How long accept gives a client to authenticate (seconds, > 0). */
+MP_API int mp_listener_set_handshake_timeout(mp_listener *l, double timeout);
+
+/* Stop listening: a thread blocked in accept returns MP_ECLOSED, and so
+ * does every later accept; the socket file is removed.  Idempotent. */
+MP_API int mp_listener_close(mp_listener *l);
+MP_API void mp_listener_free(mp_listener *l);
+
+/* Connect to a listener and authenticate within timeout seconds:
+ * MP_ENOENT when nobody listens there, MP_EAUTH, MP_ETIMEDOUT, MP_EINVAL
+ * (malformed address). */
+MP_API int mp_client(mp_conn **out, const char *address, int family,
+                     const void *authkey, size_t authkey_n, double timeout);
+
 /* Pass a connection to a child: add it to the arguments of the process.
  * It must stay open until the process has started; the child gets its
  * own copy of the handle, so closing ours afterwards does not affect it.

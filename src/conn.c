@@ -106,6 +106,13 @@ static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
   return 0;
 }
 
+int mp__conn_wrap(mpi_fd h, mp_conn **out) {
+  int rc = new_conn(h, 1, 1, out);
+  if (rc != 0)
+    mpi_stream_close(h);
+  return rc;
+}
+
 int mp_pipe(int duplex, mp_conn **a, mp_conn **b) {
   if (a == NULL || b == NULL)
     return mp__error(MP_EINVAL, "mp_pipe: NULL argument");

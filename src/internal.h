@@ -32,6 +32,12 @@ char *mp__strdup(const char *s);
 /* Validate a timeout: MP_FOREVER or >= 0. */
 int mp__check_timeout(double timeout);
 
+/* address.c: split a TCP address "host:port" or "[host]:port" (IPv6
+ * literal) into host (cap bytes, brackets removed; may come out empty)
+ * and port (0-65535).  0 or MP_EINVAL. */
+int mp__split_host_port(const char *address, char *host, size_t cap,
+                        unsigned *port);
+
 /* ---- args.c --------------------------------------------------------- */
 
 /* Object reference items: `kind` says which mproc type it is, `blob` is
@@ -56,6 +62,8 @@ int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n);
  * (sets it to MPI_BAD_FD). */
 int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
                   void **out);
+/* conn.c: a duplex connection over a stream (taken: closed on failure). */
+int mp__conn_wrap(mpi_fd h, mp_conn **out);
 /* In a forked child: close the connections not in `keep` (may be NULL). */
 void mp__conn_fork_child(const mp_args *keep);
 /* Mark ready[i] for each handle of a connection with bytes read ahead;

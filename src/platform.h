@@ -316,4 +316,48 @@ void mpi_cond_free(mpi_cond *c);
 int mpi_hmac_sha256(const void *key, size_t key_n, const void *msg,
                     size_t msg_n, unsigned char out[MPI_SHA256_SIZE]);
 
+/* ---- 10. Listeners and connections -------------------------------- */
+
+/* Families: a local socket (POSIX: a Unix-domain socket file; Windows: a
+ * named pipe), TCP over IPv4 or IPv6. */
+enum { MPI_AF_LOCAL = 1, MPI_AF_INET = 2, MPI_AF_INET6 = 3 };
+
+typedef struct mpi_listener mpi_listener;
+
+/* Listen at `address` with room for `backlog` (>= 1) waiting connections.
+ * MPI_AF_LOCAL: NULL or "" makes a fresh unguessable name that only this
+ * user can reach (POSIX: "<tmpdir>/mproc-XXXXXX/listener", the directory
+ * 0700 and the socket 0600, both removed by mpi_listener_close; Windows:
+ * "\\.\pipe\mproc-<random>" with an owner-only DACL, remote clients
+ * rejected); otherwise that path / pipe name (POSIX: created 0600; a file
+ * already there is MP_EEXIST).  MPI_AF_INET / MPI_AF_INET6: "host:port"
+ * ("[host]:port" for IPv6 literals), port 0 for any free port.
+ * The bound address, in the same form (with the port chosen), is copied
+ * to `bound` (cap bytes, at least 300).  0, MP_EINVAL (malformed address
+ * or family), MP_EEXIST (address in use), MP_EPERM, MP_EOS. */
+int mpi_listen(int family, const char *address, int backlog,
+               mpi_listener **out, char *bound, size_t cap);
+
+/* Wait up to `timeout` seconds (negative: forever) for a connection and
+ * return its stream in *out: a duplex stream for mpi_stream_read / write
+ * / recv / poll / close (part 6) and mpi_wait.  0, MP_ETIMEDOUT,
+ * MP_ECLOSED (mpi_listener_shutdown was called), MP_EOS.  One thread at a
+ * time per listener. */
+int mpi_accept(mpi_listener *l, double timeout, mpi_fd *out);
+
+/* Make a thread blocked in mpi_accept (now or later) return MP_ECLOSED.
+ * Safe from any thread while another is in mpi_accept. */
+void mpi_listener_shutdown(mpi_listener *l);
+
+/* Stop listening and release (no thread may be in mpi_accept): closes the
+ * socket / pipe, removes the socket file and directory mpi_listen made. */
+void mpi_listener_close(mpi_listener *l);
+
+/* Connect to a listener within `timeout` seconds (negative: forever).
+ * The stream as from mpi_accept.  0, MP_EINVAL (malformed address),
+ * MP_ENOENT (nobody listens there: refused, no such socket or pipe),
+ * MP_ETIMEDOUT, MP_EOS. */
+int mpi_connect(int family, const char *address, double timeout,
+                mpi_fd *out);
+
 #endif /* MPROC_PLATFORM_H */

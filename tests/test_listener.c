@@ -1,0 +1,351 @@
+/*
+ * test_listener.c - listeners and clients (Python's Listener / Client):
+ * local sockets or named pipes and TCP (IPv4, IPv6), with and without an
+ * authkey; a wrong key, a silent client and a garbage client refused
+ * without stopping the listener; nobody listening; accept timeouts;
+ * closing a listener another thread waits on; addresses in use; bad
+ * arguments; owner-only socket files; a client in a child process under
+ * each start method.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(_WIN32)
+#  include <sys/stat.h>
+#  include <unistd.h>
+#endif
+
+#include "methods.h"
+#include "mproc.h"
+#include "support.h"
+
+TS_SUITE(listener);
+
+static const char key[] = "listener test key";
+
+/* ---- a client in a thread -------------------------------------------- */
+
+typedef struct client_job {
+  const char *address;
+  int family;
+  const char *key; /* NULL: no authkey */
+  const void *raw; /* without a key: send this first (garbage), if set */
+  size_t raw_n;
+  int silent;      /* connect without a key and say nothing until told */
+  int rc;          /* mp_client's result */
+  int echo_ok;     /* sent "ping", got "pong" */
+  mp_event *done;  /* set when the client may go (silent) */
+} client_job;
+
+static void client_main(void *arg) {
+  client_job *j = arg;
+  mp_conn *c = NULL;
+  j->rc = mp_client(&c, j->address, j->family, j->key,
+                    j->key ? strlen(j->key) : 0, 20.0);
+  if (j->rc != 0)
+    return;
+  if (j->raw != NULL)
+    mp_conn_send_bytes(c, j->raw, j->raw_n);
+  if (j->silent) {
+    mp_event_wait(j->done, 30.0);
+  } else if (j->raw == NULL && mp_conn_send_bytes(c, "ping", 4) == 0) {
+    char buf[8];
+    size_t n = 0;
+    j->echo_ok = mp_conn_recv_bytes_into(c, buf, sizeof buf, &n) == 0 &&
+                 n == 4 && memcmp(buf, "pong", 4) == 0;
+  }
+  mp_conn_free(c);
+}
+
+/* Accept one client, answer its ping. */
+static void serve_one(mp_listener *l) {
+  mp_conn *c;
+  cr_assert_eq(mp_listener_accept(l, 20.0, &c), 0, "%s",
+               mp_last_error_message());
+  char buf[8];
+  size_t n = 0;
+  cr_assert_eq(mp_conn_recv_bytes_into(c, buf, sizeof buf, &n), 0);
+  cr_expect(n == 4 && memcmp(buf, "ping", 4) == 0);
+  cr_assert_eq(mp_conn_send_bytes(c, "pong", 4), 0);
+  mp_conn_free(c);
+}
+
+static void round_trip(const char *address, int family, int with_key,
+                       int want_family) {
+  mp_listener *l;
+  int rc = mp_listener_new(&l, address, family, 0, with_key ? key : NULL,
+                           with_key ? strlen(key) : 0);
+  cr_assert_eq(rc, 0, "%s: %s", address ? address : "(generated)",
+               mp_last_error_message());
+  cr_expect_eq(mp_listener_family(l), want_family);
+  const char *bound = mp_listener_address(l);
+  cr_assert(bound != NULL && bound[0] != '\0');
+  client_job j = {bound, MP_AF_DEFAULT, with_key ? key : NULL, NULL, 0, 0,
+                  -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &j);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_expect_eq(j.rc, 0, "client: %s", mp_err_name(j.rc));
+  cr_expect(j.echo_ok, "the client got its pong");
+  mp_listener_free(l);
+}
+
+Test(listener, local_generated_with_key) {
+  round_trip(NULL, MP_AF_DEFAULT, 1, MP_AF_LOCAL);
+}
+Test(listener, local_generated_without_key) {
+  round_trip(NULL, MP_AF_LOCAL, 0, MP_AF_LOCAL);
+}
+Test(listener, tcp4_with_key) {
+  round_trip("127.0.0.1:0", MP_AF_DEFAULT, 1, MP_AF_INET);
+}
+Test(listener, tcp4_empty_host_is_loopback) {
+  round_trip(":0", MP_AF_INET, 1, MP_AF_INET);
+}
+Test(listener, tcp6_with_key) {
+  round_trip("[::1]:0", MP_AF_DEFAULT, 1, MP_AF_INET6);
+}
+
+Test(listener, tcp_address_has_the_chosen_port) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, "127.0.0.1:0", MP_AF_INET, 4, NULL, 0), 0);
+  const char *a = mp_listener_address(l);
+  cr_assert(strncmp(a, "127.0.0.1:", 10) == 0, "%s", a);
+  cr_expect(atoi(a + 10) > 0, "%s", a);
+  mp_listener_free(l);
+}
+
+/* A wrong key, a client that says nothing, a client that sends garbage:
+ * each is refused with MP_EAUTH, and the listener goes on to serve the
+ * next client. */
+Test(listener, bad_clients_are_dropped_and_others_served,
+     .timeout = TS_TIMEOUT) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, "127.0.0.1:0", MP_AF_DEFAULT, 0, key,
+                               strlen(key)), 0);
+  cr_assert_eq(mp_listener_set_handshake_timeout(l, 0.3), 0);
+  const char *a = mp_listener_address(l);
+  mp_conn *c;
+  /* Wrong key: both sides MP_EAUTH. */
+  client_job wrong = {a, MP_AF_DEFAULT, "not the key", NULL, 0, 0, -1, 0,
+                      NULL};
+  ts_thread *t = ts_thread_start(client_main, &wrong);
+  cr_expect_eq(mp_listener_accept(l, 20.0, &c), MP_EAUTH);
+  cr_expect_null(c);
+  ts_thread_join(t);
+  cr_expect_eq(wrong.rc, MP_EAUTH, "%s", mp_err_name(wrong.rc));
+  /* Silent: dropped after the handshake time. */
+  client_job silent = {a, MP_AF_DEFAULT, NULL, NULL, 0, 1, -1, 0, NULL};
+  cr_assert_eq(mp_event_new(&silent.done), 0);
+  t = ts_thread_start(client_main, &silent);
+  double t0 = ts_now();
+  cr_expect_eq(mp_listener_accept(l, 20.0, &c), MP_EAUTH);
+  double took = ts_now() - t0;
+  cr_expect(took >= 0.25 && took < 10.0, "dropped after %.3f s", took);
+  mp_event_set(silent.done);
+  ts_thread_join(t);
+  mp_event_free(silent.done);
+  /* Garbage instead of a digest. */
+  char junk[600];
+  memset(junk, 'j', sizeof junk);
+  client_job garbage = {a, MP_AF_DEFAULT, NULL, junk, sizeof junk, 0, -1, 0,
+                        NULL};
+  t = ts_thread_start(client_main, &garbage);
+  cr_expect_eq(mp_listener_accept(l, 20.0, &c), MP_EAUTH);
+  ts_thread_join(t);
+  /* And a good client after all that. */
+  client_job good = {a, MP_AF_DEFAULT, key, NULL, 0, 0, -1, 0, NULL};
+  t = ts_thread_start(client_main, &good);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_expect_eq(good.rc, 0);
+  cr_expect(good.echo_ok);
+  mp_listener_free(l);
+}
+
+Test(listener, nobody_listening) {
+  mp_conn *c;
+  mp_listener *l;
+  /* A local name that was listened on and closed, and a closed port. */
+  cr_assert_eq(mp_listener_new(&l, NULL, MP_AF_LOCAL, 0, NULL, 0), 0);
+  char local[512];
+  snprintf(local, sizeof local, "%s", mp_listener_address(l));
+  mp_listener_free(l);
+  cr_expect_eq(mp_client(&c, local, MP_AF_LOCAL, NULL, 0, 5.0), MP_ENOENT,
+               "%s", mp_last_error_message());
+  cr_assert_eq(mp_listener_new(&l, "127.0.0.1:0", MP_AF_INET, 0, NULL, 0),
+               0);
+  char tcp[64];
+  snprintf(tcp, sizeof tcp, "%s", mp_listener_address(l));
+  mp_listener_free(l);
+  cr_expect_eq(mp_client(&c, tcp, MP_AF_DEFAULT, key, strlen(key), 5.0),
+               MP_ENOENT, "%s", mp_last_error_message());
+  cr_expect_null(c);
+}
+
+Test(listener, accept_times_out) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, NULL, MP_AF_DEFAULT, 0, key, strlen(key)),
+               0);
+  mp_conn *c;
+  double t0 = ts_now();
+  cr_expect_eq(mp_listener_accept(l, 0.2, &c), MP_ETIMEDOUT);
+  double took = ts_now() - t0;
+  cr_expect(took >= 0.15 && took < 5.0, "took %.3f s", took);
+  cr_expect_eq(mp_listener_accept(l, 0, &c), MP_ETIMEDOUT);
+  mp_listener_free(l);
+}
+
+typedef struct closer {
+  mp_listener *l;
+  mp_event *go;
+} closer;
+
+static void close_later(void *arg) {
+  closer *c = arg;
+  mp_event_wait(c->go, 30.0);
+  mp_listener_close(c->l);
+}
+
+/* Close while another thread waits in accept.  The closing thread waits
+ * for an event set just before accept: it may close before accept has
+ * started waiting, which must end the same way. */
+Test(listener, close_wakes_a_waiting_accept, .timeout = TS_TIMEOUT) {
+  closer cl;
+  cr_assert_eq(mp_listener_new(&cl.l, "127.0.0.1:0", MP_AF_INET, 0, NULL,
+                               0), 0);
+  cr_assert_eq(mp_event_new(&cl.go), 0);
+  ts_thread *t = ts_thread_start(close_later, &cl);
+  mp_conn *c;
+  mp_event_set(cl.go);
+  cr_expect_eq(mp_listener_accept(cl.l, 30.0, &c), MP_ECLOSED);
+  ts_thread_join(t);
+  cr_expect_eq(mp_listener_accept(cl.l, 1.0, &c), MP_ECLOSED);
+  cr_expect_eq(mp_listener_close(cl.l), 0, "idempotent");
+  mp_event_free(cl.go);
+  mp_listener_free(cl.l);
+}
+
+Test(listener, address_in_use) {
+  mp_listener *a, *b;
+  cr_assert_eq(mp_listener_new(&a, "127.0.0.1:0", MP_AF_INET, 0, NULL, 0),
+               0);
+  cr_expect_eq(mp_listener_new(&b, mp_listener_address(a), MP_AF_INET, 0,
+                               NULL, 0), MP_EEXIST, "%s",
+               mp_last_error_message());
+  mp_listener_free(a);
+#if defined(_WIN32)
+  const char *name = "\\\\.\\pipe\\mproc-test-in-use";
+#else
+  char name[256];
+  snprintf(name, sizeof name, "%s/mproc-test-%lld.sock",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+           (long long)mp_getpid());
+#endif
+  cr_assert_eq(mp_listener_new(&a, name, MP_AF_LOCAL, 0, NULL, 0), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(mp_listener_new(&b, name, MP_AF_LOCAL, 0, NULL, 0), MP_EEXIST,
+               "%s", mp_last_error_message());
+  mp_listener_free(a);
+}
+
+Test(listener, bad_arguments) {
+  mp_listener *l;
+  mp_conn *c;
+  cr_expect_eq(mp_listener_new(NULL, NULL, 0, 0, NULL, 0), MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, NULL, 9, 0, NULL, 0), MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, NULL, 0, -1, NULL, 0), MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, NULL, 0, 0, NULL, 5), MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, "127.0.0.1", MP_AF_INET, 0, NULL, 0),
+               MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, "x:99999", MP_AF_INET, 0, NULL, 0),
+               MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, "::1:5", MP_AF_INET6, 0, NULL, 0),
+               MP_EINVAL);
+  cr_expect_eq(mp_listener_new(&l, "[::1]:0", MP_AF_INET, 0, NULL, 0),
+               MP_EINVAL, "an IPv6 address for an IPv4 listener");
+  cr_expect_eq(mp_client(&c, NULL, 0, NULL, 0, 1.0), MP_EINVAL);
+  cr_expect_eq(mp_client(&c, "127.0.0.1:1", 0, NULL, 0, -3.0), MP_EINVAL);
+  cr_expect_eq(mp_client(NULL, "127.0.0.1:1", 0, NULL, 0, 1.0), MP_EINVAL);
+  cr_assert_eq(mp_listener_new(&l, NULL, 0, 0, NULL, 0), 0);
+  cr_expect_eq(mp_listener_set_handshake_timeout(l, 0), MP_EINVAL);
+  cr_expect_eq(mp_listener_accept(l, -2.0, &c), MP_EINVAL);
+  cr_expect_eq(mp_listener_accept(l, 1.0, NULL), MP_EINVAL);
+  mp_listener_free(l);
+  mp_listener_free(NULL);
+}
+
+#if !defined(_WIN32)
+/* Sockets only this user can reach, removed when the listener goes. */
+Test(listener, local_sockets_are_owner_only) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, NULL, MP_AF_LOCAL, 0, NULL, 0), 0);
+  char path[512], dir[512];
+  snprintf(path, sizeof path, "%s", mp_listener_address(l));
+  snprintf(dir, sizeof dir, "%s", path);
+  *strrchr(dir, '/') = '\0';
+  struct stat st;
+  cr_assert_eq(stat(path, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0600, "socket mode %o", st.st_mode & 0777);
+  cr_assert_eq(stat(dir, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0700, "dir mode %o", st.st_mode & 0777);
+  mp_listener_free(l);
+  cr_expect_neq(stat(path, &st), 0, "the socket is gone");
+  cr_expect_neq(stat(dir, &st), 0, "its directory is gone");
+  /* A given path: 0600 too, and removed at close. */
+  snprintf(path, sizeof path, "/tmp/mproc-test-own-%lld.sock",
+           (long long)mp_getpid());
+  cr_assert_eq(mp_listener_new(&l, path, MP_AF_LOCAL, 0, NULL, 0), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(stat(path, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0600, "socket mode %o", st.st_mode & 0777);
+  mp_listener_free(l);
+  cr_expect_neq(stat(path, &st), 0, "the socket is gone");
+}
+#endif
+
+/* ---- a client in a child process ---------------------------------------- */
+
+static int child_client(const mp_args *a) {
+  mp_conn *c;
+  const char *k = mp_args_str(a, 1);
+  int rc = mp_client(&c, mp_args_str(a, 0), MP_AF_DEFAULT, k, strlen(k),
+                     20.0);
+  if (rc != 0)
+    return 10 - rc;
+  rc = mp_conn_send_bytes(c, "from the child", 14);
+  mp_conn_free(c);
+  return rc == 0 ? 0 : 30;
+}
+
+static void check_child_client(const char *method, const char *where) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, where, MP_AF_DEFAULT, 0, key,
+                               strlen(key)), 0);
+  mp_args *a;
+  mp_args_pack(&a, "ss", mp_listener_address(l), key);
+  mp_process *p = ts_start(method, child_client, a);
+  mp_args_free(a);
+  mp_conn *c;
+  cr_assert_eq(mp_listener_accept(l, 30.0, &c), 0, "%s",
+               mp_last_error_message());
+  char buf[32];
+  size_t n = 0;
+  cr_assert_eq(mp_conn_recv_bytes_into(c, buf, sizeof buf, &n), 0);
+  cr_expect(n == 14 && memcmp(buf, "from the child", 14) == 0);
+  cr_expect_eq(ts_join(p), 0, "child: %s", mp_process_error(p));
+  mp_process_free(p);
+  mp_conn_free(c);
+  mp_listener_free(l);
+}
+
+static void check_child_client_local(const char *method) {
+  check_child_client(method, NULL);
+}
+static void check_child_client_tcp(const char *method) {
+  check_child_client(method, "127.0.0.1:0");
+}
+FOR_EACH_METHOD(check_child_client_local)
+FOR_EACH_METHOD(check_child_client_tcp)
