@@ -801,3 +801,723 @@ Test(hmac, rfc4231_vectors) {
   check_hmac("key", 3, "", 0,
              "5d5d139563c95b5967b9bd9a8c9b233a9dedb45072794cd232dc1b74832607d0");
 }
+
+/* ---- part 10: listeners and connections ------------------------------- */
+
+/* mpi_listen / mpi_accept / mpi_connect for each kind of address: a
+ * local one the backend names, a local one we name (a socket file; a
+ * pipe name on Windows), TCP over IPv4 and IPv6 loopback.  Connections
+ * are streams for part 6 and mpi_wait.  Clients connect from threads;
+ * nothing waits for another thread by sleeping. */
+
+#if !defined(_WIN32)
+#  include <errno.h>
+#  include <sys/stat.h>
+#endif
+
+TS_SUITE(listen);
+
+#define LS_CAP 320 /* bound address buffers (>= 300) */
+#define LS_WAIT 10.0
+
+enum { LS_LOCAL, LS_LOCAL_NAMED, LS_INET, LS_INET6 };
+
+static int ls_family(int where) {
+  return where == LS_INET    ? MPI_AF_INET
+         : where == LS_INET6 ? MPI_AF_INET6
+                             : MPI_AF_LOCAL;
+}
+
+/* A local address nobody uses: a pipe name, or a path in /tmp. */
+static void ls_local_name(char *buf, size_t cap, const char *tag) {
+  unsigned char r[6];
+  cr_assert_eq(mpi_random(r, sizeof r), 0);
+#if defined(_WIN32)
+  const char *dir = "\\\\.\\pipe\\";
+#else
+  const char *dir = "/tmp/";
+#endif
+  snprintf(buf, cap, "%smproc-t-%s-%lu-%02x%02x%02x%02x%02x%02x", dir, tag,
+           (unsigned long)(mpi_getpid() % 10000000), r[0], r[1], r[2], r[3],
+           r[4], r[5]);
+}
+
+/* Listen at a fresh address of kind `where`; *bound gets the address to
+ * connect to.  Skips the test where the system has no IPv6 loopback. */
+static mpi_listener *ls_listen(int where, char *bound) {
+  char name[LS_CAP];
+  const char *address = NULL;
+  if (where == LS_LOCAL_NAMED) {
+    ls_local_name(name, sizeof name, "named");
+    address = name;
+  } else if (where == LS_INET) {
+    address = "127.0.0.1:0";
+  } else if (where == LS_INET6) {
+    address = "[::1]:0";
+  }
+  mpi_listener *l = NULL;
+  int rc = mpi_listen(ls_family(where), address, 8, &l, bound, LS_CAP);
+  if (where == LS_INET6 && (rc == MP_EOS || rc == MP_EINVAL))
+    cr_skip_test("no IPv6 loopback here: %s: %s", mp_err_name(rc),
+                 mp_last_error_message());
+  cr_assert_eq(rc, 0, "listen at %s: %s: %s", address ? address : "(new)",
+               mp_err_name(rc), mp_last_error_message());
+  cr_assert_not_null(l);
+  if (where == LS_LOCAL_NAMED)
+    cr_expect_str_eq(bound, name);
+  if (where == LS_INET)
+    cr_expect_eq(strncmp(bound, "127.0.0.1:", 10), 0, "bound %s", bound);
+  if (where == LS_INET6)
+    cr_expect_eq(strncmp(bound, "[::1]:", 6), 0, "bound %s", bound);
+  if (where == LS_INET || where == LS_INET6)
+    cr_expect_neq(atoi(strrchr(bound, ':') + 1), 0, "no port: %s", bound);
+  return l;
+}
+
+/* A client in a thread: connect, then optionally send one byte. */
+typedef struct ls_dialer {
+  int family;
+  const char *address;
+  double timeout;
+  int send; /* >= 0: a byte to send once connected */
+  int rc;
+  mpi_fd fd;
+  char message[300];
+} ls_dialer;
+
+static void ls_dial(void *arg) {
+  ls_dialer *d = arg;
+  d->fd = MPI_BAD_FD;
+  d->rc = mpi_connect(d->family, d->address, d->timeout, &d->fd);
+  if (d->rc == 0 && d->send >= 0) {
+    unsigned char c = (unsigned char)d->send;
+    d->rc = mpi_stream_write(d->fd, &c, 1);
+  }
+  if (d->rc != 0)
+    snprintf(d->message, sizeof d->message, "%s", mp_last_error_message());
+}
+
+static void ls_dialer_init(ls_dialer *d, int family, const char *address) {
+  memset(d, 0, sizeof *d);
+  d->family = family;
+  d->address = address;
+  d->timeout = LS_WAIT;
+  d->send = -1;
+  d->fd = MPI_BAD_FD;
+}
+
+static mpi_fd ls_accept(mpi_listener *l) {
+  mpi_fd s = MPI_BAD_FD;
+  int rc = mpi_accept(l, LS_WAIT, &s);
+  cr_assert_eq(rc, 0, "accept: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_assert_neq(s, MPI_BAD_FD);
+  return s;
+}
+
+/* Connect a client from a thread and accept it. */
+static void ls_pair(mpi_listener *l, int family, const char *bound,
+                    mpi_fd *server, mpi_fd *client) {
+  ls_dialer d;
+  ls_dialer_init(&d, family, bound);
+  ts_thread *t = ts_thread_start(ls_dial, &d);
+  mpi_fd s = MPI_BAD_FD;
+  int rc = mpi_accept(l, LS_WAIT, &s);
+  char msg[300];
+  snprintf(msg, sizeof msg, "%s", mp_last_error_message());
+  ts_thread_join(t);
+  cr_assert_eq(d.rc, 0, "connect to %s: %s: %s", bound, mp_err_name(d.rc),
+               d.message);
+  cr_assert_eq(rc, 0, "accept: %s: %s", mp_err_name(rc), msg);
+  *server = s;
+  *client = d.fd;
+}
+
+/* Read exactly n bytes with mpi_stream_recv (pieces of any size). */
+static void ls_recv_all(mpi_fd h, void *p, size_t n) {
+  size_t total = 0;
+  while (total < n) {
+    size_t got = 0;
+    int rc = mpi_stream_recv(h, (char *)p + total, n - total, &got);
+    cr_assert_eq(rc, 0, "recv: %s: %s", mp_err_name(rc),
+                 mp_last_error_message());
+    cr_assert(got >= 1 && got <= n - total, "recv gave %lu bytes",
+              (unsigned long)got);
+    total += got;
+  }
+}
+
+typedef struct ls_writer {
+  mpi_fd fd;
+  const void *p;
+  size_t n;
+  int rc;
+} ls_writer;
+
+static void ls_write(void *arg) {
+  ls_writer *w = arg;
+  w->rc = mpi_stream_write(w->fd, w->p, w->n);
+}
+
+/* Bytes both ways, polling, a large transfer each way at once, and the
+ * end of the stream once the client closes. */
+static void ls_check_exchange(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  mpi_fd s, c;
+  ls_pair(l, ls_family(where), bound, &s, &c);
+
+  /* Nothing has arrived: poll times out, at once and after a while. */
+  cr_expect_eq(mpi_stream_poll(s, 0), 0);
+  cr_expect_eq(mpi_stream_poll(c, 0), 0);
+  double t0 = mpi_now();
+  int rc = mpi_stream_poll(s, 0.1);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, 0, "poll: %s", mp_err_name(rc));
+  cr_expect_geq(took, 0.08, "poll returned after %.3f s", took);
+  cr_expect_lt(took, 5.0);
+
+  /* client -> server */
+  cr_assert_eq(mpi_stream_write(c, "hello", 5), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(mpi_stream_poll(s, LS_WAIT), 1);
+  char buf[16];
+  size_t got = 0;
+  cr_assert_eq(mpi_stream_read(s, buf, 5, &got), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(got, 5);
+  cr_expect_eq(memcmp(buf, "hello", 5), 0);
+  cr_expect_eq(mpi_stream_poll(s, 0), 0, "all was read");
+
+  /* server -> client */
+  cr_assert_eq(mpi_stream_write(s, "world!", 6), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(mpi_stream_poll(c, LS_WAIT), 1);
+  ls_recv_all(c, buf, 6);
+  cr_expect_eq(memcmp(buf, "world!", 6), 0);
+
+  /* 3 MiB each way at the same time (more than any buffer holds). */
+  size_t big = 3u << 20;
+  void *m1 = ts_make_message(big, 1), *m2 = ts_make_message(big, 2);
+  unsigned char *in1 = malloc(big), *in2 = malloc(big);
+  cr_assert(in1 != NULL && in2 != NULL);
+  ls_writer w1 = {c, m1, big, -1}, w2 = {s, m2, big, -1};
+  ts_thread *t1 = ts_thread_start(ls_write, &w1);
+  ts_thread *t2 = ts_thread_start(ls_write, &w2);
+  cr_assert_eq(mpi_stream_read(s, in1, big, &got), 0, "%s",
+               mp_last_error_message());
+  ls_recv_all(c, in2, big);
+  ts_thread_join(t1);
+  ts_thread_join(t2);
+  cr_expect_eq(w1.rc, 0, "%s", mp_err_name(w1.rc));
+  cr_expect_eq(w2.rc, 0, "%s", mp_err_name(w2.rc));
+  cr_expect(ts_is_message(in1, big, 1), "client -> server bytes differ");
+  cr_expect(ts_is_message(in2, big, 2), "server -> client bytes differ");
+  free(in1);
+  free(in2);
+  free(m1);
+  free(m2);
+
+  /* What the client sent before closing still arrives, then the end. */
+  cr_assert_eq(mpi_stream_write(c, "bye", 3), 0);
+  mpi_stream_close(c);
+  cr_expect_eq(mpi_stream_poll(s, LS_WAIT), 1);
+  cr_expect_eq(mpi_stream_read(s, buf, 3, &got), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(memcmp(buf, "bye", 3), 0);
+  cr_expect_eq(mpi_stream_poll(s, LS_WAIT), 1, "the end is readable");
+  got = 99;
+  rc = mpi_stream_read(s, buf, 4, &got);
+  cr_expect_eq(rc, MP_EEOF, "read after close: %s", mp_err_name(rc));
+  cr_expect_eq(got, 0);
+  rc = mpi_stream_recv(s, buf, 4, &got);
+  cr_expect_eq(rc, MP_EEOF, "recv after close: %s", mp_err_name(rc));
+  mpi_stream_close(s);
+  mpi_listener_close(l);
+}
+
+Test(listen, exchange_local, .timeout = TS_TIMEOUT) {
+  ls_check_exchange(LS_LOCAL);
+}
+
+Test(listen, exchange_local_named, .timeout = TS_TIMEOUT) {
+  ls_check_exchange(LS_LOCAL_NAMED);
+}
+
+Test(listen, exchange_inet, .timeout = TS_TIMEOUT) {
+  ls_check_exchange(LS_INET);
+}
+
+Test(listen, exchange_inet6, .timeout = TS_TIMEOUT) {
+  ls_check_exchange(LS_INET6);
+}
+
+/* Writing to a closed peer fails with MP_EPIPE: at once on a pipe, after
+ * the peer's reset comes back on TCP. */
+static void ls_check_epipe(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  mpi_fd s, c;
+  ls_pair(l, ls_family(where), bound, &s, &c);
+  mpi_stream_close(c);
+  char chunk[1024];
+  memset(chunk, 'x', sizeof chunk);
+  int rc = 0, writes = 0;
+  double deadline = mpi_now() + LS_WAIT;
+  while (rc == 0 && mpi_now() < deadline) {
+    rc = mpi_stream_write(s, chunk, sizeof chunk);
+    writes++;
+  }
+  cr_expect_eq(rc, MP_EPIPE, "after %d writes: %s: %s", writes,
+               mp_err_name(rc), mp_last_error_message());
+  mpi_stream_close(s);
+  mpi_listener_close(l);
+}
+
+Test(listen, write_to_a_closed_peer_local, .timeout = TS_TIMEOUT) {
+  ls_check_epipe(LS_LOCAL);
+}
+
+Test(listen, write_to_a_closed_peer_inet, .timeout = TS_TIMEOUT) {
+  ls_check_epipe(LS_INET);
+}
+
+Test(listen, write_to_a_closed_peer_inet6, .timeout = TS_TIMEOUT) {
+  ls_check_epipe(LS_INET6);
+}
+
+static void ls_check_accept_timeout(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  mpi_fd s = MPI_BAD_FD;
+  double t0 = mpi_now();
+  int rc = mpi_accept(l, 0, &s);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "timeout 0: %s", mp_err_name(rc));
+  cr_expect_lt(mpi_now() - t0, 1.0);
+  t0 = mpi_now();
+  rc = mpi_accept(l, 0.25, &s);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "timeout 0.25: %s", mp_err_name(rc));
+  cr_expect_geq(took, 0.2, "returned after %.3f s", took);
+  cr_expect_lt(took, 5.0, "returned after %.3f s", took);
+  /* A client that comes after the timeouts is still accepted. */
+  mpi_fd c;
+  ls_pair(l, ls_family(where), bound, &s, &c);
+  mpi_stream_close(c);
+  mpi_stream_close(s);
+  mpi_listener_close(l);
+}
+
+Test(listen, accept_times_out_local, .timeout = TS_TIMEOUT) {
+  ls_check_accept_timeout(LS_LOCAL);
+}
+
+Test(listen, accept_times_out_inet, .timeout = TS_TIMEOUT) {
+  ls_check_accept_timeout(LS_INET);
+}
+
+typedef struct ls_acceptor {
+  mpi_listener *l;
+  volatile uint32_t started;
+  int rc;
+  mpi_fd fd;
+} ls_acceptor;
+
+static void ls_accept_long(void *arg) {
+  ls_acceptor *a = arg;
+  mp__store32(&a->started, 1);
+  a->rc = mpi_accept(a->l, 30.0, &a->fd);
+}
+
+static int ls_started(void *arg) {
+  return mp__load32(&((ls_acceptor *)arg)->started) != 0;
+}
+
+/* mpi_listener_shutdown from another thread ends a blocked accept with
+ * MP_ECLOSED, and every accept after it. */
+static void ls_check_shutdown(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  ls_acceptor a = {l, 0, 0, MPI_BAD_FD};
+  ts_thread *t = ts_thread_start(ls_accept_long, &a);
+  cr_assert(ts_poll_until(ls_started, &a, LS_WAIT));
+  /* Give it a moment to block (if it has not, shutdown still reaches
+   * it: the result is the same). */
+  nap(0.05);
+  double t0 = mpi_now();
+  mpi_listener_shutdown(l);
+  ts_thread_join(t);
+  cr_expect_eq(a.rc, MP_ECLOSED, "blocked accept: %s", mp_err_name(a.rc));
+  cr_expect_lt(mpi_now() - t0, 5.0);
+  mpi_fd s = MPI_BAD_FD;
+  int rc = mpi_accept(l, LS_WAIT, &s);
+  cr_expect_eq(rc, MP_ECLOSED, "later accept: %s", mp_err_name(rc));
+  mpi_listener_shutdown(l); /* twice is harmless */
+  mpi_listener_close(l);
+}
+
+Test(listen, shutdown_wakes_accept_local, .timeout = TS_TIMEOUT) {
+  ls_check_shutdown(LS_LOCAL);
+}
+
+Test(listen, shutdown_wakes_accept_inet, .timeout = TS_TIMEOUT) {
+  ls_check_shutdown(LS_INET);
+}
+
+/* A client waiting does not beat a shutdown that came first. */
+static void ls_check_shutdown_first(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  mpi_fd c = MPI_BAD_FD, s = MPI_BAD_FD;
+  int rc = mpi_connect(ls_family(where), bound, LS_WAIT, &c);
+  cr_assert_eq(rc, 0, "connect: %s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  mpi_listener_shutdown(l);
+  rc = mpi_accept(l, LS_WAIT, &s);
+  cr_expect_eq(rc, MP_ECLOSED, "accept: %s", mp_err_name(rc));
+  mpi_listener_close(l);
+  mpi_stream_close(c);
+}
+
+Test(listen, shutdown_before_accept_local, .timeout = TS_TIMEOUT) {
+  ls_check_shutdown_first(LS_LOCAL);
+}
+
+Test(listen, shutdown_before_accept_inet, .timeout = TS_TIMEOUT) {
+  ls_check_shutdown_first(LS_INET);
+}
+
+static void ls_expect_enoent(int family, const char *address) {
+  mpi_fd c = MPI_BAD_FD;
+  int rc = mpi_connect(family, address, LS_WAIT, &c);
+  cr_expect_eq(rc, MP_ENOENT, "connect to %s: %s: %s", address,
+               mp_err_name(rc), mp_last_error_message());
+  if (rc == 0)
+    mpi_stream_close(c);
+}
+
+Test(listen, connect_to_nobody_is_enoent, .timeout = TS_TIMEOUT) {
+  char name[LS_CAP], bound[LS_CAP];
+  ls_local_name(name, sizeof name, "never");
+  ls_expect_enoent(MPI_AF_LOCAL, name);
+  /* Addresses whose listener has closed. */
+  mpi_listener *l = ls_listen(LS_LOCAL, bound);
+  mpi_listener_close(l);
+  ls_expect_enoent(MPI_AF_LOCAL, bound);
+  l = ls_listen(LS_LOCAL_NAMED, bound);
+  mpi_listener_close(l);
+  ls_expect_enoent(MPI_AF_LOCAL, bound);
+  l = ls_listen(LS_INET, bound);
+  mpi_listener_close(l);
+  ls_expect_enoent(MPI_AF_INET, bound);
+}
+
+static void ls_expect_einval(int family, const char *address) {
+  mpi_listener *l = NULL;
+  char bound[LS_CAP];
+  int rc = mpi_listen(family, address, 4, &l, bound, sizeof bound);
+  cr_expect_eq(rc, MP_EINVAL, "listen at \"%s\" (family %d): %s", address,
+               family, mp_err_name(rc));
+  if (rc == 0)
+    mpi_listener_close(l);
+  mpi_fd c = MPI_BAD_FD;
+  rc = mpi_connect(family, address, 1.0, &c);
+  cr_expect_eq(rc, MP_EINVAL, "connect to \"%s\" (family %d): %s", address,
+               family, mp_err_name(rc));
+  if (rc == 0)
+    mpi_stream_close(c);
+}
+
+Test(listen, bad_addresses_are_einval, .timeout = TS_TIMEOUT) {
+  ls_expect_einval(MPI_AF_INET, "127.0.0.1");
+  ls_expect_einval(MPI_AF_INET, "x:99999");
+  ls_expect_einval(MPI_AF_INET, "127.0.0.1:");
+  ls_expect_einval(MPI_AF_INET, "127.0.0.1:12a");
+  ls_expect_einval(MPI_AF_INET, "");
+  ls_expect_einval(MPI_AF_INET6, "::1:5");
+  ls_expect_einval(MPI_AF_INET6, "[::1]");
+  ls_expect_einval(MPI_AF_INET6, "[::1:5");
+  ls_expect_einval(MPI_AF_INET, "[::1]:5");     /* the other family */
+  ls_expect_einval(MPI_AF_INET6, "127.0.0.1:5"); /* the other family */
+  ls_expect_einval(99, "127.0.0.1:5");
+  ls_expect_einval(0, NULL);
+#if defined(_WIN32)
+  ls_expect_einval(MPI_AF_LOCAL, "mproc-pipe");
+  ls_expect_einval(MPI_AF_LOCAL, "C:\\temp\\mproc-pipe");
+  ls_expect_einval(MPI_AF_LOCAL, "\\\\.\\pipe\\");
+  ls_expect_einval(MPI_AF_LOCAL, "\\\\.\\pipe\\a\\b");
+  ls_expect_einval(MPI_AF_LOCAL, "\\\\server\\pipe\\mproc");
+#else
+  char long_path[300];
+  memset(long_path, 'x', 250);
+  memcpy(long_path, "/tmp/", 5);
+  long_path[250] = '\0';
+  ls_expect_einval(MPI_AF_LOCAL, long_path);
+#endif
+  /* Connecting needs an address even for the local family. */
+  mpi_fd c = MPI_BAD_FD;
+  cr_expect_eq(mpi_connect(MPI_AF_LOCAL, "", 1.0, &c), MP_EINVAL);
+  cr_expect_eq(mpi_connect(MPI_AF_LOCAL, NULL, 1.0, &c), MP_EINVAL);
+}
+
+/* An address in use: MP_EEXIST, and the listener there keeps working. */
+static void ls_check_taken(int where) {
+  char bound[LS_CAP], again[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound), *l2 = NULL;
+  int rc = mpi_listen(ls_family(where), bound, 4, &l2, again, sizeof again);
+  cr_expect_eq(rc, MP_EEXIST, "second listen at %s: %s: %s", bound,
+               mp_err_name(rc), mp_last_error_message());
+  if (rc == 0)
+    mpi_listener_close(l2);
+  mpi_fd s, c;
+  ls_pair(l, ls_family(where), bound, &s, &c);
+  mpi_stream_close(c);
+  mpi_stream_close(s);
+  mpi_listener_close(l);
+}
+
+Test(listen, taken_address_local, .timeout = TS_TIMEOUT) {
+  ls_check_taken(LS_LOCAL);
+}
+
+Test(listen, taken_address_local_named, .timeout = TS_TIMEOUT) {
+  ls_check_taken(LS_LOCAL_NAMED);
+}
+
+Test(listen, taken_address_inet, .timeout = TS_TIMEOUT) {
+  ls_check_taken(LS_INET);
+}
+
+/* Two clients connecting at once are both accepted, one after the other,
+ * each on its own stream. */
+static void ls_check_two_clients(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  ls_dialer d[2];
+  ts_thread *t[2];
+  for (int i = 0; i < 2; i++) {
+    ls_dialer_init(&d[i], ls_family(where), bound);
+    d[i].send = 'A' + i;
+    t[i] = ts_thread_start(ls_dial, &d[i]);
+  }
+  mpi_fd s[2];
+  unsigned char who[2];
+  for (int i = 0; i < 2; i++) {
+    s[i] = ls_accept(l);
+    size_t got = 0;
+    cr_assert_eq(mpi_stream_read(s[i], &who[i], 1, &got), 0, "%s",
+                 mp_last_error_message());
+  }
+  for (int i = 0; i < 2; i++) {
+    ts_thread_join(t[i]);
+    cr_assert_eq(d[i].rc, 0, "client %d: %s: %s", i, mp_err_name(d[i].rc),
+                 d[i].message);
+  }
+  cr_expect(who[0] != who[1] && (who[0] == 'A' || who[0] == 'B') &&
+                (who[1] == 'A' || who[1] == 'B'),
+            "got %c and %c", who[0], who[1]);
+  /* Each stream reaches its own client. */
+  for (int i = 0; i < 2; i++) {
+    unsigned char reply = (unsigned char)(who[i] + 32), back = 0;
+    cr_assert_eq(mpi_stream_write(s[i], &reply, 1), 0);
+    mpi_fd c = d[who[i] - 'A'].fd;
+    cr_assert_eq(mpi_stream_read(c, &back, 1, NULL), 0);
+    cr_expect_eq(back, reply);
+  }
+  for (int i = 0; i < 2; i++) {
+    mpi_stream_close(s[i]);
+    mpi_stream_close(d[i].fd);
+  }
+  mpi_listener_close(l);
+}
+
+Test(listen, two_clients_local, .timeout = TS_TIMEOUT) {
+  ls_check_two_clients(LS_LOCAL);
+}
+
+Test(listen, two_clients_inet, .timeout = TS_TIMEOUT) {
+  ls_check_two_clients(LS_INET);
+}
+
+Test(listen, two_clients_inet6, .timeout = TS_TIMEOUT) {
+  ls_check_two_clients(LS_INET6);
+}
+
+/* mpi_wait on an accepted stream, alongside a stream pair's read end:
+ * not ready until data comes, ready when it does (also from a thread
+ * while the wait blocks), and ready at the end of the stream. */
+static void ls_check_wait(int where) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(where, bound);
+  mpi_fd s, c, pr, pw;
+  ls_pair(l, ls_family(where), bound, &s, &c);
+  cr_assert_eq(mpi_stream_pair(0, &pr, &pw), 0);
+  mpi_fd set[2] = {pr, s};
+  int ready[2] = {-1, -1};
+  int rc = mpi_wait(set, 2, 0, ready);
+  cr_expect_eq(rc, MP_ETIMEDOUT, "nothing sent: %s", mp_err_name(rc));
+  double t0 = mpi_now();
+  rc = mpi_wait(set, 2, 0.1, ready);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "nothing sent: %s", mp_err_name(rc));
+  cr_expect_geq(took, 0.08, "returned after %.3f s", took);
+
+  cr_assert_eq(mpi_stream_write(c, "x", 1), 0);
+  rc = mpi_wait(set, 2, LS_WAIT, ready);
+  cr_expect_eq(rc, 1, "%s", mp_err_name(rc));
+  cr_expect_eq(ready[0], 0);
+  cr_expect_eq(ready[1], 1);
+  char ch;
+  cr_assert_eq(mpi_stream_read(s, &ch, 1, NULL), 0);
+  cr_expect_eq(mpi_wait(set, 2, 0, ready), MP_ETIMEDOUT, "all read");
+
+  /* Data written by another thread while we wait. */
+  ls_writer w = {c, "yz", 2, -1};
+  ts_thread *t = ts_thread_start(ls_write, &w);
+  rc = mpi_wait(set, 2, LS_WAIT, ready);
+  ts_thread_join(t);
+  cr_expect_eq(rc, 1, "%s", mp_err_name(rc));
+  cr_expect_eq(ready[1], 1);
+  char two[2];
+  cr_assert_eq(mpi_stream_read(s, two, 2, NULL), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(memcmp(two, "yz", 2), 0);
+
+  /* Both ready at once. */
+  cr_assert_eq(mpi_stream_write(pw, "p", 1), 0);
+  cr_assert_eq(mpi_stream_write(c, "q", 1), 0);
+  /* Once the socket's byte is in (it may trail), both are ready. */
+  cr_expect_eq(mpi_wait(set + 1, 1, LS_WAIT, NULL), 1);
+  rc = mpi_wait(set, 2, LS_WAIT, ready);
+  cr_expect_eq(rc, 2, "%s", mp_err_name(rc));
+  cr_expect(ready[0] == 1 && ready[1] == 1);
+  cr_assert_eq(mpi_stream_read(pr, &ch, 1, NULL), 0);
+  cr_assert_eq(mpi_stream_read(s, &ch, 1, NULL), 0);
+
+  /* The end of the stream is ready too. */
+  mpi_stream_close(c);
+  rc = mpi_wait(set, 2, LS_WAIT, ready);
+  cr_expect_eq(rc, 1, "after close: %s", mp_err_name(rc));
+  cr_expect_eq(ready[1], 1);
+  cr_expect_eq(mpi_stream_read(s, &ch, 1, NULL), MP_EEOF);
+  mpi_stream_close(s);
+  mpi_stream_close(pr);
+  mpi_stream_close(pw);
+  mpi_listener_close(l);
+}
+
+Test(listen, wait_on_accepted_stream_local, .timeout = TS_TIMEOUT) {
+  ls_check_wait(LS_LOCAL);
+}
+
+Test(listen, wait_on_accepted_stream_inet, .timeout = TS_TIMEOUT) {
+  ls_check_wait(LS_INET);
+}
+
+#if defined(_WIN32)
+/* The generated pipe name: "\\.\pipe\mproc-" and 32 hex digits. */
+Test(listen, windows_generated_pipe_name, .timeout = TS_TIMEOUT) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(LS_LOCAL, bound);
+  const char *prefix = "\\\\.\\pipe\\mproc-";
+  size_t n = strlen(prefix);
+  cr_expect_eq(strncmp(bound, prefix, n), 0, "bound %s", bound);
+  cr_expect_eq(strlen(bound), n + 32, "bound %s", bound);
+  cr_expect_eq(strspn(bound + n, "0123456789abcdef"), 32, "bound %s", bound);
+  char other[LS_CAP];
+  mpi_listener *l2 = ls_listen(LS_LOCAL, other);
+  cr_expect_str_neq(bound, other);
+  mpi_listener_close(l2);
+  mpi_listener_close(l);
+}
+
+/* While the listener's waiting pipe instance holds a client nobody has
+ * accepted, another client waits (WaitNamedPipe) until its timeout, and
+ * gets in once an accept makes the next instance. */
+Test(listen, windows_busy_pipe_connect_waits, .timeout = TS_TIMEOUT) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(LS_LOCAL, bound);
+  mpi_fd c1 = MPI_BAD_FD, c2 = MPI_BAD_FD;
+  cr_assert_eq(mpi_connect(MPI_AF_LOCAL, bound, LS_WAIT, &c1), 0);
+  double t0 = mpi_now();
+  int rc = mpi_connect(MPI_AF_LOCAL, bound, 0.2, &c2);
+  double took = mpi_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "%s: %s", mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect_geq(took, 0.15, "returned after %.3f s", took);
+  cr_expect_lt(took, 5.0);
+  ls_dialer d;
+  ls_dialer_init(&d, MPI_AF_LOCAL, bound);
+  ts_thread *t = ts_thread_start(ls_dial, &d);
+  mpi_fd s1 = ls_accept(l), s2 = ls_accept(l);
+  ts_thread_join(t);
+  cr_assert_eq(d.rc, 0, "%s: %s", mp_err_name(d.rc), d.message);
+  cr_assert_eq(mpi_stream_write(c1, "1", 1), 0);
+  cr_assert_eq(mpi_stream_write(d.fd, "2", 1), 0);
+  char a, b;
+  cr_assert_eq(mpi_stream_read(s1, &a, 1, NULL), 0);
+  cr_assert_eq(mpi_stream_read(s2, &b, 1, NULL), 0);
+  cr_expect(a == '1' && b == '2', "got %c %c", a, b);
+  mpi_stream_close(s1);
+  mpi_stream_close(s2);
+  mpi_stream_close(c1);
+  mpi_stream_close(d.fd);
+  mpi_listener_close(l);
+}
+
+/* Streams from listeners are not inherited by spawned children. */
+Test(listen, windows_streams_are_not_inheritable, .timeout = TS_TIMEOUT) {
+  for (int where = LS_LOCAL; where <= LS_INET; where++) {
+    if (where == LS_LOCAL_NAMED)
+      continue;
+    char bound[LS_CAP];
+    mpi_listener *l = ls_listen(where, bound);
+    mpi_fd s, c;
+    ls_pair(l, ls_family(where), bound, &s, &c);
+    DWORD fs = 0, fc = 0;
+    cr_assert(GetHandleInformation((HANDLE)s, &fs));
+    cr_assert(GetHandleInformation((HANDLE)c, &fc));
+    cr_expect_eq(fs & HANDLE_FLAG_INHERIT, 0, "accepted, family %d", where);
+    cr_expect_eq(fc & HANDLE_FLAG_INHERIT, 0, "connected, family %d", where);
+    mpi_stream_close(s);
+    mpi_stream_close(c);
+    mpi_listener_close(l);
+  }
+}
+#else
+/* The generated socket: "<tmp>/<dir>/listener", the directory 0700 and
+ * the socket 0600, both gone after mpi_listener_close. */
+Test(listen, posix_generated_socket_is_private, .timeout = TS_TIMEOUT) {
+  char bound[LS_CAP], dir[LS_CAP];
+  mpi_listener *l = ls_listen(LS_LOCAL, bound);
+  const char *slash = strrchr(bound, '/');
+  cr_assert_not_null(slash, "bound %s", bound);
+  cr_expect_str_eq(slash, "/listener");
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - bound), bound);
+  struct stat st;
+  cr_assert_eq(lstat(bound, &st), 0, "%s: %s", bound, strerror(errno));
+  cr_expect(S_ISSOCK(st.st_mode));
+  cr_expect_eq(st.st_mode & 0777, 0600, "socket mode %o",
+               (unsigned)(st.st_mode & 0777));
+  cr_assert_eq(lstat(dir, &st), 0, "%s: %s", dir, strerror(errno));
+  cr_expect(S_ISDIR(st.st_mode));
+  cr_expect_eq(st.st_mode & 0777, 0700, "directory mode %o",
+               (unsigned)(st.st_mode & 0777));
+  mpi_listener_close(l);
+  cr_expect_neq(lstat(bound, &st), 0, "the socket is still there");
+  cr_expect_neq(lstat(dir, &st), 0, "the directory is still there");
+}
+
+/* A path we name: created 0600, removed by mpi_listener_close. */
+Test(listen, posix_named_socket_is_private, .timeout = TS_TIMEOUT) {
+  char bound[LS_CAP];
+  mpi_listener *l = ls_listen(LS_LOCAL_NAMED, bound);
+  struct stat st;
+  cr_assert_eq(lstat(bound, &st), 0, "%s: %s", bound, strerror(errno));
+  cr_expect(S_ISSOCK(st.st_mode));
+  cr_expect_eq(st.st_mode & 0777, 0600, "socket mode %o",
+               (unsigned)(st.st_mode & 0777));
+  mpi_listener_close(l);
+  cr_expect_neq(lstat(bound, &st), 0, "the socket is still there");
+}
+#endif

@@ -184,7 +184,8 @@ static int bind_local(mpi_listener *l, const char *address) {
   }
   if ((rc = unix_address(address, &sa)) != 0)
     return rc;
-  mp__strlcpy(l->path, address, sizeof l->path);
+  /* l->path is set only once the socket is ours: closing a listener that
+   * failed must not remove somebody else's file. */
   /* Bind in a private directory beside the final name, then link. */
   char parent[PATH_MAX];
   mp__strlcpy(parent, address, sizeof parent);
@@ -213,6 +214,8 @@ static int bind_local(mpi_listener *l, const char *address) {
     rc = mpi__errno_error("chmod");
   } else if (link(tmp, address) != 0) {
     rc = bind_error(address);
+  } else {
+    mp__strlcpy(l->path, address, sizeof l->path);
   }
   unlink(tmp);
   rmdir(tmpdir);

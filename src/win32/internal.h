@@ -8,6 +8,7 @@
  *   4. helpers from stream.c used by sys.c
  *   5. the object mutex (mutex.c), which thread.c's condition variables
  *      sleep on
+ *   6. sockets as streams (listen.c)
  */
 #ifndef MPROC_WIN32_INTERNAL_H
 #define MPROC_WIN32_INTERNAL_H
@@ -96,8 +97,11 @@ event_node *mpi__event_take(void);
 void mpi__event_give(event_node *e);
 HANDLE mpi__event_handle(event_node *e);
 
+/* The pipe buffers of streams and local listeners. */
+#define MPI_PIPE_BUFSIZE (64 * 1024)
+
 /* Stream readiness: 1 when a read would not block (data or end of
- * stream), 0, or an error code. */
+ * stream), 0, or an error code.  Pipes and sockets. */
 int mpi__stream_ready(HANDLE h);
 
 /* A zero-byte overlapped read on a stream: completes (setting the event)
@@ -113,5 +117,31 @@ void mpi__zero_read_end(HANDLE h, OVERLAPPED *ov, int state);
 struct mpi_mutex {
   SRWLOCK lock;
 };
+
+/* ---- 6. Sockets as streams (listen.c) -------------------------------- */
+
+/* mpi_accept and mpi_connect return TCP sockets as streams: overlapped,
+ * blocking, not inheritable, so ReadFile and WriteFile work on them as
+ * on the pipes.  What differs is handled with these. */
+
+/* Start Winsock once per process: 0 or MP_EOS. */
+int mpi__winsock_start(void);
+
+/* 1 if h is a socket (a FILE_TYPE_PIPE handle that is not a named pipe
+ * and that Winsock knows), else 0.  Changes GetLastError. */
+int mpi__is_socket(HANDLE h);
+
+/* 1 if Win32 or Winsock error err means the connection is gone (reset,
+ * aborted, shut down): MP_EPIPE on write, MP_EEOF on read. */
+int mpi__socket_gone(DWORD err);
+
+/* Wait until socket h is readable (data, end of stream or an error) for
+ * at most timeout seconds (negative: forever; 0: just look): 1, 0, or an
+ * error code. */
+int mpi__socket_wait(HANDLE h, double timeout);
+
+/* mpi__zero_read_start for a socket (a zero-byte WSARecv); the same
+ * states, ended with mpi__zero_read_end. */
+int mpi__zero_recv_start(HANDLE h, OVERLAPPED *ov, HANDLE event);
 
 #endif /* MPROC_WIN32_INTERNAL_H */

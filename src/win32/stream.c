@@ -1,5 +1,6 @@
 /*
- * win32/stream.c - byte streams: overlapped named pipe pairs.
+ * win32/stream.c - byte streams: overlapped named pipe pairs, and the
+ * reads, writes and polls that also serve the TCP sockets listen.c makes.
  *
  * Parts:
  *   1. a pool of I/O events (no event made per call)
@@ -11,6 +12,11 @@
  * threads may read and write the same handle at once (each call waits
  * for its own operation only), and so that a zero-byte read can wait for
  * data without taking any (part 4, and mpi_wait in sys.c).
+ *
+ * Sockets from mpi_accept / mpi_connect are overlapped too: ReadFile and
+ * WriteFile work on them alike.  They differ in how a stream ends (a
+ * read of 0 bytes; reset errors) and in having no PeekNamedPipe, so
+ * polling and closing ask listen.c's mpi__is_socket, on those paths only.
  */
 #include "internal.h"
 
@@ -18,16 +24,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <winsock2.h>
 
 #if defined(_MSC_VER)
 #  pragma comment(lib, "advapi32.lib")
+#  pragma comment(lib, "ws2_32.lib")
 #endif
 
 #ifndef PIPE_REJECT_REMOTE_CLIENTS
 #  define PIPE_REJECT_REMOTE_CLIENTS 0x00000008
 #endif
 
-#define STREAM_BUFSIZE (64 * 1024)
+#define STREAM_BUFSIZE MPI_PIPE_BUFSIZE
 #define STREAM_CHUNK (1024 * 1024) /* largest single WriteFile */
 #define STREAM_READ_MAX 0x40000000u /* largest single ReadFile */
 
@@ -234,7 +242,7 @@ int mpi_stream_write(mpi_fd fd, const void *p, size_t n) {
     if (!finish(h, &ov, WriteFile(h, c, chunk, NULL, &ov), &done)) {
       DWORD err = GetLastError();
       rc = err == ERROR_NO_DATA || err == ERROR_BROKEN_PIPE ||
-                   err == ERROR_PIPE_NOT_CONNECTED
+                   err == ERROR_PIPE_NOT_CONNECTED || mpi__socket_gone(err)
                ? mp__error(MP_EPIPE, "write: broken pipe (no reader)")
                : mpi__win_error_code(err, "write to stream");
       break;
@@ -266,7 +274,7 @@ static int read_min(mpi_fd fd, void *p, size_t n, size_t min, size_t *got) {
     if (!finish(h, &ov, ReadFile(h, c + total, chunk, NULL, &ov), &done)) {
       DWORD err = GetLastError();
       rc = err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ||
-                   err == ERROR_NO_DATA
+                   err == ERROR_NO_DATA || mpi__socket_gone(err)
                ? mp__error(MP_EEOF, "read: end of stream after %llu of "
                                     "%llu bytes",
                            (unsigned long long)total, (unsigned long long)n)
@@ -274,7 +282,14 @@ static int read_min(mpi_fd fd, void *p, size_t n, size_t min, size_t *got) {
       break;
     }
     total += done;
-    /* done == 0 on a byte-mode pipe: a zero-length write; read on. */
+    /* done == 0 on a byte-mode pipe: a zero-length write; read on.  On
+     * a socket: the end of the stream. */
+    if (done == 0 && chunk > 0 && mpi__is_socket(h)) {
+      rc = mp__error(MP_EEOF, "read: end of stream after %llu of %llu "
+                              "bytes",
+                     (unsigned long long)total, (unsigned long long)n);
+      break;
+    }
   }
   mpi__event_give(e);
   if (got != NULL)
@@ -293,12 +308,14 @@ int mpi_stream_recv(mpi_fd fd, void *p, size_t n, size_t *got) {
 /* ---- 4. Polling -------------------------------------------------------- */
 
 /* 1 if a read on h would not block (bytes waiting, or the writer gone),
- * 0 if not, or an error code. */
+ * 0 if not, or an error code.  A socket has no PeekNamedPipe: select. */
 int mpi__stream_ready(HANDLE h) {
   DWORD avail = 0;
   if (PeekNamedPipe(h, NULL, 0, NULL, &avail, NULL))
     return avail > 0;
   DWORD err = GetLastError();
+  if (mpi__is_socket(h))
+    return mpi__socket_wait(h, 0);
   if (err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ||
       err == ERROR_NO_DATA)
     return 1;
@@ -347,6 +364,8 @@ int mpi_stream_poll(mpi_fd fd, double timeout) {
   int rc = mpi__stream_ready(h);
   if (rc != 0 || timeout == 0)
     return rc;
+  if (mpi__is_socket(h))
+    return mpi__socket_wait(h, timeout);
   event_node *e = mpi__event_take();
   if (e == NULL)
     return MP_EOS;
@@ -379,7 +398,13 @@ int mpi_stream_poll(mpi_fd fd, double timeout) {
   return rc;
 }
 
+/* Any handle (args.c closes what it holds with this); a socket must go
+ * through closesocket for Winsock to release it. */
 void mpi_stream_close(mpi_fd fd) {
-  if (fd != MPI_BAD_FD && fd != 0)
+  if (fd == MPI_BAD_FD || fd == 0)
+    return;
+  if (mpi__is_socket((HANDLE)fd))
+    closesocket((SOCKET)fd);
+  else
     CloseHandle((HANDLE)fd);
 }

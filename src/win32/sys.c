@@ -519,16 +519,24 @@ static int wait_handles(const HANDLE *h, size_t n, double timeout, int *r) {
   return rc == 0 ? mp__error(MP_ETIMEDOUT, "wait timed out") : rc;
 }
 
-/* Stream read ends (overlapped named pipes) are not waitable themselves:
- * each gets a zero-byte read, whose event stands for it in the wait set.
- * The read completes when data arrives or the writer goes, taking no
- * data; afterwards a peek says whether the stream is ready. */
+/* Stream read ends (overlapped named pipes, and the TCP sockets of
+ * mpi_accept / mpi_connect) are not waitable themselves: each gets a
+ * zero-byte read (a zero-byte WSARecv on a socket), whose event stands
+ * for it in the wait set.  The read completes when data arrives or the
+ * writer goes, taking no data; afterwards a peek (select on a socket)
+ * says whether the stream is ready.  The socket keeps its mode: nothing
+ * is event-selected on it. */
 typedef struct pipe_wait {
   size_t index;
   event_node *ev;
   OVERLAPPED ov;
-  int state; /* MPI_ZR_*, or -1 when not started */
+  int state;  /* MPI_ZR_*, or -1 when not started */
+  int socket; /* a socket, not a pipe */
 } pipe_wait;
+
+static int pipe_wait_ready(const pipe_wait *pw, HANDLE h) {
+  return pw->socket ? mpi__socket_wait(h, 0) : mpi__stream_ready(h);
+}
 
 typedef LONG(NTAPI *query_file_fn)(HANDLE, void *, void *, ULONG, int);
 
@@ -577,7 +585,7 @@ static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
   int count = 0, rc = 0;
   for (size_t k = 0; k < np && rc >= 0; k++) {
     h[pw[k].index] = NULL; /* a stream: its event goes here */
-    rc = mpi__stream_ready(fds[pw[k].index]);
+    rc = pipe_wait_ready(&pw[k], fds[pw[k].index]);
     if (rc > 0) {
       r[pw[k].index] = 1;
       count++;
@@ -604,8 +612,10 @@ static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
       break;
     }
     HANDLE ev = mpi__event_handle(pw[k].ev);
-    rc = pw[k].state =
-        mpi__zero_read_start(fds[pw[k].index], &pw[k].ov, ev);
+    HANDLE fd = fds[pw[k].index];
+    rc = pw[k].state = pw[k].socket
+                           ? mpi__zero_recv_start(fd, &pw[k].ov, ev)
+                           : mpi__zero_read_start(fd, &pw[k].ov, ev);
     if (rc < 0)
       pw[k].state = -1;
     h[pw[k].index] = ev;
@@ -623,7 +633,7 @@ static int wait_round(const HANDLE *fds, HANDLE *h, size_t n, pipe_wait *pw,
     if (h[i] == fds[i])
       count += r[i] = timed_out ? 0 : r[i];
   for (size_t k = 0; k < np; k++) {
-    int ready = mpi__stream_ready(fds[pw[k].index]);
+    int ready = pipe_wait_ready(&pw[k], fds[pw[k].index]);
     if (ready < 0)
       return ready;
     r[pw[k].index] = ready;
@@ -638,26 +648,30 @@ int mpi_wait(const mpi_fd *fds, size_t n, double timeout, int *ready) {
   HANDLE *in = calloc(n ? n : 1, sizeof *in);
   HANDLE *h = calloc(n ? n : 1, sizeof *h);
   int *r = calloc(n ? n : 1, sizeof *r);
+  char *kind = calloc(n ? n : 1, 1); /* KIND_* */
   pipe_wait *pw = NULL;
   size_t np = 0;
   int rc = 0;
-  if (in == NULL || h == NULL || r == NULL)
+  enum { KIND_OTHER, KIND_PIPE, KIND_SOCKET };
+  if (in == NULL || h == NULL || r == NULL || kind == NULL)
     rc = mp__error(MP_ENOMEM, "wait: out of memory");
   for (size_t i = 0; rc == 0 && i < n; i++) {
     in[i] = (HANDLE)fds[i];
-    if (GetFileType(in[i]) == FILE_TYPE_PIPE) {
-      if (is_synchronous(in[i]))
-        rc = mp__error(MP_EINVAL, "wait: handle %p is a synchronous pipe, "
-                                  "not a stream", (void *)in[i]);
-      np++;
-    }
+    if (GetFileType(in[i]) != FILE_TYPE_PIPE)
+      continue;
+    kind[i] = mpi__is_socket(in[i]) ? KIND_SOCKET : KIND_PIPE;
+    if (kind[i] == KIND_PIPE && is_synchronous(in[i]))
+      rc = mp__error(MP_EINVAL, "wait: handle %p is a synchronous pipe, "
+                                "not a stream", (void *)in[i]);
+    np++;
   }
   if (rc == 0 && np > 0 && (pw = calloc(np, sizeof *pw)) == NULL)
     rc = mp__error(MP_ENOMEM, "wait: out of memory");
   if (rc == 0 && np > 0) {
     for (size_t i = 0, k = 0; i < n; i++)
-      if (GetFileType(in[i]) == FILE_TYPE_PIPE) {
+      if (kind[i] != KIND_OTHER) {
         pw[k].index = i;
+        pw[k].socket = kind[i] == KIND_SOCKET;
         pw[k++].state = -1;
       }
   }
@@ -684,6 +698,7 @@ int mpi_wait(const mpi_fd *fds, size_t n, double timeout, int *ready) {
     for (size_t i = 0; i < n; i++)
       ready[i] = rc > 0 && r != NULL && r[i];
   free(pw);
+  free(kind);
   free(in);
   free(h);
   free(r);
