@@ -239,6 +239,9 @@ static int read_header(mp_conn *c) {
                          : rc;
   uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
                (uint64_t)h[2] << 8 | h[3];
+  if (n > 0x7fffffffu && n != 0xffffffffu) /* negative, and not -1 */
+    return mp__error(MP_EPROTO, "malformed message header (length %lld)",
+                     (long long)(int32_t)(uint32_t)n);
   if (n == 0xffffffffu) {
     if ((rc = read_exact(c, h, 8, NULL)) != 0)
       return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside "
@@ -253,6 +256,48 @@ static int read_header(mp_conn *c) {
                      (unsigned long long)n);
   c->pending = 1;
   c->pending_n = n;
+  return 0;
+}
+
+/* Read the pending body into a new buffer that grows as the bytes
+ * arrive, so that a header claiming gigabytes costs memory only for what
+ * is really sent.  0, MP_ENOMEM (the rest is skipped), or a read error. */
+#define BODY_FIRST_CHUNK ((size_t)1 << 20)
+static void skip_body(mp_conn *c);
+static int read_body_new(mp_conn *c, void **out) {
+  size_t n = (size_t)c->pending_n, done = 0;
+  size_t cap = n < BODY_FIRST_CHUNK ? n : BODY_FIRST_CHUNK;
+  unsigned char *buf = malloc(cap ? cap : 1);
+  if (buf == NULL) {
+    skip_body(c);
+    return mp__error(MP_ENOMEM, "no memory for a message of %zu bytes", n);
+  }
+  c->pending = 0;
+  while (done < n) {
+    if (done == cap) {
+      size_t more = cap > n - cap ? n : 2 * cap;
+      unsigned char *b = realloc(buf, more);
+      if (b == NULL) {
+        free(buf);
+        c->pending = 1; /* skip what is left of it */
+        c->pending_n = n - done;
+        skip_body(c);
+        return mp__error(MP_ENOMEM, "no memory for a message of %zu bytes",
+                         n);
+      }
+      buf = b;
+      cap = more;
+    }
+    int rc = read_exact(c, buf + done, cap - done, NULL);
+    if (rc != 0) {
+      free(buf);
+      return rc == MP_EEOF ? mp__error(MP_EEOF, "connection ended inside a "
+                                                "message")
+                           : rc;
+    }
+    done = cap;
+  }
+  *out = buf;
   return 0;
 }
 
@@ -292,14 +337,8 @@ int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n) {
   rc = read_header(c);
   if (rc == 0) {
     size_t len = (size_t)c->pending_n;
-    void *buf = malloc(len ? len : 1);
-    if (buf == NULL) {
-      skip_body(c);
-      rc = mp__error(MP_ENOMEM, "no memory for a message of %zu bytes",
-                     len);
-    } else if ((rc = read_body(c, buf)) != 0) {
-      free(buf);
-    } else {
+    void *buf = NULL;
+    if ((rc = read_body_new(c, &buf)) == 0) {
       *out = buf;
       *n = len;
     }

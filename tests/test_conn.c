@@ -404,6 +404,25 @@ Test(conn, forged_frames) {
   mp_conn_free(a);
   cr_expect_eq(mp_conn_recv_bytes(b, &p, &n), MP_EEOF);
   mp_conn_free(b);
+  /* A negative length other than -1 (found by fuzz/fuzz_conn: it was
+   * taken as 2 GiB). */
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  unsigned char negative[] = {0x80, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'};
+  ts_raw_write(mp_conn_fileno(a), negative, sizeof negative);
+  cr_expect_eq(mp_conn_recv_bytes(b, &p, &n), MP_EPROTO);
+  mp_conn_free(a);
+  mp_conn_free(b);
+  /* A header claiming the largest message (16 GiB) with 4 bytes behind
+   * it: memory goes only to what arrives, so this is end of file, not
+   * a 16 GiB allocation (MP_ENOMEM, or worse, success). */
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  unsigned char claim[] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4,
+                           0,    0,    0,    0,    'a', 'b', 'c', 'd'};
+  ts_raw_write(mp_conn_fileno(a), claim, sizeof claim);
+  mp_conn_free(a);
+  cr_expect_eq(mp_conn_recv_bytes(b, &p, &n), MP_EEOF, "%s",
+               mp_last_error_message());
+  mp_conn_free(b);
 }
 
 Test(conn, misuse) {
