@@ -59,6 +59,7 @@ class MprocConan(ConanFile):
         tc.cache_variables["MPROC_BUILD_TESTS"] = False
         tc.cache_variables["MPROC_BUILD_EXAMPLES"] = False
         tc.cache_variables["MPROC_BUILD_BENCH"] = False
+        tc.cache_variables["MPROC_BUILD_FUZZ"] = False
         tc.cache_variables["MPROC_INSTALL"] = True  # the default; explicit
         tc.generate()
         CMakeDeps(self).generate()  # no dependencies yet; ready for some

@@ -23,6 +23,7 @@ vcpkg_cmake_configure(
         -DMPROC_BUILD_TESTS=OFF
         -DMPROC_BUILD_EXAMPLES=OFF
         -DMPROC_BUILD_BENCH=OFF
+        -DMPROC_BUILD_FUZZ=OFF
         -DMPROC_INSTALL=ON
 )
 
