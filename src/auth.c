@@ -46,10 +46,7 @@ static int check_args(mp_conn *c, const void *key, size_t key_n,
  * connection says (MP_EEOF ...). */
 static int recv_bounded(mp_conn *c, unsigned char *buf, size_t *n,
                         double deadline, const char *what) {
-  double left = deadline < 0 ? MP_FOREVER : deadline - mpi_now();
-  if (deadline >= 0 && left < 0)
-    left = 0;
-  int rc = mp_conn_poll(c, left);
+  int rc = mp_conn_poll(c, mp__time_left(deadline));
   if (rc < 0)
     return rc;
   if (rc == 0)

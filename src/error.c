@@ -94,4 +94,11 @@ int mp__check_timeout(double timeout) {
                    timeout);
 }
 
+double mp__time_left(double deadline) {
+  if (deadline < 0)
+    return MP_FOREVER;
+  double left = deadline - mpi_now();
+  return left > 0 ? left : 0;
+}
+
 const char *mp_version(void) { return MP_VERSION_STRING; }

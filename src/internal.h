@@ -31,6 +31,9 @@ char *mp__strdup(const char *s);
 
 /* Validate a timeout: MP_FOREVER or >= 0. */
 int mp__check_timeout(double timeout);
+/* Seconds left until an mpi_now() deadline, never negative; MP_FOREVER
+ * for no deadline (negative). */
+double mp__time_left(double deadline);
 
 /* address.c: split a TCP address "host:port" or "[host]:port" (IPv6
  * literal) into host (cap bytes, brackets removed; may come out empty)

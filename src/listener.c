@@ -231,13 +231,11 @@ int mp_client(mp_conn **out, const char *address, int family,
      * authkey, or not an mproc listener) still cannot hold us forever. */
     if (deadline < 0)
       deadline = mpi_now() + DEFAULT_HANDSHAKE;
-    double left = deadline - mpi_now();
-    rc = mp_conn_answer_challenge(c, authkey, authkey_n, left < 0 ? 0 : left);
-    if (rc == 0) {
-      left = deadline - mpi_now();
+    rc = mp_conn_answer_challenge(c, authkey, authkey_n,
+                                  mp__time_left(deadline));
+    if (rc == 0)
       rc = mp_conn_deliver_challenge(c, authkey, authkey_n,
-                                     left < 0 ? 0 : left);
-    }
+                                     mp__time_left(deadline));
     if (rc != 0) {
       int code = rc == MP_ETIMEDOUT ? rc : MP_EAUTH;
       char msg[256];

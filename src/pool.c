@@ -744,6 +744,18 @@ static int pick_worker(mp_pool *p, const unsigned char *skip) {
   return best;
 }
 
+/* Take the oldest chunk a worker holds off its list (it is answered, or
+ * fails); the caller makes sure there is one. */
+static chunk *unassign_head(worker *w) {
+  chunk *c = w->head;
+  w->head = c->next;
+  if (w->head == NULL)
+    w->tail = NULL;
+  w->outstanding--;
+  c->job->chunks_out--;
+  return c;
+}
+
 static void assign(mp_pool *p, chunk *c, int i) {
   worker *w = &p->w[i];
   c->sent = w->sent++;
@@ -1132,13 +1144,7 @@ static void worker_ended(mp_pool *p, uint32_t i, uint32_t gen,
     taken = UINT64_MAX; /* cannot tell: count them all as held */
   int failed = 0;
   while (w->head != NULL && w->head->sent < taken) {
-    chunk *c = w->head;
-    w->head = c->next;
-    if (w->head == NULL)
-      w->tail = NULL;
-    w->outstanding--;
-    c->job->chunks_out--;
-    chunk_fail(c, MP_EWORKERDIED, why, dl);
+    chunk_fail(unassign_head(w), MP_EWORKERDIED, why, dl);
     failed++;
   }
   if (failed || code != 0)
@@ -1221,13 +1227,7 @@ static void handle_result(mp_pool *p, const unsigned char *buf, size_t n,
              p->w[h.worker].head != NULL &&
              p->w[h.worker].head->seq == h.seq &&
              h.values_len <= n - sizeof h) {
-    worker *w = &p->w[h.worker];
-    chunk *c = w->head;
-    w->head = c->next;
-    if (w->head == NULL)
-      w->tail = NULL;
-    w->outstanding--;
-    c->job->chunks_out--;
+    chunk *c = unassign_head(&p->w[h.worker]);
     p->start_deaths = 0;
     /* Adapt the prefetch to the time a chunk takes. */
     p->chunk_time = p->chunk_time == 0 ? h.elapsed

@@ -122,52 +122,55 @@ Test(auth, silent_peer_times_out) {
   mp_conn_free(b);
 }
 
+typedef struct wire_msg {
+  const void *p;
+  size_t n;
+} wire_msg;
+
+typedef int (*auth_step)(mp_conn *c, const void *key, size_t key_n,
+                         double timeout);
+
+/* Each message, sent by the other end, makes `step` fail with MP_EAUTH. */
+static void check_refused(auth_step step, const wire_msg *msgs, size_t n,
+                          const char *what) {
+  for (size_t i = 0; i < n; i++) {
+    mp_conn *a, *b;
+    cr_assert_eq(mp_pipe(1, &a, &b), 0);
+    cr_assert_eq(mp_conn_send_bytes(b, msgs[i].p, msgs[i].n), 0);
+    cr_expect_eq(step(a, key_a, strlen(key_a), 5.0), MP_EAUTH, "%s %zu",
+                 what, i);
+    mp_conn_free(a);
+    mp_conn_free(b);
+  }
+}
+
 Test(auth, bad_answers_are_refused) {
   char big[300];
   memset(big, 'z', sizeof big);
   memcpy(big, "{sha256}", 8);
-  struct {
-    const void *p;
-    size_t n;
-  } answers[] = {{"", 0},
-                 {"garbage", 7},
-                 {"{sha256}", 8},
-                 {"{sha256}0123456789012345678901234567890", 39},
-                 {"{md5}0123456789012345678901234567890123", 40},
-                 {big, sizeof big}};
-  for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
-    mp_conn *a, *b;
-    cr_assert_eq(mp_pipe(1, &a, &b), 0);
-    cr_assert_eq(mp_conn_send_bytes(b, answers[i].p, answers[i].n), 0);
-    cr_expect_eq(mp_conn_deliver_challenge(a, key_a, strlen(key_a), 5.0),
-                 MP_EAUTH, "answer %zu", i);
-    mp_conn_free(a);
-    mp_conn_free(b);
-  }
+  wire_msg answers[] = {{"", 0},
+                        {"garbage", 7},
+                        {"{sha256}", 8},
+                        {"{sha256}0123456789012345678901234567890", 39},
+                        {"{md5}0123456789012345678901234567890123", 40},
+                        {big, sizeof big}};
+  check_refused(mp_conn_deliver_challenge, answers,
+                sizeof answers / sizeof answers[0], "answer");
 }
 
 Test(auth, bad_challenges_are_refused) {
   char big[300];
   memset(big, 'z', sizeof big);
   memcpy(big, "#CHALLENGE#{sha256}", 19);
-  struct {
-    const void *p;
-    size_t n;
-  } challenges[] = {{"", 0},
-                    {"#CHALLENGE#", 11},
-                    {"#CHALLENGE#{sha256}short", 24},
-                    {"#CHALLENGE#{md5}0123456789012345678901234567890", 47},
-                    {"#WELCOME#", 9},
-                    {big, sizeof big}};
-  for (size_t i = 0; i < sizeof challenges / sizeof challenges[0]; i++) {
-    mp_conn *a, *b;
-    cr_assert_eq(mp_pipe(1, &a, &b), 0);
-    cr_assert_eq(mp_conn_send_bytes(b, challenges[i].p, challenges[i].n), 0);
-    cr_expect_eq(mp_conn_answer_challenge(a, key_a, strlen(key_a), 5.0),
-                 MP_EAUTH, "challenge %zu", i);
-    mp_conn_free(a);
-    mp_conn_free(b);
-  }
+  wire_msg challenges[] = {
+      {"", 0},
+      {"#CHALLENGE#", 11},
+      {"#CHALLENGE#{sha256}short", 24},
+      {"#CHALLENGE#{md5}0123456789012345678901234567890", 47},
+      {"#WELCOME#", 9},
+      {big, sizeof big}};
+  check_refused(mp_conn_answer_challenge, challenges,
+                sizeof challenges / sizeof challenges[0], "challenge");
 }
 
 Test(auth, right_digest_but_no_welcome) {
