@@ -121,7 +121,8 @@ MP_API int mp_args_new(mp_args **out);
 /* A new tuple from a format, like Py_BuildValue:
  *   'i' int, 'I' int64_t (pass a real int64_t: a plain int literal is
  *   undefined behaviour through varargs), 'd' double, 's' const char *,
- *   'y' bytes as (const void *, size_t).
+ *   'y' bytes as (const void *, size_t), 'n' None (takes no argument),
+ *   'P' a manager proxy (mp_proxy *, see section 13).
  *     mp_args_pack(&a, "sid", "bob", 42, 1.5);                            */
 MP_API int mp_args_pack(mp_args **out, const char *fmt, ...);
 
@@ -1028,7 +1029,261 @@ MP_API int mp_as_completed_next(mp_as_completed *it, size_t *index);
 MP_API void mp_as_completed_free(mp_as_completed *it);
 
 /* ------------------------------------------------------------------ */
-/* 13. Logging                                                         */
+/* 13. Managers: mp_manager, mp_proxy                                  */
+/* ------------------------------------------------------------------ */
+
+/* Python's Manager / SyncManager: a server process holds objects (dicts,
+ * lists, namespaces, queues, locks, ... and types you register) and any
+ * process uses them through proxies: a child, an unrelated program, or a
+ * program on another computer (TCP, authenticated with the authkey).
+ *
+ * Values stored in and returned by managed objects are items of the
+ * mp_args encoding: integers, doubles, strings, bytes, None, nested
+ * tuples of those, and proxies of the same manager (a dict whose values
+ * are lists).  Functions that take one value or a key use a format of
+ * mp_args_pack's letters ('i' int, 'I' int64_t, 'd' double, 's' string,
+ * 'y' bytes as pointer and size_t), plus 'n' (None, no argument) and 'P'
+ * (an mp_proxy *).  Values come back as a tuple of one item (release it
+ * with mp_args_free).  Keys are plain values compared by type and
+ * content: the int 1 and the double 1.0 are different keys.
+ *
+ * Every proxy holds a reference: the server frees an object when no
+ * proxy in any process and no managed container refers to it.  When a
+ * client process dies or disconnects, its references are dropped and the
+ * locks it held are released; the next acquirer gets MP_EOWNERDEAD (it
+ * then holds the lock).  A proxy is safe to use from several threads
+ * (each blocking call uses a connection of its own) and may be passed to
+ * child processes in their mp_args under every start method.  Calls on
+ * a proxy whose manager was shut down, or whose server is gone, return
+ * MP_ECLOSED. */
+typedef struct mp_manager mp_manager;
+typedef struct mp_proxy mp_proxy;
+
+/* Runs in the server process before it serves (Python's initializer). */
+typedef void (*mp_manager_init_fn)(const mp_args *args);
+
+typedef struct mp_manager_options {
+  const char *address;  /* NULL: a fresh local address only this user can
+                           reach; "host:port" for TCP ("127.0.0.1:0": a
+                           free port; "0.0.0.0:5000": every interface) */
+  int family;           /* MP_AF_*; MP_AF_DEFAULT: from the address */
+  const void *authkey;  /* NULL: this process's authkey */
+  size_t authkey_n;
+  mp_manager_init_fn initializer; /* may be NULL */
+  const mp_args *initargs;        /* plain values; may be NULL */
+  mp_context *context;  /* how the server process starts; NULL: default */
+} mp_manager_options;
+#define MP_MANAGER_OPTIONS_INIT {NULL, MP_AF_DEFAULT, NULL, 0, NULL, NULL, NULL}
+
+/* Start a server process (opt may be NULL) and connect to it.  The
+ * server is a daemonic child: it ends with mp_manager_shutdown or when
+ * this process exits. */
+MP_API int mp_manager_start(mp_manager **out, const mp_manager_options *opt);
+
+/* Connect to a running manager (started by mp_manager_start, or served by
+ * mp_manager_server_serve_forever) from any process: MP_ENOENT when
+ * nobody listens there, MP_EAUTH for a wrong key, MP_ETIMEDOUT. */
+MP_API int mp_manager_connect(mp_manager **out, const char *address,
+                              const void *authkey, size_t authkey_n,
+                              double timeout);
+
+/* The server's address (give it to mp_manager_connect), and its authkey
+ * (copies up to cap bytes, returns the length). */
+MP_API const char *mp_manager_address(const mp_manager *m);
+MP_API size_t mp_manager_authkey(const mp_manager *m, void *buf, size_t cap);
+
+/* Stop the server: every proxy of it, in every process, gives
+ * MP_ECLOSED from then on.  For a manager this process started, also
+ * wait for the server process to end.  Idempotent. */
+MP_API int mp_manager_shutdown(mp_manager *m);
+
+/* Disconnect (and shut down the server if this process started it and
+ * has not yet).  Proxies still alive give MP_ECLOSED; free them too.
+ * NULL accepted. */
+MP_API void mp_manager_free(mp_manager *m);
+
+/* A server in this process (Python's manager.get_server()), for running
+ * a manager as a program of its own: bind, print the address, serve. */
+typedef struct mp_manager_server mp_manager_server;
+MP_API int mp_manager_server_new(mp_manager_server **out,
+                                 const mp_manager_options *opt);
+MP_API const char *mp_manager_server_address(const mp_manager_server *s);
+/* Serve until a client calls mp_manager_shutdown or another thread calls
+ * mp_manager_server_stop; 0 then. */
+MP_API int mp_manager_server_serve_forever(mp_manager_server *s);
+MP_API int mp_manager_server_stop(mp_manager_server *s);
+MP_API void mp_manager_server_free(mp_manager_server *s);
+
+/* Custom types (BaseManager.register): a typeid, how to make and destroy
+ * the object in the server, and the methods clients may call by name.
+ * Methods run in the server one at a time (under the server's lock), so
+ * they need no locking of their own and must not block; they append
+ * their return values to `result` and return 0 or an MP_E* code (with
+ * mp_set_error for the message the caller sees).  Register before
+ * mp_manager_start or mp_manager_server_new: the server gets the
+ * registry under every start method.  MP_EEXIST for a typeid taken. */
+typedef struct mp_manager_method {
+  const char *name;
+  int (*fn)(void *obj, const mp_args *args, mp_args *result);
+} mp_manager_method;
+
+typedef struct mp_manager_type {
+  const char *typeid;
+  int (*create)(void **obj, const mp_args *args);
+  void (*destroy)(void *obj); /* may be NULL */
+  const mp_manager_method *methods;
+  size_t n_methods;
+} mp_manager_type;
+
+MP_API int mp_manager_register(const mp_manager_type *type);
+
+/* Make an object of any type, built-in or registered, by typeid ("dict",
+ * "list", "Namespace", "Queue", "JoinableQueue", "Lock", "RLock",
+ * "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
+ * "Value", "Array", or yours) with constructor arguments; MP_ENOENT for
+ * an unknown typeid. */
+MP_API int mp_manager_create(mp_manager *m, const char *typeid,
+                             const mp_args *args, mp_proxy **out);
+
+/* Call a method by name: its arguments and return values are tuples
+ * (result may be NULL when not wanted).  mp_proxy_callf packs the
+ * arguments from a format instead. */
+MP_API int mp_proxy_call(mp_proxy *p, const char *method,
+                         const mp_args *args, mp_args **result);
+MP_API int mp_proxy_callf(mp_proxy *p, const char *method, mp_args **result,
+                          const char *fmt, ...);
+
+/* The object's typeid, and the manager it belongs to (borrowed). */
+MP_API const char *mp_proxy_typeid(const mp_proxy *p);
+MP_API mp_manager *mp_proxy_manager(mp_proxy *p);
+
+/* Drop this reference.  NULL accepted. */
+MP_API void mp_proxy_free(mp_proxy *p);
+
+/* Pass a proxy in a child's arguments; in the child, mp_args_proxy
+ * returns it (owned by the args: do not free).  Also how a proxy is
+ * stored as a value ('P' in formats). */
+MP_API int mp_args_add_proxy(mp_args *a, mp_proxy *p);
+MP_API mp_proxy *mp_args_proxy(const mp_args *a, size_t i);
+
+/* Built-in types. */
+MP_API int mp_manager_dict(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_list(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_namespace(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_proxy **out);
+MP_API int mp_manager_joinable_queue(mp_manager *m, int64_t maxsize,
+                                     mp_proxy **out);
+MP_API int mp_manager_lock(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_rlock(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_semaphore(mp_manager *m, unsigned value,
+                                mp_proxy **out);
+MP_API int mp_manager_bounded_semaphore(mp_manager *m, unsigned value,
+                                        mp_proxy **out);
+/* lock: a managed Lock or RLock of the same manager; NULL: a new RLock. */
+MP_API int mp_manager_condition(mp_manager *m, mp_proxy *lock,
+                                mp_proxy **out);
+MP_API int mp_manager_event(mp_manager *m, mp_proxy **out);
+MP_API int mp_manager_barrier(mp_manager *m, unsigned parties,
+                              mp_proxy **out);
+/* Value(typecode, value): typecodes as for mp_value_new; the value is
+ * one item by format ("i", 42).  Array(typecode, length) of zeros. */
+MP_API int mp_manager_value(mp_manager *m, char typecode, mp_proxy **out,
+                            const char *fmt, ...);
+MP_API int mp_manager_array(mp_manager *m, char typecode, size_t length,
+                            mp_proxy **out);
+
+/* dict.  Missing key: MP_ENOENT (Python's KeyError).  keys / values /
+ * items come in insertion order; items as k0, v0, k1, v1, ... */
+MP_API int mp_dict_set(mp_proxy *d, const char *fmt, ...); /* key, value */
+MP_API int mp_dict_get(mp_proxy *d, mp_args **value, const char *fmt, ...);
+MP_API int mp_dict_delete(mp_proxy *d, const char *fmt, ...);
+MP_API int mp_dict_pop(mp_proxy *d, mp_args **value, const char *fmt, ...);
+MP_API int mp_dict_contains(mp_proxy *d, const char *fmt, ...); /* 1/0 */
+MP_API int64_t mp_dict_len(mp_proxy *d);
+MP_API int mp_dict_keys(mp_proxy *d, mp_args **keys);
+MP_API int mp_dict_values(mp_proxy *d, mp_args **values);
+MP_API int mp_dict_items(mp_proxy *d, mp_args **items);
+/* items: k0, v0, k1, v1, ... (an even count). */
+MP_API int mp_dict_update(mp_proxy *d, const mp_args *items);
+MP_API int mp_dict_clear(mp_proxy *d);
+
+/* list.  Indexes may be negative (from the end); out of range:
+ * MP_ERANGE.  remove of a missing value: MP_EVALUE.  slice: Python's
+ * l[start:stop] (clamped, negative from the end). */
+MP_API int mp_list_append(mp_proxy *l, const char *fmt, ...);
+MP_API int mp_list_extend(mp_proxy *l, const mp_args *items);
+MP_API int mp_list_get(mp_proxy *l, int64_t index, mp_args **value);
+MP_API int mp_list_set(mp_proxy *l, int64_t index, const char *fmt, ...);
+MP_API int mp_list_insert(mp_proxy *l, int64_t index, const char *fmt, ...);
+MP_API int mp_list_pop(mp_proxy *l, int64_t index, mp_args **value);
+MP_API int mp_list_remove(mp_proxy *l, const char *fmt, ...);
+MP_API int64_t mp_list_len(mp_proxy *l);
+MP_API int mp_list_slice(mp_proxy *l, int64_t start, int64_t stop,
+                         mp_args **items);
+
+/* Namespace: named attributes; a missing one is MP_ENOENT. */
+MP_API int mp_namespace_set(mp_proxy *ns, const char *name,
+                            const char *fmt, ...);
+MP_API int mp_namespace_get(mp_proxy *ns, const char *name, mp_args **value);
+MP_API int mp_namespace_delete(mp_proxy *ns, const char *name);
+
+/* Queue / JoinableQueue of values: MP_EFULL / MP_EEMPTY after timeout
+ * seconds (0: do not wait), as mp_queue_put / mp_queue_get. */
+MP_API int mp_proxy_queue_put(mp_proxy *q, double timeout,
+                              const char *fmt, ...);
+MP_API int mp_proxy_queue_get(mp_proxy *q, double timeout, mp_args **value);
+MP_API int64_t mp_proxy_queue_qsize(mp_proxy *q);
+MP_API int mp_proxy_queue_empty(mp_proxy *q);
+MP_API int mp_proxy_queue_full(mp_proxy *q);
+MP_API int mp_proxy_queue_task_done(mp_proxy *q);
+MP_API int mp_proxy_queue_join(mp_proxy *q, double timeout);
+
+/* Lock and RLock, Semaphore and BoundedSemaphore: as mp_lock_* and
+ * mp_semaphore_*, including MP_EOWNERDEAD, MP_EVALUE and MP_EPERM. */
+MP_API int mp_proxy_lock_acquire(mp_proxy *l, double timeout);
+MP_API int mp_proxy_lock_release(mp_proxy *l);
+MP_API int mp_proxy_lock_locked(mp_proxy *l);
+MP_API int mp_proxy_semaphore_acquire(mp_proxy *s, double timeout);
+MP_API int mp_proxy_semaphore_release(mp_proxy *s);
+MP_API int mp_proxy_semaphore_get_value(mp_proxy *s);
+
+/* Condition: as mp_condition_* (wait and notify need the lock held). */
+MP_API int mp_proxy_condition_acquire(mp_proxy *c, double timeout);
+MP_API int mp_proxy_condition_release(mp_proxy *c);
+MP_API int mp_proxy_condition_wait(mp_proxy *c, double timeout);
+MP_API int mp_proxy_condition_wait_for(mp_proxy *c, int (*pred)(void *arg),
+                                       void *arg, double timeout);
+MP_API int mp_proxy_condition_notify(mp_proxy *c, int n);
+MP_API int mp_proxy_condition_notify_all(mp_proxy *c);
+
+/* Event: wait gives 1 when set, 0 on timeout. */
+MP_API int mp_proxy_event_set(mp_proxy *e);
+MP_API int mp_proxy_event_clear(mp_proxy *e);
+MP_API int mp_proxy_event_is_set(mp_proxy *e);
+MP_API int mp_proxy_event_wait(mp_proxy *e, double timeout);
+
+/* Barrier: wait gives this party's index (0 .. parties-1); MP_EBROKEN;
+ * MP_ETIMEDOUT (the barrier is then broken), as mp_barrier_wait. */
+MP_API int mp_proxy_barrier_wait(mp_proxy *b, double timeout);
+MP_API int mp_proxy_barrier_reset(mp_proxy *b);
+MP_API int mp_proxy_barrier_abort(mp_proxy *b);
+MP_API int mp_proxy_barrier_parties(mp_proxy *b);
+MP_API int mp_proxy_barrier_n_waiting(mp_proxy *b);
+MP_API int mp_proxy_barrier_broken(mp_proxy *b);
+
+/* Value and Array: get and set by format, as for mp_value_set_int /
+ * _double: MP_ETYPE for a double in an integer typecode, MP_ERANGE for
+ * a value the typecode cannot hold or an index past the end. */
+MP_API int mp_proxy_value_get(mp_proxy *v, mp_args **value);
+MP_API int mp_proxy_value_set(mp_proxy *v, const char *fmt, ...);
+MP_API int mp_proxy_array_get(mp_proxy *a, size_t index, mp_args **value);
+MP_API int mp_proxy_array_set(mp_proxy *a, size_t index, const char *fmt,
+                              ...);
+MP_API int64_t mp_proxy_array_len(mp_proxy *a);
+MP_API int mp_proxy_array_tolist(mp_proxy *a, mp_args **items);
+
+/* ------------------------------------------------------------------ */
+/* 14. Logging                                                         */
 /* ------------------------------------------------------------------ */
 
 /* multiprocessing.log_to_stderr: mproc's own messages (workers started,

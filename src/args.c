@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "manager.h"
 #include "shared.h"
 
 #define ARGS_MAGIC "MPA1"
@@ -244,6 +245,8 @@ static int object_open(uint32_t kind, const void *blob, size_t n,
     return mp__conn_open(blob, n, handles, nh, out);
   case MP__OBJ_SHARED:
     return mp__shared_open(blob, n, handles, nh, out);
+  case MP__OBJ_PROXY:
+    return mp__proxy_open(blob, n, out);
   default:
     return mp__error(MP_EPROTO, "mp_args: unknown object kind %u",
                      (unsigned)kind);
@@ -255,6 +258,20 @@ static void object_release(uint32_t kind, void *obj) {
     mp_conn_free(obj);
   else if (kind == MP__OBJ_SHARED)
     mp__shared_release(obj);
+  else if (kind == MP__OBJ_PROXY)
+    mp__proxy_release(obj);
+}
+
+/* A proxy is held by every tuple it is in (a reference count in this
+ * process), built here or decoded: copies and slices take their own. */
+static int is_proxy_item(const mp_args *a, size_t i) {
+  const unsigned char *p = a->buf + a->off[i];
+  return p[0] == MP_ARG_OBJECT && get_u32(p + 1) == MP__OBJ_PROXY;
+}
+
+static void retain_object(const mp_args *a, size_t i) {
+  if (a->objects[i] != NULL && is_proxy_item(a, i))
+    mp__proxy_retain(a->objects[i]);
 }
 
 void mp_args_free(mp_args *a) {
@@ -263,7 +280,11 @@ void mp_args_free(mp_args *a) {
   for (size_t i = 0; i < a->count; i++)
     if (a->buf[a->off[i]] == MP_ARG_TUPLE && a->objects[i] != NULL)
       mp_args_free(a->objects[i]);
-  if (a->owns) {
+  if (!a->owns) {
+    for (size_t i = 0; i < a->count; i++)
+      if (a->objects[i] != NULL && is_proxy_item(a, i))
+        mp__proxy_release(a->objects[i]);
+  } else {
     for (size_t i = 0; i < a->count; i++) {
       uint32_t kind;
       const void *blob;
@@ -447,9 +468,26 @@ static int pack_one(mp_args *a, char f, va_list *ap) {
     size_t n = va_arg(*ap, size_t);
     return mp_args_add_bytes(a, p, n);
   }
+  case 'n':
+    return mp_args_add_none(a);
+  case 'P':
+    return mp_args_add_proxy(a, va_arg(*ap, mp_proxy *));
   default:
     return mp__error(MP_EINVAL, "mp_args_pack: unknown format '%c'", f);
   }
+}
+
+int mp__args_vpack(mp_args *a, const char *fmt, va_list *ap) {
+  if (fmt == NULL)
+    return mp__error(MP_EINVAL, "NULL format");
+  int rc = 0;
+  for (const char *f = fmt; *f && rc == 0; f++)
+    rc = pack_one(a, *f, ap);
+  return rc;
+}
+
+void mp__args_set_object(mp_args *a, size_t i, void *obj) {
+  a->objects[i] = obj;
 }
 
 int mp_args_pack(mp_args **out, const char *fmt, ...) {
@@ -533,8 +571,10 @@ int mp_args_copy(mp_args **out, const mp_args *a) {
   }
   if (rc == 0) {
     for (size_t i = 0; i < a->count; i++)
-      if (a->buf[a->off[i]] == MP_ARG_OBJECT)
+      if (a->buf[a->off[i]] == MP_ARG_OBJECT) {
         (*out)->objects[i] = a->objects[i];
+        retain_object(a, i);
+      }
   } else {
     mp_args_free(*out);
     *out = NULL;
@@ -616,6 +656,9 @@ void mp__args_reset(mp_args *a) {
     if (a->buf[a->off[i]] == MP_ARG_TUPLE && a->objects[i] != NULL) {
       mp_args_free(a->objects[i]);
       a->objects[i] = NULL;
+    } else if (a->objects[i] != NULL && is_proxy_item(a, i)) {
+      mp__proxy_release(a->objects[i]);
+      a->objects[i] = NULL;
     }
   a->count = 0;
   a->len = ARGS_HEADER;
@@ -674,6 +717,29 @@ int mp__args_add_item_of(mp_args *a, const mp_args *src, size_t i) {
   return 0;
 }
 
+void mp__args_item_raw(const mp_args *a, size_t i, const void **p,
+                       size_t *n) {
+  const unsigned char *q;
+  item_raw(a, i, &q, n);
+  *p = q;
+}
+
+/* Append one encoded item, which may be an object reference (its object
+ * is not opened here): 0, or MP_EPROTO when it is malformed. */
+int mp__args_add_raw(mp_args *a, const void *p, size_t n) {
+  if (item_size(p, n, 0) != n)
+    return mp__error(MP_EPROTO, "mp_args: malformed item");
+  int rc = reserve(a, n);
+  if (rc != 0)
+    return rc;
+  a->objects[a->count] = NULL;
+  a->off[a->count++] = a->len;
+  memcpy(a->buf + a->len, p, n);
+  a->len += n;
+  put_u32(a->buf + 4, (uint32_t)a->count);
+  return 0;
+}
+
 /* Append the items encoded in data (n bytes, `count` items, plain values
  * and tuples): 0, or MP_EPROTO when they are malformed (a unchanged). */
 int mp__args_extend(mp_args *a, const void *data, size_t n, size_t count) {
@@ -719,6 +785,7 @@ int mp__args_slice(const mp_args *a, size_t start, size_t count,
       mp_args *o = *out;
       o->objects[o->count] = a->buf[a->off[i]] == MP_ARG_OBJECT
                                  ? a->objects[i] : NULL;
+      retain_object(a, i);
       o->off[o->count++] = o->len;
       memcpy(o->buf + o->len, p, n);
       o->len += n;

@@ -49,7 +49,7 @@ int mp__split_host_port(const char *address, char *host, size_t cap,
  * object in this process (borrowed).  A child receives the handles
  * (mpi_start_info.handles) and mp__args_adopt opens every object from its
  * blob; the tuple then owns them. */
-enum { MP__OBJ_CONN = 1, MP__OBJ_SHARED = 2 };
+enum { MP__OBJ_CONN = 1, MP__OBJ_SHARED = 2, MP__OBJ_PROXY = 3 };
 int mp__args_add_object(mp_args *a, uint32_t kind, const void *blob,
                         size_t n, void *obj);
 int mp__args_get_object(const mp_args *a, size_t i, uint32_t *kind,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "shared.h"
+#include "manager.h"
 
 /* ---- typecodes ---------------------------------------------------------- */
 
@@ -117,6 +118,33 @@ static int elem_set_double(const typecode_info *t, void *p, double x) {
   }
   return mp__error(MP_ETYPE, "typecode '%c' holds integers: use set_int",
                    t->code);
+}
+
+/* The same for the Manager's Value and Array (manager.h). */
+size_t mp__typecode_size(char code) {
+  const typecode_info *t = typecode_find(code);
+  return t ? t->size : 0;
+}
+
+int mp__typecode_is_float(char code) {
+  const typecode_info *t = typecode_find(code);
+  return t != NULL && t->kind < 0;
+}
+
+int mp__elem_get_int(char code, const void *p, int64_t *out) {
+  return elem_get_int(typecode_find(code), p, out);
+}
+
+int mp__elem_set_int(char code, void *p, int64_t x) {
+  return elem_set_int(typecode_find(code), p, x);
+}
+
+int mp__elem_get_double(char code, const void *p, double *out) {
+  return elem_get_double(typecode_find(code), p, out);
+}
+
+int mp__elem_set_double(char code, void *p, double x) {
+  return elem_set_double(typecode_find(code), p, x);
 }
 
 /* ---- the shared part ---------------------------------------------------- */
