@@ -410,6 +410,26 @@ int mp_conn_poll(mp_conn *c, double timeout) {
   return ready ? 1 : mpi_stream_poll(c->h, timeout);
 }
 
+/* Spin up to `seconds` for a message (a request/reply peer about to
+ * answer): 1 once readable, 0 if not by then.  A wake across CPUs costs
+ * tens of microseconds on some machines; a peer that answers sooner is
+ * caught here without one. */
+int mp__conn_spin(mp_conn *c, double seconds) {
+  if (seconds <= 0)
+    return 0;
+  double until = mpi_now() + seconds;
+  for (unsigned looks = 1;; looks++) {
+    int r = mp_conn_poll(c, 0);
+    if (r != 0)
+      return r > 0;
+    if ((looks & 7) == 0) {
+      if (mpi_now() >= until)
+        return 0;
+      mpi_yield();
+    }
+  }
+}
+
 /* ---- the rest ---------------------------------------------------------- */
 
 mp_handle mp_conn_fileno(const mp_conn *c) {

@@ -67,6 +67,11 @@ int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
                   void **out);
 /* conn.c: a duplex connection over a stream (taken: closed on failure). */
 int mp__conn_wrap(mpi_fd h, mp_conn **out);
+/* conn.c: spin up to `seconds` until c is readable: 1, or 0 (see conn.c). */
+int mp__conn_spin(mp_conn *c, double seconds);
+/* shared.c: how long waits spin before sleeping: MPROC_SPIN_US in the
+ * environment (microseconds; 0 disables), default 50 us, 0 on one CPU. */
+double mp__spin_seconds(void);
 /* In a forked child: close the connections not in `keep` (may be NULL). */
 void mp__conn_fork_child(const mp_args *keep);
 /* Mark ready[i] for each handle of a connection with bytes read ahead;

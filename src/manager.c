@@ -85,6 +85,14 @@ static int reserve(mconn *c, size_t n) {
   return 0;
 }
 
+/* This thread's id (cached: it is a system call on some systems). */
+static MP_THREAD_LOCAL int64_t my_tid;
+static int64_t thread_id(void) {
+  if (my_tid == 0)
+    my_tid = mpi_thread_id();
+  return my_tid;
+}
+
 /* Send a request and wait for its reply, left in c->buf (*n bytes). */
 static int exchange(mconn *c, int op, int64_t id, const char *name,
                     size_t name_n, const void *args, size_t args_n,
@@ -98,11 +106,13 @@ static int exchange(mconn *c, int op, int64_t id, const char *name,
   p[4] = (unsigned char)name_n;
   p[5] = (unsigned char)(name_n >> 8);
   mp__put_i64(p + 8, id);
-  mp__put_i64(p + 16, mpi_thread_id());
+  mp__put_i64(p + 16, thread_id());
   memcpy(p + MGR_HEADER, name, name_n);
   if (args_n)
     memcpy(p + MGR_HEADER + name_n, args, args_n);
   rc = mp_conn_send_bytes(c->conn, p, MGR_HEADER + name_n + args_n);
+  if (rc == 0)
+    mp__conn_spin(c->conn, mp__spin_seconds());
   while (rc == 0) {
     rc = mp_conn_recv_bytes_into(c->conn, c->buf, c->cap, n);
     if (rc != MP_ERANGE)
@@ -563,10 +573,6 @@ int mp_manager_connect(mp_manager **out, const char *address,
   *out = m;
   return 0;
 }
-
-int mp__mgr_encode_start(mp_args *a, const mp_manager_options *opt,
-                         const void *key, size_t key_n, mp_conn *report);
-int mp__mgr_server_main(const mp_args *a);
 
 static int manager_count;
 

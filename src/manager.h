@@ -122,9 +122,17 @@ int mp__mgr_session_alive(const mgr_session *s);
  * target's entry.  Returns 1 when the request asked the server to stop. */
 int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
                    const void *req, size_t n, void **reply, size_t *reply_n);
-/* A server without a listener (fuzzing): new / free. */
+/* A server without a listener (fuzzing): new / free; a session's end
+ * (its last connection gone: what it held is released). */
 int mp__mgr_server_bare(mgr_server **out);
 void mp__mgr_server_bare_free(mgr_server *srv);
+void mp__mgr_session_close(mgr_server *srv, mgr_session *s);
+
+/* mp_manager_start's server process: its arguments (the options, the
+ * registry, the pipe the address goes back through) and its target. */
+int mp__mgr_encode_start(mp_args *a, const mp_manager_options *opt,
+                         const void *key, size_t key_n, mp_conn *report);
+int mp__mgr_server_main(const mp_args *a);
 
 /* ---- the client (manager.c) --------------------------------------- */
 

@@ -750,8 +750,10 @@ static void conn_main(void *arg) {
                                    HANDSHAKE_TIMEOUT) == 0 &&
          mp_conn_answer_challenge(c, srv->key, srv->key_n,
                                   HANDSHAKE_TIMEOUT) == 0;
+  double spin = mp__spin_seconds();
   while (ok && !srv->stopping) {
-    int r = mp_conn_poll(c, POLL_SLICE);
+    /* A client often sends its next request right away. */
+    int r = mp__conn_spin(c, spin) ? 1 : mp_conn_poll(c, POLL_SLICE);
     if (r == 0)
       continue;
     void *req = NULL, *reply = NULL;
@@ -817,6 +819,12 @@ static void server_free(mgr_server *srv) {
 }
 
 int mp__mgr_server_bare(mgr_server **out) { return server_alloc(out); }
+
+void mp__mgr_session_close(mgr_server *srv, mgr_session *s) {
+  mpi_mutex_lock(srv->mu);
+  session_unbind(srv, s);
+  mpi_mutex_unlock(srv->mu);
+}
 void mp__mgr_server_bare_free(mgr_server *srv) { server_free(srv); }
 
 /* ---- the public server ------------------------------------------------ */

@@ -15,6 +15,11 @@
 
 #include "manager.h"
 
+/* The largest managed Array, in bytes (the fuzz build makes it small). */
+#ifndef MGR_ARRAY_MAX_BYTES
+#  define MGR_ARRAY_MAX_BYTES ((size_t)256 << 20)
+#endif
+
 /* ---- arguments ----------------------------------------------------- */
 
 static int nargs(mgr_call *c, const mgr_obj *o, const char *method,
@@ -481,11 +486,13 @@ static void vec_clear(mgr_server *srv, vec *l) {
 /* Insert arguments [first, n) at position at. */
 static int vec_insert_args(mgr_call *c, vec *l, size_t at, size_t first) {
   size_t n = mp_args_count(c->args) - first;
+  if (n == 0)
+    return 0;
   int rc = vec_reserve(l, n);
   if (rc != 0)
     return rc;
-  item *tmp = n ? calloc(n, sizeof *tmp) : NULL;
-  if (n && tmp == NULL)
+  item *tmp = calloc(n, sizeof *tmp);
+  if (tmp == NULL)
     return mp__error(MP_ENOMEM, "manager: out of memory");
   size_t got = 0;
   for (; rc == 0 && got < n; got++)
@@ -498,8 +505,7 @@ static int vec_insert_args(mgr_call *c, vec *l, size_t at, size_t first) {
     return rc;
   }
   memmove(l->v + at + n, l->v + at, (l->n - at) * sizeof *l->v);
-  if (n)
-    memcpy(l->v + at, tmp, n * sizeof *tmp);
+  memcpy(l->v + at, tmp, n * sizeof *tmp);
   l->n += n;
   free(tmp);
   return 0;
@@ -630,7 +636,7 @@ static int list_len(mgr_call *c, mgr_obj *o) {
 
 static int list_slice(mgr_call *c, mgr_obj *o) {
   vec *l = o->data;
-  int64_t a, b;
+  int64_t a = 0, b = 0;
   int rc = nargs(c, o, "slice", 2, 2);
   if (rc == 0) rc = arg_int(c, 0, &a);
   if (rc == 0) rc = arg_int(c, 1, &b);
@@ -1351,7 +1357,7 @@ static int array_alloc(mgr_call *c, mgr_obj *o, size_t len) {
   if (rc == 0) {
     a->size = mp__typecode_size(a->code);
     a->len = len;
-    if (len > ((size_t)1 << 28) ||
+    if (len > (size_t)MGR_ARRAY_MAX_BYTES / a->size ||
         (a->data = calloc(len ? len : 1, a->size)) == NULL)
       rc = mp__error(MP_ENOMEM, "manager: an array of %zu items is too large",
                      len);

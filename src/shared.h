@@ -136,9 +136,6 @@ void mp__wq_wake(mpi_shm *s, mp__wq *q, int how);
  * (-1: none); MP_EINVAL for a bad timeout is the caller's check. */
 double mp__deadline(double timeout);
 
-/* How long waits spin before sleeping: MPROC_SPIN_US in the environment
- * (microseconds; 0 disables), default 50 us, 0 on a single CPU. */
-double mp__spin_seconds(void);
 
 /* This process's pid as stored in owner words, and a per-thread id. */
 uint32_t mp__self_pid(void);
