@@ -127,22 +127,26 @@ static int exchange(mconn *c, int op, int64_t id, const char *name,
   return rc;
 }
 
-static int open_conn(mp_manager *m, mconn **out) {
+/* A new authenticated connection that has said the session's hello.
+ * gone_is_closed: nobody listening means the server went away. */
+static int open_conn(mp_manager *m, double timeout, int gone_is_closed,
+                     mconn **out) {
   mconn *c = calloc(1, sizeof *c);
   if (c == NULL)
     return mp__error(MP_ENOMEM, "manager: out of memory");
   int rc = mp_client(&c->conn, m->address, MP_AF_DEFAULT, m->key, m->key_n,
-                     CONNECT_TIMEOUT);
+                     timeout);
   size_t n = 0;
   if (rc == 0)
     rc = exchange(c, MGR_HELLO, 0, (const char *)m->sid, MGR_SID_LEN, NULL, 0,
                   &n);
   if (rc == 0 && mp__get_i64(c->buf) != 0)
-    rc = mp__error(MP_EPROTO, "the manager refused the session");
+    rc = mp__error(MP_EPROTO, "the manager refused the session: %.*s",
+                   (int)(n - 8 > 512 ? 512 : n - 8), (char *)c->buf + 8);
+  if (rc == MP_ENOENT && gone_is_closed)
+    rc = mp__error(MP_ECLOSED, "the manager's server is gone (%s)",
+                   mp_last_error_message());
   if (rc != 0) {
-    if (rc == MP_ENOENT)
-      rc = mp__error(MP_ECLOSED, "the manager's server is gone (%s)",
-                     mp_last_error_message());
     mconn_free(c);
     return rc;
   }
@@ -170,7 +174,7 @@ static int get_conn(mp_manager *m, mconn **out) {
     m->idle = c->next;
   mpi_mutex_unlock(m->mu);
   if (c == NULL) {
-    int rc = open_conn(m, &c);
+    int rc = open_conn(m, CONNECT_TIMEOUT, 1, &c);
     if (rc != 0)
       return rc;
   }
@@ -351,13 +355,21 @@ static int proxy_ready(mp_proxy *p) {
   int64_t me = mpi_getpid();
   if (p->pid == me)
     return 0;
+  /* One thread takes the reference; the others go on meanwhile (the
+   * parent's reference keeps the object). */
+  mpi_lock();
+  int64_t was = p->pid;
+  p->pid = me;
+  mpi_unlock();
+  if (was == me)
+    return 0;
   int rc = request(p->m, MGR_INCREF, p->id, "", NULL, NULL);
-  if (rc == 0) {
-    mpi_lock();
-    p->pid = me;
+  mpi_lock();
+  if (rc == 0)
     p->server_refs = 1;
-    mpi_unlock();
-  }
+  else
+    p->pid = was; /* try again at the next call */
+  mpi_unlock();
   return rc;
 }
 
@@ -553,19 +565,8 @@ int mp_manager_connect(mp_manager **out, const char *address,
   if ((rc = manager_alloc(&m, address, key, key_n)) != 0)
     return rc;
   /* Connect now, so a wrong address or key shows here. */
-  mconn *c = calloc(1, sizeof *c);
-  if (c == NULL)
-    rc = mp__error(MP_ENOMEM, "manager: out of memory");
-  if (rc == 0)
-    rc = mp_client(&c->conn, address, MP_AF_DEFAULT, key, key_n, timeout);
-  size_t n = 0;
-  if (rc == 0)
-    rc = exchange(c, MGR_HELLO, 0, (const char *)m->sid, MGR_SID_LEN, NULL, 0,
-                  &n);
-  if (rc == 0 && mp__get_i64(c->buf) != 0)
-    rc = mp__error(MP_EPROTO, "the manager refused the session");
-  if (rc != 0) {
-    mconn_free(c);
+  mconn *c = NULL;
+  if ((rc = open_conn(m, timeout, 0, &c)) != 0) {
     manager_unref(m);
     return rc;
   }

@@ -664,7 +664,7 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
     call.tid = mp__get_i64(p + 16);
     memcpy(name, p + MGR_HEADER, name_n);
     name[name_n] = '\0';
-    if (memchr(name, '\0', name_n) != NULL)
+    if (op != MGR_HELLO && memchr(name, '\0', name_n) != NULL)
       rc = mp__error(MP_EPROTO, "malformed request (a NUL in the name)");
   }
   if (rc == 0 && op != MGR_HELLO &&
