@@ -679,6 +679,8 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
     mpi_mutex_lock(srv->mu);
     if (op != MGR_HELLO && *session == NULL && conn != NULL) {
       rc = mp__error(MP_EPROTO, "a connection must say hello first");
+    } else if (srv->stopping) {
+      rc = mp__error(MP_ECLOSED, "the manager was shut down");
     } else {
       switch (op) {
       case MGR_HELLO:

@@ -867,11 +867,11 @@ static int lock_take(mgr_call *c, mlock *l, double deadline) {
 }
 
 static int lock_give(mgr_call *c, mlock *l) {
-  if (!l->held)
-    return mp__error(MP_EVALUE, "release of an unlocked lock");
-  if (l->recursive && !lock_mine(l, c))
+  if (l->recursive && !lock_mine(l, c)) /* as Python's RLock */
     return mp__error(MP_EPERM, "cannot release an RLock this thread does "
                      "not own");
+  if (!l->held)
+    return mp__error(MP_EVALUE, "release of an unlocked lock");
   if (--l->count == 0) {
     l->held = 0;
     l->owner = NULL;
