@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """run.py - run the benchmarks for mproc (bench_start, bench_pipe,
-bench_sync, bench_pool), Python's multiprocessing (bench_start.py,
-bench_pipe.py, bench_sync.py, bench_pool.py) and the OS floor in one run,
-print Markdown tables with ratios, and check the project's budgets.
+bench_sync, bench_pool, bench_manager), Python's multiprocessing
+(bench_start.py, bench_pipe.py, bench_sync.py, bench_pool.py,
+bench_manager.py) and the OS floor in one run, print Markdown tables with
+ratios, and check the project's budgets.
 
     python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
                          [--pipe-bin PATH] [--pipe-n 20000]
                          [--sync-bin PATH] [--sync-reps 2] [--sync-scale 1]
                          [--sync-pin both|none]
                          [--pool-bin PATH] [--pool-reps 2] [--pool-scale 1]
-                         [--pool-extra yes|no] [--check]
+                         [--pool-extra yes|no]
+                         [--manager-bin PATH] [--manager-reps 2]
+                         [--manager-scale 1] [--manager-only] [--check]
 
-bench_pipe, bench_sync and bench_pool are looked for next to bench_start
-unless --pipe-bin / --sync-bin / --pool-bin is given.  Each round runs
+bench_pipe, bench_sync, bench_pool and bench_manager are looked for next
+to bench_start unless --pipe-bin / --sync-bin / --pool-bin /
+--manager-bin is given.  Each round runs
 bench_sync with mproc's default adaptive spin and with MPROC_SPIN_US=0
 (the "nospin" rows: the queues and the shared Value), and bench_sync.py;
 the two-process measurements run once with parent and child pinned to two
@@ -20,7 +24,10 @@ CPUs and once pinned to one (--sync-pin both, the default), or unpinned
 (--sync-pin none).  Each round also runs bench_pool and bench_pool.py
 (default start method, as many pool workers as CPUs, unpinned), and
 unless --pool-extra no, bench_pool with MPROC_SPIN_US=0 and the round
-trips of both with everything pinned to one CPU.
+trips of both with everything pinned to one CPU.  Each round also runs
+bench_manager and bench_manager.py (a managed dict used from a child:
+set + get operations per second; default start method, unpinned);
+--manager-only runs just these.
 
 The N iterations per method are split over ROUNDS rounds; each round runs
 bench_start and then bench_start.py (the order alternates from round to
@@ -116,7 +123,26 @@ POOL_ROWS = [
 POOL_VARIANTS = [("", "", ""), (" nospin", "", ", nospin"),
                  (" @one-cpu", " @one-cpu", ", all on one CPU"),
                  (" nospin @one-cpu", " @one-cpu", ", all on one CPU, nospin")]
-INFO = {}  # "mproc" / "python" -> the programs' "info" lines
+# bench_manager: a managed dict used from a child process (each d[k] = v
+# and each d[k] is one operation), against Python's Manager().dict(); the
+# floor of one operation is a raw request + reply between two processes:
+# a socketpair ping-pong whose ends poll for 50 us before they block, as
+# mproc's calls do (round trips/s).
+MANAGER_BUDGETS = [
+    ("managed dict set+get from a child at least 5x Python's "
+     "Manager().dict() operations/s", "mproc manager dict",
+     "python manager dict", "ge", 5.0),
+]
+
+# The manager table: (row name, mproc label, Python label, floor label,
+# floor name).
+MANAGER_ROWS = [
+    ("managed dict, d[k] = v and d[k] from a child", "mproc manager dict",
+     "python manager dict", "os ping-pong 32B spin", "ping-pong"),
+    ("for context: the ping-pong with both ends blocking at once",
+     None, None, "os ping-pong 32B", "blocking ping-pong"),
+]
+INFO = {}  # "mproc" / "python" / "mproc-manager" ... -> "info" lines
 SYNC_PLACEMENTS = (("", "unpinned"), (" @cross-cpu", "two CPUs"),
                    (" @same-cpu", "one CPU"))
 
@@ -139,7 +165,7 @@ SYNC_ROWS = [
 ]
 UNIT_NAMES = {"us": "µs", "ns": "ns ↓", "msgs_s": "msg/s ↑", "MB_s": "MB/s ↑",
               "incs_s": "incr/s ↑", "tasks_s": "tasks/s ↑",
-              "futures_s": "futures/s ↑"}
+              "futures_s": "futures/s ↑", "ops_s": "ops/s ↑"}
 UNITS = {}  # label -> unit, from the programs' summary lines
 
 
@@ -272,6 +298,15 @@ def pool_cmds(exe, python, reps, scale, extra):
     return lambda r: todo
 
 
+def manager_cmds(exe, python, reps, scale):
+    """The commands of one bench_manager round: the C program and its
+    Python twin."""
+    common = ["--reps", str(reps), "--scale", str(scale), "--samples"]
+    todo = [([exe] + common, None),
+            ([python, os.path.join(HERE, "bench_manager.py")] + common, None)]
+    return lambda r: todo
+
+
 def machine():
     try:
         avail = len(os.sched_getaffinity(0))
@@ -376,6 +411,73 @@ def pool_table(g):
               f"| {'n/a' if up is None else f'{up:.1f}x'} |")
 
 
+def manager_table(g):
+    print("| measurement | unit | mproc | Python | floor "
+          "| mproc vs floor | mproc speed-up vs Python |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, m, py, fl, fl_name in MANAGER_ROWS:
+        mv, pv, fv = (g(x) if x else None for x in (m, py, fl))
+        unit = UNIT_NAMES.get(UNITS.get(m or fl), "?")
+        vs, up = ratio(mv, fv), ratio(mv, pv)
+        floor = "n/a" if fv is None else f"{fmt(fv)} ({fl_name})"
+        print(f"| {name} | {unit} | {fmt(mv)} | {fmt(pv)} | {floor} "
+              f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+              f"| {'n/a' if up is None else f'{up:.1f}x'} |")
+    print()
+    who = "; ".join(f"{k}: {v}" for k, v in sorted(INFO.items())
+                    if k.endswith("-manager"))
+    print(f"Medians over the pooled samples ({who}).  The manager's server "
+          "is started outside the timing; each sample is a new dict and a "
+          "new child doing N iterations of a set and a get (2N operations, "
+          "each a round trip to the server).  The floor is one request + "
+          "reply between two processes and nothing else: 32 bytes over a "
+          "socketpair with a fork()ed child echoing them, both ends "
+          "polling for 50 µs before they block, as mproc's calls do "
+          "(\"mproc vs floor\": the share of that rate a managed operation "
+          "reaches); the blocking ping-pong shows what waking a sleeping "
+          "process for every message costs.  Unpinned.")
+
+
+def manager_header(exe, a):
+    print(f"bench_manager: {exe}")
+    print(f"manager: {a.manager_reps} samples per measurement and program "
+          f"run, {a.rounds} alternating rounds, scale {a.manager_scale:g}; "
+          "default start method, unpinned")
+
+
+def manager_only(a):
+    """--manager-only: bench_manager and bench_manager.py, their table,
+    spread and budget."""
+    if a.manager_bin:
+        exe = find_sibling(a.manager_bin, None, "bench_manager")
+    else:
+        exe = find_sibling(None, find_bin(a.bin), "bench_manager")
+    if exe is None:
+        sys.exit("run.py: bench_manager not found next to bench_start; "
+                 "build it or pass --manager-bin PATH")
+    print(machine())
+    manager_header(exe, a)
+    pooled = {}
+    per_round = alternate_cmds(
+        "bench_manager", manager_cmds(exe, a.python, a.manager_reps,
+                                      a.manager_scale), a.rounds, pooled)
+    g = {k: statistics.median(v) for k, v in pooled.items()}.get
+    print()
+    manager_table(g)
+    print()
+    print("Spread (unit as labelled): min / p10 / median / p90")
+    for k in sorted(pooled):
+        v = pooled[k]
+        print(f"  {k:<34} {fmt(min(v)):>12} {fmt(pct(v, .1)):>12} "
+              f"{fmt(pct(v, .5)):>12} {fmt(pct(v, .9)):>12}   "
+              f"{UNIT_NAMES.get(UNITS[k], UNITS[k]):<9} n={len(v)}")
+    print()
+    failed = 0
+    for desc, num, den, op, bound in MANAGER_BUDGETS:
+        failed += check(desc, num, den, op, bound, g, per_round)
+    return 1 if a.check and failed else 0
+
+
 def per_item(g):
     """ "map ... ns per item" for the map rows (wall time / items)."""
     out = []
@@ -429,18 +531,33 @@ def main():
     ap.add_argument("--pool-extra", choices=("yes", "no"), default="yes",
                     help="also run bench_pool with MPROC_SPIN_US=0 and the "
                     "round trips pinned to one CPU (default yes)")
+    ap.add_argument("--manager-bin", help="path to bench_manager (default: "
+                    "next to bench_start)")
+    ap.add_argument("--manager-reps", type=int, default=2,
+                    help="samples per measurement and program run "
+                    "(default 2; bench_manager runs once per round)")
+    ap.add_argument("--manager-scale", type=float, default=1.0,
+                    help="multiply bench_manager's iteration counts "
+                    "(default 1)")
+    ap.add_argument("--manager-only", action="store_true",
+                    help="run only bench_manager and bench_manager.py")
     ap.add_argument("--check", action="store_true",
                     help="exit non-zero when a budget fails")
     a = ap.parse_args()
     if a.n < 1 or a.rounds < 1 or a.pipe_n < 1 or a.sync_reps < 1 \
-            or a.sync_scale <= 0 or a.pool_reps < 1 or a.pool_scale <= 0:
+            or a.sync_scale <= 0 or a.pool_reps < 1 or a.pool_scale <= 0 \
+            or a.manager_reps < 1 or a.manager_scale <= 0:
         ap.error("-n, --pipe-n, --rounds, --sync-reps, --sync-scale, "
-                 "--pool-reps and --pool-scale must be positive")
+                 "--pool-reps, --pool-scale, --manager-reps and "
+                 "--manager-scale must be positive")
+    if a.manager_only:
+        return manager_only(a)
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
     pipe_exe = find_sibling(a.pipe_bin, exe, "bench_pipe")
     sync_exe = find_sibling(a.sync_bin, exe, "bench_sync")
     pool_exe = find_sibling(a.pool_bin, exe, "bench_pool")
+    manager_exe = find_sibling(a.manager_bin, exe, "bench_manager")
 
     print(machine())
     print(f"bench_start: {exe}")
@@ -474,6 +591,11 @@ def main():
     else:
         print("bench_pool: not found next to bench_start (--pool-bin): "
               "pool rows skipped")
+    if manager_exe:
+        manager_header(manager_exe, a)
+    else:
+        print("bench_manager: not found next to bench_start "
+              "(--manager-bin): manager rows skipped")
 
     pooled = {}
     per_round = alternate(exe, os.path.join(HERE, "bench_start.py"), a.n,
@@ -495,6 +617,12 @@ def main():
         per_round_pool = alternate_cmds(
             "bench_pool", pool_cmds(pool_exe, a.python, a.pool_reps,
                                     a.pool_scale, a.pool_extra == "yes"),
+            a.rounds, pooled)
+    per_round_manager = []
+    if manager_exe:
+        per_round_manager = alternate_cmds(
+            "bench_manager", manager_cmds(manager_exe, a.python,
+                                          a.manager_reps, a.manager_scale),
             a.rounds, pooled)
 
     med = {k: statistics.median(v) for k, v in pooled.items()}
@@ -551,7 +679,8 @@ def main():
         print()
         pool_table(g)
         print()
-        who = "; ".join(f"{k}: {v}" for k, v in sorted(INFO.items()))
+        who = "; ".join(f"{k}: {v}" for k, v in sorted(INFO.items())
+                        if k in ("mproc", "python"))
         print(f"Medians over the pooled samples ({who}).  Pools and "
               "executors are created and warmed up outside the timing; "
               "every worker count is the CPU count.  A rate sample is the "
@@ -566,6 +695,9 @@ def main():
               "pinned to one CPU (the budgets use the default rows: "
               "spinning, unpinned).")
         print(f"Wall time per item (ns): {per_item(g)}.")
+    if manager_exe:
+        print()
+        manager_table(g)
     print()
     print("Spread (µs): min / p10 / median / p90")
     for k in sorted(pooled):
@@ -614,6 +746,11 @@ def main():
             failed += check(desc, num, den, op, bound, g, per_round_pool)
         else:
             print(f"SKIP: {desc}: bench_pool not found")
+    for desc, num, den, op, bound in MANAGER_BUDGETS:
+        if manager_exe:
+            failed += check(desc, num, den, op, bound, g, per_round_manager)
+        else:
+            print(f"SKIP: {desc}: bench_manager not found")
     if a.check and failed:
         return 1
     return 0

@@ -647,12 +647,17 @@ int mp_manager_start(mp_manager **out, const mp_manager_options *opt) {
   if (rc == 0) rc = mp_manager_connect(&m, address, key, key_n, CONNECT_TIMEOUT);
   free(address);
   if (rc != 0) {
-    if (p != NULL) {
+    if (p != NULL) { /* (keeping the error that got us here) */
+      char why[512];
+      mp__strlcpy(why, mp_last_error_message(), sizeof why);
+      if (mp_process_is_alive(p) == 1) /* it would serve on, unused */
+        mp_process_terminate(p);
       if (mp_process_join(p, 5.0) != 0 || mp_process_is_alive(p) == 1) {
         mp_process_kill(p);
         mp_process_join(p, 5.0);
       }
       mp_process_free(p);
+      mp__error(rc, "%s", why);
     }
     return rc;
   }
