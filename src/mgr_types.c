@@ -232,7 +232,7 @@ static int table_set(mgr_call *c, table *t, size_t ki, size_t vi) {
   if (rc != 0)
     return rc;
   raw(c, ki, &kp, &kn);
-  item v;
+  item v = {NULL, 0};
   if ((rc = take_value(c, vi, &v)) != 0)
     return rc;
   uint64_t h = hash_bytes(kp, kn);
@@ -531,7 +531,7 @@ static void list_destroy(mgr_server *srv, mgr_obj *o) {
 
 /* A Python index (negative from the end) into [0, n): MP_ERANGE if out. */
 static int index_arg(mgr_call *c, size_t i, size_t n, size_t *at) {
-  int64_t v;
+  int64_t v = 0;
   int rc = arg_int(c, i, &v);
   if (rc != 0)
     return rc;
@@ -566,7 +566,7 @@ static int list_extend(mgr_call *c, mgr_obj *o) {
 
 static int list_get(mgr_call *c, mgr_obj *o) {
   vec *l = o->data;
-  size_t at;
+  size_t at = 0;
   int rc = nargs(c, o, "get", 1, 1);
   if (rc == 0) rc = index_arg(c, 0, l->n, &at);
   return rc ? rc : result_value(c, &l->v[at]);
@@ -574,8 +574,8 @@ static int list_get(mgr_call *c, mgr_obj *o) {
 
 static int list_set(mgr_call *c, mgr_obj *o) {
   vec *l = o->data;
-  size_t at;
-  item v;
+  size_t at = 0;
+  item v = {NULL, 0};
   int rc = nargs(c, o, "set", 2, 2);
   if (rc == 0) rc = index_arg(c, 0, l->n, &at);
   if (rc == 0) rc = take_value(c, 1, &v);
@@ -588,7 +588,7 @@ static int list_set(mgr_call *c, mgr_obj *o) {
 
 static int list_insert(mgr_call *c, mgr_obj *o) {
   vec *l = o->data;
-  int64_t i;
+  int64_t i = 0;
   int rc = nargs(c, o, "insert", 2, 2);
   if (rc == 0) rc = arg_int(c, 0, &i);
   return rc ? rc : vec_insert_args(c, l, clamp_bound(i, l->n), 1);
@@ -703,7 +703,7 @@ static int queue_full_now(const mqueue *q) {
 
 static int queue_put(mgr_call *c, mgr_obj *o) {
   mqueue *q = o->data;
-  double deadline;
+  double deadline = -1.0;
   int rc = nargs(c, o, "put", 2, 2);
   if (rc == 0) rc = arg_deadline(c, 0, &deadline);
   while (rc == 0 && queue_full_now(q))
@@ -723,7 +723,7 @@ static int queue_put(mgr_call *c, mgr_obj *o) {
     q->head = 0;
     q->cap = cap;
   }
-  item v;
+  item v = {NULL, 0};
   if ((rc = take_value(c, 1, &v)) != 0)
     return rc;
   q->ring[(q->head + q->n) % q->cap] = v;
@@ -735,7 +735,7 @@ static int queue_put(mgr_call *c, mgr_obj *o) {
 
 static int queue_get(mgr_call *c, mgr_obj *o) {
   mqueue *q = o->data;
-  double deadline;
+  double deadline = -1.0;
   int rc = nargs(c, o, "get", 1, 1);
   if (rc == 0) rc = arg_deadline(c, 0, &deadline);
   while (rc == 0 && q->n == 0)
@@ -777,7 +777,7 @@ static int queue_task_done(mgr_call *c, mgr_obj *o) {
 
 static int queue_join(mgr_call *c, mgr_obj *o) {
   mqueue *q = o->data;
-  double deadline;
+  double deadline = -1.0;
   int rc = nargs(c, o, "join", 1, 1);
   if (!q->joinable)
     return mp__error(MP_ENOENT, "'Queue' has no method 'join' (use a "
@@ -1415,7 +1415,7 @@ static int array_create(mgr_call *c, mgr_obj *o) {
 }
 
 static int array_index(mgr_call *c, const marray *a, size_t *at) {
-  int64_t i;
+  int64_t i = 0;
   int rc = arg_int(c, 0, &i);
   if (rc != 0)
     return rc;
@@ -1428,7 +1428,7 @@ static int array_index(mgr_call *c, const marray *a, size_t *at) {
 
 static int array_get(mgr_call *c, mgr_obj *o) {
   marray *a = o->data;
-  size_t at;
+  size_t at = 0;
   int rc = nargs(c, o, "get", 1, 1);
   if (rc == 0) rc = array_index(c, a, &at);
   return rc ? rc : elem_load(c, a->code, a->data + at * a->size);
@@ -1436,7 +1436,7 @@ static int array_get(mgr_call *c, mgr_obj *o) {
 
 static int array_set(mgr_call *c, mgr_obj *o) {
   marray *a = o->data;
-  size_t at;
+  size_t at = 0;
   int rc = nargs(c, o, "set", 2, 2);
   if (rc == 0) rc = array_index(c, a, &at);
   return rc ? rc : elem_store(c, a->code, a->data + at * a->size, 1);
