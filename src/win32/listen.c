@@ -573,7 +573,17 @@ static int tcp_accept(mpi_listener *l, double timeout, mpi_fd *out) {
       continue;
     if (err != WSAEWOULDBLOCK)
       return wsa_error(err, 0, "accept");
-    int w = wait_or_stop(l, l->ready, deadline);
+    /* Look again at least every 50 ms: under Wine an FD_ACCEPT is now and
+     * then never signalled while another thread uses a socket accepted
+     * before (seen with the Manager's per-connection threads).  A missed
+     * event then costs 50 ms, never a hang. */
+    double until = mpi_now() + 0.05;
+    int last = deadline >= 0 && deadline <= until;
+    int w = wait_or_stop(l, l->ready, last ? deadline : until);
+    if (w == MP_ETIMEDOUT && !last) {
+      mp__clear_error();
+      continue;
+    }
     if (w < 0)
       return w;
     if (w == 1) {
