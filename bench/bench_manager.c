@@ -113,21 +113,6 @@ static mp_process *start_child(mp_target_fn fn, mp_args *args) {
   return p;
 }
 
-static void join_child(mp_process *p, const char *what) {
-  int rc, code = -1;
-  if ((rc = mp_process_join(p, MP_FOREVER)) != 0)
-    die("mp_process_join", rc);
-  (void)mp_process_exitcode(p, &code);
-  if (code != 0) {
-    const char *err = mp_process_error(p);
-    fprintf(stderr, "bench_manager: %s: child exit code %d%s%s\n", what,
-            code, err ? ": " : "", err ? err : "");
-    exit(2);
-  }
-  if ((rc = mp_process_free(p)) != 0)
-    die("mp_process_free", rc);
-}
-
 /* ---- managed dict ------------------------------------------------------ */
 
 /* d[k] = v; then d[k] must be v. */
@@ -179,7 +164,7 @@ static void run_dict(mp_manager *m, int64_t n, series *s) {
   if ((rc = mp_args_new(&args)) != 0 || (rc = mp_args_add_proxy(args, d)) ||
       (rc = mp_args_add_int(args, n)) || (rc = mp_args_add_value(args, rate)))
     die("mp_args", rc);
-  join_child(start_child(dict_client, args), s->label);
+  bench_join_child(start_child(dict_client, args), s->label);
   /* The last KEYS values are in the dict. */
   int64_t len = mp_dict_len(d);
   if (len != (n + WARM < KEYS ? n + WARM : KEYS)) {
@@ -274,13 +259,6 @@ static void usage(void) {
   exit(2);
 }
 
-static int64_t scaled(int64_t given, int64_t def, double scale) {
-  if (given > 0)
-    return given;
-  int64_t x = (int64_t)((double)def * scale + 0.5);
-  return x < 1 ? 1 : x;
-}
-
 int main(int argc, char **argv) {
   bench_name = "bench_manager";
   MP_MAIN_GUARD(argc, argv);
@@ -316,8 +294,8 @@ int main(int argc, char **argv) {
     usage();
   if (!dict_on && !pp_on)
     dict_on = pp_on = 1;
-  dict_n = scaled(dict_n, 20000, scale);
-  pp_n = scaled(pp_n, 50000, scale);
+  dict_n = bench_scaled(dict_n, 20000, scale);
+  pp_n = bench_scaled(pp_n, 50000, scale);
 
   printf("info mproc-manager: start_method=%s keys=%d\n",
          mp_get_start_method(), KEYS);

@@ -371,13 +371,6 @@ static void usage(void) {
   exit(2);
 }
 
-static int64_t scaled(int64_t given, int64_t def, double scale) {
-  if (given > 0)
-    return given;
-  int64_t x = (int64_t)((double)def * scale + 0.5);
-  return x < 1 ? 1 : x;
-}
-
 int main(int argc, char **argv) {
   bench_name = "bench_pool";
   MP_MAIN_GUARD(argc, argv);
@@ -425,10 +418,10 @@ int main(int argc, char **argv) {
   if (!any_only) /* every measurement but the diagnostic executor-get */
     for (int t = 0; t < T_EXEC_GET; t++)
       on[t] = 1;
-  map_n = scaled(map_n, 1000000, scale);
-  cs1_n = scaled(cs1_n, 100000, scale);
-  rt_n = scaled(rt_n, 5000, scale);
-  exec_n = scaled(exec_n, 20000, scale);
+  map_n = bench_scaled(map_n, 1000000, scale);
+  cs1_n = bench_scaled(cs1_n, 100000, scale);
+  rt_n = bench_scaled(rt_n, 5000, scale);
+  exec_n = bench_scaled(exec_n, 20000, scale);
 
   const char *e = getenv("MPROC_SPIN_US");
   if (e != NULL && e[0] != '\0')

@@ -197,21 +197,6 @@ static mp_process *start_child(mp_target_fn fn, mp_args *args) {
   return p;
 }
 
-static void join_child(mp_process *p, const char *what) {
-  int rc, code = -1;
-  if ((rc = mp_process_join(p, MP_FOREVER)) != 0)
-    die("mp_process_join", rc);
-  (void)mp_process_exitcode(p, &code);
-  if (code != 0) {
-    const char *err = mp_process_error(p);
-    fprintf(stderr, "bench_sync: %s: child exit code %d%s%s\n", what, code,
-            err ? ": " : "", err ? err : "");
-    exit(2);
-  }
-  if ((rc = mp_process_free(p)) != 0)
-    die("mp_process_free", rc);
-}
-
 static void child_pin(void) {
   if (child_cpu >= 0 && bench_pin(child_cpu) != 0)
     _exit(6);
@@ -293,7 +278,7 @@ static void run_queue(size_t size, int64_t n, int64_t warm, series *s) {
   }
   double t = now() - t0;
   int p1 = bench_my_cpu(), c1 = bench_cpu_of(pid);
-  join_child(p, s->label);
+  bench_join_child(p, s->label);
   if (mp_queue_qsize(q) != 0) {
     fprintf(stderr, "bench_sync: %s: queue not empty at the end\n",
             s->label);
@@ -489,7 +474,7 @@ static void run_value(int64_t k, series *s) {
   increment(v, k);
   double tp = now();
   int p1 = bench_my_cpu(), c1 = bench_cpu_of(pid);
-  join_child(p, s->label);
+  bench_join_child(p, s->label);
   double tc = *(double *)mp_value_ptr(tend);
   int64_t total;
   if ((rc = mp_value_get_int(v, &total)) != 0)
@@ -520,13 +505,6 @@ static void usage(void) {
           "                  [--only queue64|queue1m|memcpy|lock|value]... "
           "[--pin same|cross] [--nospin] [--samples]\n");
   exit(2);
-}
-
-static int64_t scaled(int64_t given, int64_t def, double scale) {
-  if (given > 0)
-    return given;
-  int64_t x = (int64_t)((double)def * scale + 0.5);
-  return x < 1 ? 1 : x;
 }
 
 int main(int argc, char **argv) {
@@ -593,10 +571,10 @@ int main(int argc, char **argv) {
   if (!any_only)
     for (int t = 0; t < T_COUNT; t++)
       on[t] = 1;
-  q64_n = scaled(q64_n, 1000000, scale);
-  q1m_n = scaled(q1m_n, 2000, scale);
-  lock_n = scaled(lock_n, 10000000, scale);
-  value_n = scaled(value_n, 1000000, scale);
+  q64_n = bench_scaled(q64_n, 1000000, scale);
+  q1m_n = bench_scaled(q1m_n, 2000, scale);
+  lock_n = bench_scaled(lock_n, 10000000, scale);
+  value_n = bench_scaled(value_n, 1000000, scale);
 
   const char *e = getenv("MPROC_SPIN_US");
   if (e != NULL && e[0] != '\0')

@@ -142,3 +142,25 @@ int bench_write_full(int fd, const void *p, size_t n) {
   }
   return 0;
 }
+
+int64_t bench_scaled(int64_t given, int64_t def, double scale) {
+  if (given > 0)
+    return given;
+  int64_t x = (int64_t)((double)def * scale + 0.5);
+  return x < 1 ? 1 : x;
+}
+
+void bench_join_child(mp_process *p, const char *what) {
+  int rc, code = -1;
+  if ((rc = mp_process_join(p, MP_FOREVER)) != 0)
+    die("mp_process_join", rc);
+  (void)mp_process_exitcode(p, &code);
+  if (code != 0) {
+    const char *err = mp_process_error(p);
+    fprintf(stderr, "%s: %s: child exit code %d%s%s\n", bench_name, what,
+            code, err ? ": " : "", err ? err : "");
+    exit(2);
+  }
+  if ((rc = mp_process_free(p)) != 0)
+    die("mp_process_free", rc);
+}

@@ -3,6 +3,9 @@
 #define MPROC_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <mproc.h>
 
 /* The program's name for messages ("bench_start"); set it first. */
 extern const char *bench_name;
@@ -36,6 +39,13 @@ int bench_pin(int cpu);
 /* Read / write exactly n bytes (EINTR retried): 0; read: 1 at end of
  * file; -1 on error. */
 int bench_read_full(int fd, void *p, size_t n);
+/* A count given on the command line (> 0), or the default times scale
+ * (at least 1). */
+int64_t bench_scaled(int64_t given, int64_t def, double scale);
 int bench_write_full(int fd, const void *p, size_t n);
+
+/* Join a child (forever), free it, and exit(2) with `what` and its
+ * error when it did not end with 0. */
+void bench_join_child(mp_process *p, const char *what);
 
 #endif

@@ -56,6 +56,23 @@ static int arg_deadline(mgr_call *c, size_t i, double *deadline) {
   return 0;
 }
 
+/* A method's only, optional argument: a timeout (none: wait forever). */
+static int opt_deadline(mgr_call *c, const mgr_obj *o, const char *method,
+                        double *deadline) {
+  *deadline = -1.0;
+  int rc = nargs(c, o, method, 0, 1);
+  if (rc == 0 && mp_args_count(c->args) == 1)
+    rc = arg_deadline(c, 0, deadline);
+  return rc;
+}
+
+/* The object's state, zeroed (o->data), or NULL with MP_ENOMEM set. */
+static void *new_data(mgr_obj *o, size_t size) {
+  if ((o->data = calloc(1, size)) == NULL)
+    mp__error(MP_ENOMEM, "manager: out of memory");
+  return o->data;
+}
+
 typedef struct item {
   unsigned char *p;
   size_t n;
@@ -672,12 +689,11 @@ static int queue_create_common(mgr_call *c, mgr_obj *o, int joinable) {
     return mp__error(MP_EINVAL, "Queue takes at most a maxsize");
   if (n == 1 && arg_int(c, 0, &maxsize) != 0)
     return MP_ETYPE;
-  mqueue *q = calloc(1, sizeof *q);
+  mqueue *q = new_data(o, sizeof *q);
   if (q == NULL)
-    return mp__error(MP_ENOMEM, "manager: out of memory");
+    return MP_ENOMEM;
   q->maxsize = maxsize;
   q->joinable = joinable;
-  o->data = q;
   return 0;
 }
 
@@ -817,11 +833,10 @@ typedef struct mlock {
 static int lock_create_common(mgr_call *c, mgr_obj *o, int recursive) {
   if (mp_args_count(c->args) != 0)
     return mp__error(MP_EINVAL, "%s takes no arguments", o->type->typeid);
-  mlock *l = calloc(1, sizeof *l);
+  mlock *l = new_data(o, sizeof *l);
   if (l == NULL)
-    return mp__error(MP_ENOMEM, "manager: out of memory");
+    return MP_ENOMEM;
   l->recursive = recursive;
-  o->data = l;
   return 0;
 }
 
@@ -882,9 +897,7 @@ static int lock_give(mgr_call *c, mlock *l) {
 
 static int lock_acquire(mgr_call *c, mgr_obj *o) {
   double deadline = -1.0;
-  int rc = nargs(c, o, "acquire", 0, 1);
-  if (rc == 0 && mp_args_count(c->args) == 1)
-    rc = arg_deadline(c, 0, &deadline);
+  int rc = opt_deadline(c, o, "acquire", &deadline);
   return rc ? rc : lock_take(c, o->data, deadline);
 }
 
@@ -935,12 +948,11 @@ static int sem_create_common(mgr_call *c, mgr_obj *o, int bounded) {
   if (v < 0 || v > INT32_MAX)
     return mp__error(MP_EINVAL, "semaphore value %lld is out of range",
                      (long long)v);
-  msem *s = calloc(1, sizeof *s);
+  msem *s = new_data(o, sizeof *s);
   if (s == NULL)
-    return mp__error(MP_ENOMEM, "manager: out of memory");
+    return MP_ENOMEM;
   s->value = s->initial = v;
   s->bounded = bounded;
-  o->data = s;
   return 0;
 }
 
@@ -955,9 +967,7 @@ static int bsem_create(mgr_call *c, mgr_obj *o) {
 static int sem_acquire(mgr_call *c, mgr_obj *o) {
   msem *s = o->data;
   double deadline = -1.0;
-  int rc = nargs(c, o, "acquire", 0, 1);
-  if (rc == 0 && mp_args_count(c->args) == 1)
-    rc = arg_deadline(c, 0, &deadline);
+  int rc = opt_deadline(c, o, "acquire", &deadline);
   while (rc == 0 && s->value == 0)
     rc = mp__mgr_wait(c, deadline);
   if (rc == MP_ETIMEDOUT)
@@ -1090,9 +1100,7 @@ static int cond_wait(mgr_call *c, mgr_obj *o) {
   mcond *cv = o->data;
   mlock *l = cv->lock->data;
   double deadline = -1.0;
-  int rc = nargs(c, o, "wait", 0, 1);
-  if (rc == 0 && mp_args_count(c->args) == 1)
-    rc = arg_deadline(c, 0, &deadline);
+  int rc = opt_deadline(c, o, "wait", &deadline);
   if (rc != 0)
     return rc;
   if (!lock_mine(l, c))
@@ -1176,9 +1184,7 @@ static const mgr_type cond_type = {
 
 static int event_create(mgr_call *c, mgr_obj *o) {
   (void)c;
-  if ((o->data = calloc(1, sizeof(int))) == NULL)
-    return mp__error(MP_ENOMEM, "manager: out of memory");
-  return 0;
+  return new_data(o, sizeof(int)) ? 0 : MP_ENOMEM;
 }
 
 static int event_set(mgr_call *c, mgr_obj *o) {
@@ -1199,9 +1205,7 @@ static int event_is_set(mgr_call *c, mgr_obj *o) {
 
 static int event_wait(mgr_call *c, mgr_obj *o) {
   double deadline = -1.0;
-  int rc = nargs(c, o, "wait", 0, 1);
-  if (rc == 0 && mp_args_count(c->args) == 1)
-    rc = arg_deadline(c, 0, &deadline);
+  int rc = opt_deadline(c, o, "wait", &deadline);
   while (rc == 0 && !*(int *)o->data)
     rc = mp__mgr_wait(c, deadline);
   if (rc == MP_ETIMEDOUT)
@@ -1230,21 +1234,18 @@ static int barrier_create(mgr_call *c, mgr_obj *o) {
   if (mp_args_count(c->args) != 1 || arg_int(c, 0, &parties) != 0 ||
       parties < 1 || parties > INT32_MAX)
     return mp__error(MP_EINVAL, "a Barrier needs 1 to 2^31-1 parties");
-  mbarrier *b = calloc(1, sizeof *b);
+  mbarrier *b = new_data(o, sizeof *b);
   if (b == NULL)
-    return mp__error(MP_ENOMEM, "manager: out of memory");
+    return MP_ENOMEM;
   b->parties = parties;
   b->reset_of = -1;
-  o->data = b;
   return 0;
 }
 
 static int barrier_wait(mgr_call *c, mgr_obj *o) {
   mbarrier *b = o->data;
   double deadline = -1.0;
-  int rc = nargs(c, o, "wait", 0, 1);
-  if (rc == 0 && mp_args_count(c->args) == 1)
-    rc = arg_deadline(c, 0, &deadline);
+  int rc = opt_deadline(c, o, "wait", &deadline);
   if (rc != 0)
     return rc;
   if (b->broken)
