@@ -1044,7 +1044,8 @@ MP_API void mp_as_completed_free(mp_as_completed *it);
  * mp_args_pack's letters ('i' int, 'I' int64_t, 'd' double, 's' string,
  * 'y' bytes as pointer and size_t), plus 'n' (None, no argument) and 'P'
  * (an mp_proxy *).  Values come back as a tuple of one item (release it
- * with mp_args_free).  Keys are plain values compared by type and
+ * with mp_args_free); any such result pointer may be NULL when the value
+ * is not wanted.  Keys are plain values compared by type and
  * content: the int 1 and the double 1.0 are different keys.
  *
  * Every proxy holds a reference: the server frees an object when no
