@@ -334,6 +334,7 @@ struct mgr_server {
   size_t key_n;
   int stopping;
   int threads; /* connection threads alive */
+  int max_threads;
   char *address;
 };
 
@@ -730,6 +731,22 @@ typedef struct conn_job {
 
 #define HANDSHAKE_TIMEOUT 10.0
 #define POLL_SLICE 0.25
+/* Connections served at once (each has a thread); more are closed at
+ * once, so a flood of clients, authenticated or not, cannot exhaust the
+ * server's threads or memory.  MPROC_MANAGER_MAX_CONNECTIONS in the
+ * server's environment changes it. */
+#define MAX_CONNECTIONS 1024
+
+static int max_connections(void) {
+  const char *env = getenv("MPROC_MANAGER_MAX_CONNECTIONS");
+  if (env != NULL && env[0] != '\0') {
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (*end == '\0' && v >= 1 && v <= 1000000)
+      return (int)v;
+  }
+  return MAX_CONNECTIONS;
+}
 
 static void server_stop(mgr_server *srv) {
   mpi_mutex_lock(srv->mu);
@@ -791,6 +808,7 @@ static int server_alloc(mgr_server **out) {
     free(srv);
     return rc;
   }
+  srv->max_threads = max_connections();
   *out = srv;
   return 0;
 }
@@ -896,17 +914,24 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
       break;
     if (rc != 0)
       continue;
-    conn_job *job = malloc(sizeof *job);
+    mpi_mutex_lock(srv->mu);
+    int full = srv->threads >= srv->max_threads;
+    if (!full)
+      srv->threads++;
+    mpi_mutex_unlock(srv->mu);
+    conn_job *job = full ? NULL : malloc(sizeof *job);
     mpi_thread *t = NULL;
     if (job == NULL) {
       mp_conn_free(c);
+      if (!full) {
+        mpi_mutex_lock(srv->mu);
+        srv->threads--;
+        mpi_mutex_unlock(srv->mu);
+      }
       continue;
     }
     job->srv = srv;
     job->conn = c;
-    mpi_mutex_lock(srv->mu);
-    srv->threads++;
-    mpi_mutex_unlock(srv->mu);
     if (mpi_thread_start(conn_main, job, &t) != 0) {
       mp_conn_free(c);
       free(job);

@@ -2648,6 +2648,39 @@ Test(manager, silent_clients_do_not_block_others, .timeout = TS_TIMEOUT) {
   mp_manager_free(m);
 }
 
+/* MPROC_MANAGER_MAX_CONNECTIONS caps the connections served at once:
+ * past it a client is dropped at once, the others are served, and a
+ * place that frees up is taken again. */
+Test(manager, connection_cap, .timeout = TS_TIMEOUT) {
+  ts_setenv("MPROC_MANAGER_MAX_CONNECTIONS", "3");
+  mp_manager *m = start_local(); /* its server reads the variable */
+  ts_unsetenv("MPROC_MANAGER_MAX_CONNECTIONS");
+  mp_proxy *d = new_dict(m);      /* the manager's own connection: 1 */
+  mp_conn *c1 = raw_client(m, "second"), *c2 = raw_client(m, "third");
+  unsigned char key[300];
+  size_t n = mp_manager_authkey(m, key, sizeof key);
+  mp_conn *c3 = NULL;
+  int rc = mp_client(&c3, mp_manager_address(m), MP_AF_DEFAULT, key, n, 10.0);
+  cr_expect_neq(rc, 0, "a fourth connection is dropped");
+  cr_expect_neq(rc, MP_ETIMEDOUT, "and at once, not after a timeout");
+  mp_conn_free(c3);
+  c3 = NULL;
+  EXPECT_RC_MSG(mp_dict_set(d, "si", "a", 1), 0, "the first still served");
+  /* The server sees the second go within its poll slice: retry until a
+   * new client gets in (bounded). */
+  mp_conn_free(c1);
+  double deadline = ts_now() + 10.0;
+  do {
+    rc = mp_client(&c3, mp_manager_address(m), MP_AF_DEFAULT, key, n, 10.0);
+  } while (rc != 0 && ts_now() < deadline);
+  cr_expect_eq(rc, 0, "a freed place is taken again: %s", mp_err_name(rc));
+  mp_conn_free(c3);
+  mp_conn_free(c2);
+  cr_expect_eq(dict_int(d, "a"), 1);
+  mp_proxy_free(d);
+  mp_manager_free(m);
+}
+
 /* ---- a server in this process ----------------------------------------- */
 
 static int serve(void *arg) {
