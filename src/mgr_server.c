@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic.h"
 #include "manager.h"
 #include "process.h"
 
@@ -332,7 +333,7 @@ struct mgr_server {
   mp_listener *listener;
   unsigned char key[MP__AUTHKEY_CAP];
   size_t key_n;
-  int stopping;
+  volatile uint32_t stopping; /* read without the lock: atomics */
   int threads; /* connection threads alive */
   int max_threads;
   char *address;
@@ -445,7 +446,7 @@ void mp__mgr_notify(mgr_server *srv) { mpi_cond_broadcast(srv->cond); }
 #define WAIT_SLICE 0.1
 
 int mp__mgr_wait(mgr_call *call, double deadline) {
-  if (call->srv->stopping)
+  if (mp__load32(&call->srv->stopping))
     return mp__error(MP_ECLOSED, "the manager is shutting down");
   /* The client waits for this reply: anything readable means it went
    * away (or broke the protocol). */
@@ -680,7 +681,7 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
     mpi_mutex_lock(srv->mu);
     if (op != MGR_HELLO && *session == NULL && conn != NULL) {
       rc = mp__error(MP_EPROTO, "a connection must say hello first");
-    } else if (srv->stopping) {
+    } else if (mp__load32(&srv->stopping)) {
       rc = mp__error(MP_ECLOSED, "the manager was shut down");
     } else {
       switch (op) {
@@ -750,7 +751,7 @@ static int max_connections(void) {
 
 static void server_stop(mgr_server *srv) {
   mpi_mutex_lock(srv->mu);
-  srv->stopping = 1;
+  mp__store32(&srv->stopping, 1);
   mp__mgr_notify(srv);
   mpi_mutex_unlock(srv->mu);
   if (srv->listener != NULL)
@@ -770,7 +771,7 @@ static void conn_main(void *arg) {
          mp_conn_answer_challenge(c, srv->key, srv->key_n,
                                   HANDSHAKE_TIMEOUT) == 0;
   double spin = mp__spin_seconds();
-  while (ok && !srv->stopping) {
+  while (ok && !mp__load32(&srv->stopping)) {
     /* A client often sends its next request right away. */
     int r = mp__conn_spin(c, spin) ? 1 : mp_conn_poll(c, POLL_SLICE);
     if (r == 0)
@@ -907,7 +908,7 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
   if (s == NULL)
     return mp__error(MP_EINVAL, "mp_manager_server_serve_forever: NULL");
   mgr_server *srv = s->srv;
-  while (!srv->stopping) {
+  while (!mp__load32(&srv->stopping)) {
     mp_conn *c = NULL;
     int rc = mp_listener_accept(srv->listener, MP_FOREVER, &c);
     if (rc == MP_ECLOSED)
