@@ -1200,6 +1200,15 @@ MP_API int mp_dict_get(mp_proxy *d, mp_args **value, const char *fmt, ...);
 MP_API int mp_dict_delete(mp_proxy *d, const char *fmt, ...);
 MP_API int mp_dict_pop(mp_proxy *d, mp_args **value, const char *fmt, ...);
 MP_API int mp_dict_contains(mp_proxy *d, const char *fmt, ...); /* 1/0 */
+/* d.get(k, default), d.pop(k, default), d.setdefault(k, default): the
+ * format gives the key, then the default ("si", "k", 0). */
+MP_API int mp_dict_get_or(mp_proxy *d, mp_args **value, const char *fmt, ...);
+MP_API int mp_dict_pop_or(mp_proxy *d, mp_args **value, const char *fmt, ...);
+MP_API int mp_dict_setdefault(mp_proxy *d, mp_args **value,
+                              const char *fmt, ...);
+/* d.popitem(): the last key set and its value (two items), removed;
+ * MP_ENOENT when the dict is empty. */
+MP_API int mp_dict_popitem(mp_proxy *d, mp_args **item);
 MP_API int64_t mp_dict_len(mp_proxy *d);
 MP_API int mp_dict_keys(mp_proxy *d, mp_args **keys);
 MP_API int mp_dict_values(mp_proxy *d, mp_args **values);
@@ -1221,6 +1230,20 @@ MP_API int mp_list_remove(mp_proxy *l, const char *fmt, ...);
 MP_API int64_t mp_list_len(mp_proxy *l);
 MP_API int mp_list_slice(mp_proxy *l, int64_t start, int64_t stop,
                          mp_args **items);
+/* l.index(x) (MP_EVALUE when absent; "index" through mp_proxy_callf
+ * takes start and stop too), l.count(x), x in l (1/0).  Equal means the
+ * same type and content, as for keys. */
+MP_API int64_t mp_list_index(mp_proxy *l, const char *fmt, ...);
+MP_API int64_t mp_list_count(mp_proxy *l, const char *fmt, ...);
+MP_API int mp_list_contains(mp_proxy *l, const char *fmt, ...);
+/* l.reverse(); l.sort(reverse=...): stable, in Python's order (ints and
+ * doubles by value together, NaN last; strings, bytes and tuples each
+ * among themselves); items of kinds that have no order between them
+ * (a string and a number, a proxy) are MP_ETYPE and leave the list as it
+ * was.  l.clear(). */
+MP_API int mp_list_reverse(mp_proxy *l);
+MP_API int mp_list_sort(mp_proxy *l, int reverse);
+MP_API int mp_list_clear(mp_proxy *l);
 
 /* Namespace: named attributes; a missing one is MP_ENOENT. */
 MP_API int mp_namespace_set(mp_proxy *ns, const char *name,

@@ -840,3 +840,119 @@ int mp__args_from_bytes(mp_args **out, const void *data, size_t n) {
   *out = a;
   return 0;
 }
+
+/* ---- ordering (list.sort in the manager) ----------------------------- */
+
+static const char *type_name(int t) {
+  switch (t) {
+  case MP_ARG_INT: return "int";
+  case MP_ARG_DOUBLE: return "double";
+  case MP_ARG_STR: return "str";
+  case MP_ARG_BYTES: return "bytes";
+  case MP_ARG_NONE: return "None";
+  case MP_ARG_TUPLE: return "tuple";
+  default: return "object";
+  }
+}
+
+static int sign3(int c) { return (c > 0) - (c < 0); }
+
+/* An int against a double, exactly (no rounding of large ints); NaN
+ * orders after every number. */
+static int int_vs_double(int64_t i, double d) {
+  if (d != d)
+    return -1;
+  if (d >= 9223372036854775808.0)
+    return -1;
+  if (d < -9223372036854775808.0)
+    return 1;
+  int64_t t = (int64_t)d; /* truncated toward zero, in range */
+  if (i != t)
+    return i < t ? -1 : 1;
+  double td = (double)t; /* exact: the integral part of a double */
+  return d > td ? -1 : d < td ? 1 : 0;
+}
+
+static int double_vs_double(double a, double b) {
+  int an = a != a, bn = b != b;
+  if (an || bn)
+    return an - bn;
+  return (a > b) - (a < b);
+}
+
+static int order_items(const unsigned char *a, const unsigned char *b,
+                       int *out);
+
+/* The size of a well-formed item (no checks: already validated). */
+static size_t known_size(const unsigned char *p) {
+  switch (p[0]) {
+  case MP_ARG_NONE: return 1;
+  case MP_ARG_INT:
+  case MP_ARG_DOUBLE: return 9;
+  case MP_ARG_STR: return 1 + 4 + (size_t)get_u32(p + 1) + 1;
+  case MP_ARG_OBJECT: return 1 + 8 + (size_t)get_u32(p + 5);
+  default: return 1 + 4 + (size_t)get_u32(p + 1); /* bytes, tuple */
+  }
+}
+
+/* Two encoded tuples (validated), lexicographically. */
+static int order_tuples(const unsigned char *a, const unsigned char *b,
+                        int *out) {
+  uint32_t na = get_u32(a + 4), nb = get_u32(b + 4);
+  size_t pa = ARGS_HEADER, pb = ARGS_HEADER;
+  for (uint32_t i = 0; i < na && i < nb; i++) {
+    int rc = order_items(a + pa, b + pb, out);
+    if (rc != 0 || *out != 0)
+      return rc;
+    pa += known_size(a + pa);
+    pb += known_size(b + pb);
+  }
+  *out = (na > nb) - (na < nb);
+  return 0;
+}
+
+static int order_items(const unsigned char *a, const unsigned char *b,
+                       int *out) {
+  int ta = a[0], tb = b[0];
+  *out = 0;
+  if (ta == MP_ARG_INT && tb == MP_ARG_INT) {
+    int64_t x = (int64_t)get_u64(a + 1), y = (int64_t)get_u64(b + 1);
+    *out = (x > y) - (x < y);
+  } else if (ta == MP_ARG_INT && tb == MP_ARG_DOUBLE) {
+    double y;
+    uint64_t bits = get_u64(b + 1);
+    memcpy(&y, &bits, sizeof y);
+    *out = int_vs_double((int64_t)get_u64(a + 1), y);
+  } else if (ta == MP_ARG_DOUBLE && tb == MP_ARG_INT) {
+    double x;
+    uint64_t bits = get_u64(a + 1);
+    memcpy(&x, &bits, sizeof x);
+    *out = -int_vs_double((int64_t)get_u64(b + 1), x);
+  } else if (ta == MP_ARG_DOUBLE && tb == MP_ARG_DOUBLE) {
+    double x, y;
+    uint64_t bx = get_u64(a + 1), by = get_u64(b + 1);
+    memcpy(&x, &bx, sizeof x);
+    memcpy(&y, &by, sizeof y);
+    *out = double_vs_double(x, y);
+  } else if (ta != tb || ta == MP_ARG_OBJECT) {
+    return mp__error(MP_ETYPE, "'<' is not defined between %s and %s",
+                     type_name(ta), type_name(tb));
+  } else if (ta == MP_ARG_STR || ta == MP_ARG_BYTES) {
+    /* UTF-8 byte order is code point order. */
+    uint32_t la = get_u32(a + 1), lb = get_u32(b + 1);
+    int c = memcmp(a + 5, b + 5, la < lb ? la : lb);
+    *out = c != 0 ? sign3(c) : (la > lb) - (la < lb);
+  } else if (ta == MP_ARG_TUPLE) {
+    return order_tuples(a + 5, b + 5, out);
+  } /* None against None: equal */
+  return 0;
+}
+
+/* The order of two encoded items (well formed, as from an mp_args):
+ * numbers by value (ints and doubles together, NaN last), strings and
+ * bytes by their bytes, tuples item by item, None equal to None.  0 and
+ * *out < 0, 0 or > 0; MP_ETYPE for items that have no order between
+ * them (different kinds, objects). */
+int mp__args_item_order(const void *a, const void *b, int *out) {
+  return order_items(a, b, out);
+}

@@ -867,6 +867,17 @@ int mp_proxy_callf(mp_proxy *p, const char *method, mp_args **result,
   return rc;
 }
 
+/* A call's integer result (freed), or its error. */
+static int64_t int_result(int rc, mp_args *r, const char *method) {
+  int64_t v = rc;
+  if (rc == 0)
+    v = mp_args_type(r, 0) == MP_ARG_INT
+            ? mp_args_int(r, 0)
+            : mp__error(MP_EPROTO, "manager: %s gave no integer", method);
+  mp_args_free(r);
+  return v;
+}
+
 /* A call whose one result is an integer: it, or the error. */
 static int64_t call_int(mp_proxy *p, const char *method, const char *lead,
                         ...) {
@@ -880,14 +891,15 @@ static int64_t call_int(mp_proxy *p, const char *method, const char *lead,
   }
   if (rc == 0) rc = mp_proxy_call(p, method, a, &r);
   mp_args_free(a);
-  if (rc != 0)
-    return rc;
-  int64_t v = mp_args_type(r, 0) == MP_ARG_INT
-                  ? mp_args_int(r, 0)
-                  : mp__error(MP_EPROTO, "manager: %s gave no integer",
-                              method);
-  mp_args_free(r);
-  return v;
+  return int_result(rc, r, method);
+}
+
+/* A call by format whose one result is an integer. */
+static int64_t vcall_int(mp_proxy *p, const char *method, const char *fmt,
+                         va_list *ap) {
+  mp_args *r = NULL;
+  int rc = vcall(p, method, &r, NULL, fmt, ap);
+  return int_result(rc, r, method);
 }
 
 #define FMT_CALL(p, method, result, lead, fmt, ...)                     \
@@ -912,16 +924,29 @@ int mp_dict_delete(mp_proxy *d, const char *fmt, ...) {
 int mp_dict_pop(mp_proxy *d, mp_args **value, const char *fmt, ...) {
   FMT_CALL(d, "pop", value, NULL, fmt, 0);
 }
+#define FMT_CALL_INT(T, p, method, fmt)                                 \
+  do {                                                                 \
+    va_list ap_;                                                       \
+    va_start(ap_, fmt);                                                \
+    int64_t v_ = vcall_int(p, method, fmt, &ap_);                      \
+    va_end(ap_);                                                       \
+    return (T)v_;                                                      \
+  } while (0)
+
 int mp_dict_contains(mp_proxy *d, const char *fmt, ...) {
-  mp_args *r = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = vcall(d, "contains", &r, NULL, fmt, &ap);
-  va_end(ap);
-  if (rc == 0)
-    rc = (int)mp_args_int(r, 0);
-  mp_args_free(r);
-  return rc;
+  FMT_CALL_INT(int, d, "contains", fmt);
+}
+int mp_dict_get_or(mp_proxy *d, mp_args **value, const char *fmt, ...) {
+  FMT_CALL(d, "get", value, NULL, fmt, 0);
+}
+int mp_dict_pop_or(mp_proxy *d, mp_args **value, const char *fmt, ...) {
+  FMT_CALL(d, "pop", value, NULL, fmt, 0);
+}
+int mp_dict_setdefault(mp_proxy *d, mp_args **value, const char *fmt, ...) {
+  FMT_CALL(d, "setdefault", value, NULL, fmt, 0);
+}
+int mp_dict_popitem(mp_proxy *d, mp_args **item) {
+  return mp_proxy_call(d, "popitem", NULL, item);
 }
 int64_t mp_dict_len(mp_proxy *d) { return call_int(d, "len", NULL); }
 int mp_dict_keys(mp_proxy *d, mp_args **keys) {
@@ -961,6 +986,22 @@ int mp_list_remove(mp_proxy *l, const char *fmt, ...) {
   FMT_CALL(l, "remove", NULL, NULL, fmt, 0);
 }
 int64_t mp_list_len(mp_proxy *l) { return call_int(l, "len", NULL); }
+int64_t mp_list_index(mp_proxy *l, const char *fmt, ...) {
+  FMT_CALL_INT(int64_t, l, "index", fmt);
+}
+int64_t mp_list_count(mp_proxy *l, const char *fmt, ...) {
+  FMT_CALL_INT(int64_t, l, "count", fmt);
+}
+int mp_list_contains(mp_proxy *l, const char *fmt, ...) {
+  FMT_CALL_INT(int, l, "contains", fmt);
+}
+int mp_list_reverse(mp_proxy *l) {
+  return mp_proxy_call(l, "reverse", NULL, NULL);
+}
+int mp_list_sort(mp_proxy *l, int reverse) {
+  return mp_proxy_callf(l, "sort", NULL, "i", reverse != 0);
+}
+int mp_list_clear(mp_proxy *l) { return mp_proxy_call(l, "clear", NULL, NULL); }
 int mp_list_slice(mp_proxy *l, int64_t start, int64_t stop, mp_args **items) {
   return mp_proxy_callf(l, "slice", items, "II", start, stop);
 }

@@ -316,24 +316,74 @@ static int dict_set(mgr_call *c, mgr_obj *o) {
   return rc ? rc : table_set(c, o->data, 0, 1);
 }
 
+/* Argument i as the result (a default given by the caller). */
+static int result_arg(mgr_call *c, size_t i) {
+  const void *p;
+  size_t n;
+  raw(c, i, &p, &n);
+  return mp__mgr_result_item(c, p, n);
+}
+
+/* get(key[, default]): a missing key gives the default if there is one,
+ * else MP_ENOENT. */
 static int dict_get(mgr_call *c, mgr_obj *o) {
-  int rc = nargs(c, o, "get", 1, 1);
+  int rc = nargs(c, o, "get", 1, 2);
   if (rc != 0)
     return rc;
   table *t = o->data;
-  long k = table_lookup(c, t, 0, MP_ENOENT);
+  int dflt = mp_args_count(c->args) == 2;
+  long k = table_lookup(c, t, 0, dflt ? 0 : MP_ENOENT);
+  if (k >= 0)
+    return result_value(c, &t->e[k].val);
+  return dflt ? result_arg(c, 1) : MP_ENOENT;
+}
+
+/* pop(key[, default]), as get, and the key goes. */
+static int dict_pop(mgr_call *c, mgr_obj *o) {
+  int rc = nargs(c, o, "pop", 1, 2);
+  if (rc != 0)
+    return rc;
+  table *t = o->data;
+  int dflt = mp_args_count(c->args) == 2;
+  long k = table_lookup(c, t, 0, dflt ? 0 : MP_ENOENT);
+  if (k < 0)
+    return dflt ? result_arg(c, 1) : MP_ENOENT;
+  if ((rc = result_value(c, &t->e[k].val)) == 0)
+    table_remove(c->srv, t, k);
+  return rc;
+}
+
+/* setdefault(key, default): the value, after setting the default if the
+ * key was missing. */
+static int dict_setdefault(mgr_call *c, mgr_obj *o) {
+  int rc = nargs(c, o, "setdefault", 2, 2);
+  if (rc == 0) rc = key_ok(c, 0);
+  if (rc != 0)
+    return rc;
+  table *t = o->data;
+  long k = table_lookup(c, t, 0, 0);
+  if (k < 0) {
+    if ((rc = table_set(c, t, 0, 1)) != 0)
+      return rc;
+    k = table_lookup(c, t, 0, MP_ENOENT);
+  }
   return k < 0 ? MP_ENOENT : result_value(c, &t->e[k].val);
 }
 
-static int dict_pop(mgr_call *c, mgr_obj *o) {
-  int rc = nargs(c, o, "pop", 1, 1);
+/* popitem(): the last key and value set, removed; MP_ENOENT when empty. */
+static int dict_popitem(mgr_call *c, mgr_obj *o) {
+  int rc = nargs(c, o, "popitem", 0, 0);
   if (rc != 0)
     return rc;
   table *t = o->data;
-  long k = table_lookup(c, t, 0, MP_ENOENT);
+  long k = (long)t->n - 1;
+  while (k >= 0 && !t->e[k].live)
+    k--;
   if (k < 0)
-    return MP_ENOENT;
-  if ((rc = result_value(c, &t->e[k].val)) == 0)
+    return mp__error(MP_ENOENT, "popitem(): the dictionary is empty");
+  rc = mp__args_add_raw(c->result, t->e[k].key.p, t->e[k].key.n);
+  if (rc == 0) rc = result_value(c, &t->e[k].val);
+  if (rc == 0)
     table_remove(c->srv, t, k);
   return rc;
 }
@@ -412,7 +462,8 @@ static const mgr_method dict_methods[] = {
     {"contains", dict_contains}, {"len", dict_len},
     {"keys", dict_keys},         {"values", dict_values},
     {"items", dict_items},       {"update", dict_update},
-    {"clear", dict_clear}};
+    {"clear", dict_clear},       {"setdefault", dict_setdefault},
+    {"popitem", dict_popitem}};
 
 static const mgr_type dict_type = {
     "dict", dict_create, dict_destroy, dict_methods,
@@ -628,22 +679,134 @@ static int list_pop(mgr_call *c, mgr_obj *o) {
   return 0;
 }
 
+/* The first item in [from, to) equal to argument i (same type and
+ * content), or -1. */
+static int64_t vec_find(mgr_call *c, const vec *l, size_t i, size_t from,
+                     size_t to) {
+  const void *p;
+  size_t n;
+  raw(c, i, &p, &n);
+  for (size_t k = from; k < to && k < l->n; k++)
+    if (l->v[k].n == n && memcmp(l->v[k].p, p, n) == 0)
+      return (int64_t)k;
+  return -1;
+}
+
 static int list_remove(mgr_call *c, mgr_obj *o) {
   vec *l = o->data;
   int rc = nargs(c, o, "remove", 1, 1);
   if (rc != 0)
     return rc;
-  const void *p;
-  size_t n;
-  raw(c, 0, &p, &n);
-  for (size_t i = 0; i < l->n; i++)
-    if (l->v[i].n == n && memcmp(l->v[i].p, p, n) == 0) {
-      drop_value(c->srv, &l->v[i]);
-      memmove(l->v + i, l->v + i + 1, (l->n - i - 1) * sizeof *l->v);
-      l->n--;
-      return 0;
-    }
-  return mp__error(MP_EVALUE, "list.remove(x): x not in list");
+  int64_t k = vec_find(c, l, 0, 0, l->n);
+  if (k < 0)
+    return mp__error(MP_EVALUE, "list.remove(x): x not in list");
+  drop_value(c->srv, &l->v[k]);
+  memmove(l->v + k, l->v + k + 1, (l->n - (size_t)k - 1) * sizeof *l->v);
+  l->n--;
+  return 0;
+}
+
+/* index(x[, start[, stop]]): bounds as a slice's; MP_EVALUE if absent. */
+static int list_index(mgr_call *c, mgr_obj *o) {
+  vec *l = o->data;
+  int64_t a = 0, b = INT64_MAX;
+  int rc = nargs(c, o, "index", 1, 3);
+  if (rc == 0 && mp_args_count(c->args) > 1) rc = arg_int(c, 1, &a);
+  if (rc == 0 && mp_args_count(c->args) > 2) rc = arg_int(c, 2, &b);
+  if (rc != 0)
+    return rc;
+  int64_t k = vec_find(c, l, 0, clamp_bound(a, l->n), clamp_bound(b, l->n));
+  if (k < 0)
+    return mp__error(MP_EVALUE, "list.index(x): x not in list");
+  return mp_args_add_int(c->result, k);
+}
+
+static int list_count(mgr_call *c, mgr_obj *o) {
+  vec *l = o->data;
+  int64_t count = 0;
+  int rc = nargs(c, o, "count", 1, 1);
+  if (rc != 0)
+    return rc;
+  for (int64_t k = vec_find(c, l, 0, 0, l->n); k >= 0;
+       k = vec_find(c, l, 0, (size_t)k + 1, l->n))
+    count++;
+  return mp_args_add_int(c->result, count);
+}
+
+static int list_contains(mgr_call *c, mgr_obj *o) {
+  vec *l = o->data;
+  int rc = nargs(c, o, "contains", 1, 1);
+  return rc ? rc : mp_args_add_int(c->result, vec_find(c, l, 0, 0, l->n) >= 0);
+}
+
+static int list_reverse(mgr_call *c, mgr_obj *o) {
+  vec *l = o->data;
+  int rc = nargs(c, o, "reverse", 0, 0);
+  for (size_t i = 0; rc == 0 && i < l->n / 2; i++) {
+    item t = l->v[i];
+    l->v[i] = l->v[l->n - 1 - i];
+    l->v[l->n - 1 - i] = t;
+  }
+  return rc;
+}
+
+typedef struct sorter {
+  int reverse, rc;
+} sorter;
+
+/* x before y, strictly (the first error stops the sort). */
+static int sort_less(sorter *s, const item *x, const item *y) {
+  int ord = 0;
+  if (s->rc == 0)
+    s->rc = mp__args_item_order(x->p, y->p, &ord);
+  return s->reverse ? ord > 0 : ord < 0;
+}
+
+/* A stable merge sort of v[0, n) (tmp: n items of room). */
+static void merge_sort(sorter *s, item *v, item *tmp, size_t n) {
+  if (n < 2)
+    return;
+  size_t h = n / 2, i = 0, j = h, k = 0;
+  merge_sort(s, v, tmp, h);
+  merge_sort(s, v + h, tmp, n - h);
+  if (s->rc != 0)
+    return;
+  while (i < h && j < n)
+    tmp[k++] = sort_less(s, &v[j], &v[i]) ? v[j++] : v[i++];
+  while (i < h)
+    tmp[k++] = v[i++];
+  while (j < n)
+    tmp[k++] = v[j++];
+  memcpy(v, tmp, n * sizeof *v);
+}
+
+/* sort([reverse]): Python's order (numbers together, strings, bytes and
+ * tuples each among themselves), stable; items without an order between
+ * them are MP_ETYPE and leave the list as it was. */
+static int list_sort(mgr_call *c, mgr_obj *o) {
+  vec *l = o->data;
+  int64_t rev = 0;
+  int rc = nargs(c, o, "sort", 0, 1);
+  if (rc == 0 && mp_args_count(c->args) == 1) rc = arg_int(c, 0, &rev);
+  if (rc != 0 || l->n < 2)
+    return rc;
+  item *work = malloc(2 * l->n * sizeof *work);
+  if (work == NULL)
+    return mp__error(MP_ENOMEM, "manager: out of memory");
+  memcpy(work, l->v, l->n * sizeof *work);
+  sorter s = {rev != 0, 0};
+  merge_sort(&s, work, work + l->n, l->n);
+  if (s.rc == 0)
+    memcpy(l->v, work, l->n * sizeof *work);
+  free(work);
+  return s.rc;
+}
+
+static int list_clear(mgr_call *c, mgr_obj *o) {
+  int rc = nargs(c, o, "clear", 0, 0);
+  if (rc == 0)
+    vec_clear(c->srv, o->data);
+  return rc;
 }
 
 static int list_len(mgr_call *c, mgr_obj *o) {
@@ -666,7 +829,9 @@ static int list_slice(mgr_call *c, mgr_obj *o) {
 static const mgr_method list_methods[] = {
     {"append", list_append}, {"extend", list_extend}, {"get", list_get},
     {"set", list_set},       {"insert", list_insert}, {"pop", list_pop},
-    {"remove", list_remove}, {"len", list_len},       {"slice", list_slice}};
+    {"remove", list_remove}, {"len", list_len},       {"slice", list_slice},
+    {"index", list_index},   {"count", list_count},   {"contains", list_contains},
+    {"reverse", list_reverse}, {"sort", list_sort},   {"clear", list_clear}};
 
 static const mgr_type list_type = {
     "list", list_create, list_destroy, list_methods,

@@ -18,6 +18,8 @@
 #endif
 
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -524,6 +526,69 @@ Test(manager, dict_operations, .timeout = TS_TIMEOUT) {
   mp_manager_free(m);
 }
 
+/* get and pop with a default, setdefault, popitem. */
+Test(manager, dict_defaults_and_popitem, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  mp_proxy *d = new_dict(m);
+  mp_proxy *l = new_list(m);
+  mp_args *v = NULL;
+  ASSERT_RC(mp_dict_set(d, "si", "a", 1), 0);
+  /* get(k, default): the value when present, else the default. */
+  ASSERT_RC(mp_dict_get_or(d, &v, "si", "a", -1), 0);
+  cr_expect_eq(take_int(v, "get a"), 1);
+  ASSERT_RC(mp_dict_get_or(d, &v, "ss", "zz", "dflt"), 0);
+  take_str(v, "dflt", "get zz");
+  ASSERT_RC(mp_dict_get_or(d, &v, "sn", "zz"), 0);
+  cr_assert_eq(mp_args_count(v), 1);
+  cr_expect_eq(mp_args_type(v, 0), MP_ARG_NONE);
+  mp_args_free(v);
+  cr_expect_eq(mp_dict_len(d), 1, "get with a default adds nothing");
+  /* A proxy as the default comes back as a usable proxy. */
+  ASSERT_RC(mp_list_append(l, "i", 5), 0);
+  ASSERT_RC(mp_dict_get_or(d, &v, "sP", "zz", l), 0);
+  cr_assert_eq(mp_args_type(v, 0), MP_ARG_OBJECT);
+  cr_expect_eq(mp_list_len(mp_args_proxy(v, 0)), 1);
+  mp_args_free(v);
+  /* pop(k, default) */
+  ASSERT_RC(mp_dict_pop_or(d, &v, "si", "zz", 7), 0);
+  cr_expect_eq(take_int(v, "pop zz"), 7);
+  ASSERT_RC(mp_dict_pop_or(d, &v, "si", "a", 7), 0);
+  cr_expect_eq(take_int(v, "pop a"), 1);
+  EXPECT_RC(mp_dict_len(d), 0);
+  /* setdefault: sets when missing, else leaves the value. */
+  ASSERT_RC(mp_dict_setdefault(d, &v, "si", "k", 10), 0);
+  cr_expect_eq(take_int(v, "setdefault new"), 10);
+  ASSERT_RC(mp_dict_setdefault(d, &v, "si", "k", 20), 0);
+  cr_expect_eq(take_int(v, "setdefault old"), 10);
+  cr_expect_eq(dict_int(d, "k"), 10);
+  EXPECT_RC(mp_dict_setdefault(d, NULL, "sd", "x", 0.5), 0);
+  EXPECT_RC(mp_dict_setdefault(d, &v, "Pi", l, 1), MP_ETYPE);
+  EXPECT_RC(mp_dict_setdefault(d, &v, "s", "only a key"), MP_EINVAL);
+  EXPECT_RC(mp_dict_get_or(d, &v, "sii", "k", 1, 2), MP_EINVAL);
+  cr_expect_eq(mp_dict_len(d), 2);
+  /* popitem: last in, first out; an emptied slot is skipped. */
+  ASSERT_RC(mp_dict_set(d, "ii", 3, 30), 0);
+  ASSERT_RC(mp_dict_delete(d, "i", 3), 0);
+  ASSERT_RC(mp_dict_popitem(d, &v), 0);
+  cr_assert_eq(mp_args_count(v), 2);
+  cr_expect_str_eq(mp_args_str(v, 0), "x");
+  cr_expect_eq(mp_args_double(v, 1), 0.5);
+  mp_args_free(v);
+  ASSERT_RC(mp_dict_popitem(d, &v), 0);
+  cr_assert_eq(mp_args_count(v), 2);
+  cr_expect_str_eq(mp_args_str(v, 0), "k");
+  cr_expect_eq(mp_args_int(v, 1), 10);
+  mp_args_free(v);
+  v = NULL;
+  EXPECT_RC(mp_dict_popitem(d, &v), MP_ENOENT);
+  cr_expect_null(v);
+  EXPECT_RC(mp_dict_set(d, "si", "again", 1), 0);
+  cr_expect_eq(mp_dict_len(d), 1);
+  mp_proxy_free(l);
+  mp_proxy_free(d);
+  mp_manager_free(m);
+}
+
 /* Values of every kind, keys of several kinds, a nested proxy. */
 Test(manager, dict_values_and_keys_of_every_kind, .timeout = TS_TIMEOUT) {
   mp_manager *m = start_local();
@@ -823,6 +888,194 @@ Test(manager, list_operations, .timeout = TS_TIMEOUT) {
   const void *b = mp_args_bytes(v, 2, &n);
   cr_expect(b != NULL && n == BLOB_N && memcmp(b, blob, n) == 0);
   mp_args_free(v);
+  mp_proxy_free(l);
+  mp_manager_free(m);
+}
+
+/* The list as a tuple. */
+static mp_args *list_all(mp_proxy *l) {
+  mp_args *v = NULL;
+  int rc = mp_list_slice(l, 0, INT64_MAX, &v);
+  cr_assert_eq(rc, 0, "slice: %s: %s", mp_err_name(rc), mp_last_error_message());
+  return v;
+}
+
+static mp_proxy *list_of(mp_manager *m, const char *fmt, ...) {
+  mp_proxy *l = new_list(m);
+  mp_args *items = NULL;
+  va_list ap;
+  cr_assert_eq(mp_args_new(&items), 0);
+  va_start(ap, fmt);
+  for (const char *f = fmt; *f; f++)
+    switch (*f) {
+    case 'i': mp_args_add_int(items, va_arg(ap, int)); break;
+    case 'I': mp_args_add_int(items, va_arg(ap, int64_t)); break;
+    case 'd': mp_args_add_double(items, va_arg(ap, double)); break;
+    case 's': mp_args_add_str(items, va_arg(ap, const char *)); break;
+    case 'n': mp_args_add_none(items); break;
+    default: cr_assert_fail("list_of: format %c", *f);
+    }
+  va_end(ap);
+  int rc = mp_list_extend(l, items);
+  cr_assert_eq(rc, 0, "extend: %s", mp_last_error_message());
+  mp_args_free(items);
+  return l;
+}
+
+/* index, count, contains, reverse, clear. */
+Test(manager, list_search_reverse_clear, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  mp_proxy *l = list_of(m, "isiids", 1, "a", 2, 1, 1.0, "a");
+  /* [1, "a", 2, 1, 1.0, "a"] */
+  EXPECT_RC(mp_list_index(l, "i", 1), 0);
+  EXPECT_RC(mp_list_index(l, "s", "a"), 1);
+  EXPECT_RC(mp_list_index(l, "d", 1.0), 4);
+  EXPECT_RC(mp_list_index(l, "s", "b"), MP_EVALUE);
+  EXPECT_RC(mp_list_index(l, "n"), MP_EVALUE);
+  /* With start and stop, bounds as a slice's. */
+  mp_args *r = NULL;
+  ASSERT_RC(mp_proxy_callf(l, "index", &r, "ii", 1, 1), 0);
+  cr_expect_eq(take_int(r, "index(1, 1)"), 3);
+  ASSERT_RC(mp_proxy_callf(l, "index", &r, "sii", "a", -1, 100), 0);
+  cr_expect_eq(take_int(r, "index(a, -1, 100)"), 5);
+  EXPECT_RC(mp_proxy_callf(l, "index", &r, "iii", 1, 1, 3), MP_EVALUE);
+  EXPECT_RC(mp_proxy_callf(l, "index", &r, "isi", 1, "x", 3), MP_ETYPE);
+  EXPECT_RC(mp_proxy_callf(l, "index", &r, "iiii", 1, 1, 3, 4), MP_EINVAL);
+  EXPECT_RC(mp_list_count(l, "i", 1), 2);
+  EXPECT_RC(mp_list_count(l, "s", "a"), 2);
+  EXPECT_RC(mp_list_count(l, "d", 1.0), 1);
+  EXPECT_RC(mp_list_count(l, "i", 9), 0);
+  EXPECT_RC(mp_list_contains(l, "i", 2), 1);
+  EXPECT_RC(mp_list_contains(l, "s", "2"), 0);
+  EXPECT_RC(mp_list_contains(l, "ii", 2, 3), MP_EINVAL);
+  /* reverse */
+  EXPECT_RC(mp_list_reverse(l), 0);
+  mp_args *v = list_all(l);
+  cr_assert_eq(mp_args_count(v), 6);
+  cr_expect_str_eq(mp_args_str(v, 0), "a");
+  cr_expect_eq(mp_args_double(v, 1), 1.0);
+  cr_expect_eq(mp_args_int(v, 2), 1);
+  cr_expect_eq(mp_args_int(v, 3), 2);
+  cr_expect_str_eq(mp_args_str(v, 4), "a");
+  cr_expect_eq(mp_args_int(v, 5), 1);
+  mp_args_free(v);
+  /* clear */
+  EXPECT_RC(mp_list_clear(l), 0);
+  EXPECT_RC(mp_list_len(l), 0);
+  EXPECT_RC(mp_list_index(l, "i", 1), MP_EVALUE);
+  EXPECT_RC(mp_list_count(l, "i", 1), 0);
+  EXPECT_RC(mp_list_reverse(l), 0);
+  EXPECT_RC(mp_list_append(l, "i", 8), 0);
+  EXPECT_RC(mp_list_reverse(l), 0);
+  cr_expect_eq(list_int(l, 0), 8);
+  mp_proxy_free(l);
+  mp_manager_free(m);
+}
+
+/* sort: Python's order, stable, reverse; mixed kinds refused. */
+Test(manager, list_sort, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  /* Ints and doubles together, exactly: 2^53 + 1 is above 2^53 as a
+   * double; NaN last. */
+  const int64_t big = ((int64_t)1 << 53) + 1;
+  mp_proxy *l = list_of(m, "idiIdIdi", 3, 2.5, -7, big, 9007199254740992.0,
+                        INT64_MAX, (double)NAN, 0);
+  EXPECT_RC(mp_list_sort(l, 0), 0);
+  mp_args *v = list_all(l);
+  cr_assert_eq(mp_args_count(v), 8);
+  cr_expect_eq(mp_args_int(v, 0), -7);
+  cr_expect_eq(mp_args_int(v, 1), 0);
+  cr_expect_eq(mp_args_double(v, 2), 2.5);
+  cr_expect_eq(mp_args_int(v, 3), 3);
+  cr_expect_eq(mp_args_type(v, 4), MP_ARG_DOUBLE, "2^53 as a double");
+  cr_expect_eq(mp_args_int(v, 5), big);
+  cr_expect_eq(mp_args_int(v, 6), INT64_MAX);
+  double nan = mp_args_double(v, 7);
+  cr_expect(nan != nan, "NaN last");
+  mp_args_free(v);
+  mp_proxy_free(l);
+  /* Stable: 1 and 1.0 are equal in order and keep their places, also
+   * reversed. */
+  l = list_of(m, "dii", 1.0, 2, 1);
+  EXPECT_RC(mp_list_sort(l, 0), 0);
+  v = list_all(l);
+  cr_expect_eq(mp_args_type(v, 0), MP_ARG_DOUBLE);
+  cr_expect_eq(mp_args_type(v, 1), MP_ARG_INT);
+  cr_expect_eq(mp_args_int(v, 1), 1);
+  cr_expect_eq(mp_args_int(v, 2), 2);
+  mp_args_free(v);
+  EXPECT_RC(mp_list_sort(l, 1), 0);
+  v = list_all(l);
+  cr_expect_eq(mp_args_int(v, 0), 2);
+  cr_expect_eq(mp_args_type(v, 1), MP_ARG_DOUBLE, "reverse is stable too");
+  cr_expect_eq(mp_args_type(v, 2), MP_ARG_INT);
+  mp_args_free(v);
+  mp_proxy_free(l);
+  /* Strings by code point (UTF-8 bytes), a prefix first. */
+  l = list_of(m, "ssss", "b", "\xc3\xa9", "ab", "a");
+  EXPECT_RC(mp_list_sort(l, 0), 0);
+  v = list_all(l);
+  cr_expect_str_eq(mp_args_str(v, 0), "a");
+  cr_expect_str_eq(mp_args_str(v, 1), "ab");
+  cr_expect_str_eq(mp_args_str(v, 2), "b");
+  cr_expect_str_eq(mp_args_str(v, 3), "\xc3\xa9");
+  mp_args_free(v);
+  mp_proxy_free(l);
+  /* Tuples item by item, a shorter one first when it is a prefix. */
+  l = new_list(m);
+  {
+    static const int tup[][3] = {{2, 1, 2}, {1, 5, 2}, {1, 5, 1}, {1, 2, 2}};
+    for (int i = 0; i < 4; i++) {
+      mp_args *t = NULL, *one = NULL;
+      if (tup[i][2] == 2)
+        ASSERT_RC(mp_args_pack(&t, "ii", tup[i][0], tup[i][1]), 0);
+      else
+        ASSERT_RC(mp_args_pack(&t, "i", tup[i][0]), 0);
+      ASSERT_RC(mp_args_new(&one), 0);
+      ASSERT_RC(mp_args_add_tuple(one, t), 0);
+      ASSERT_RC(mp_list_extend(l, one), 0);
+      mp_args_free(one);
+      mp_args_free(t);
+    }
+  }
+  EXPECT_RC(mp_list_sort(l, 0), 0);
+  v = list_all(l);
+  {
+    static const int want[][2] = {{1, -1}, {1, 2}, {1, 5}, {2, 1}};
+    for (size_t i = 0; i < 4; i++) {
+      const mp_args *t = mp_args_tuple(v, i);
+      cr_assert_not_null(t, "item %zu is a tuple", i);
+      cr_expect_eq(mp_args_int(t, 0), want[i][0], "tuple %zu", i);
+      cr_expect_eq(mp_args_count(t), want[i][1] < 0 ? 1u : 2u, "tuple %zu", i);
+      if (want[i][1] >= 0)
+        cr_expect_eq(mp_args_int(t, 1), want[i][1], "tuple %zu", i);
+    }
+  }
+  mp_args_free(v);
+  mp_proxy_free(l);
+  /* Kinds without an order between them: MP_ETYPE, the list unchanged. */
+  l = list_of(m, "isi", 3, "x", 1);
+  EXPECT_RC(mp_list_sort(l, 0), MP_ETYPE);
+  v = list_all(l);
+  cr_expect_eq(mp_args_int(v, 0), 3);
+  cr_expect_str_eq(mp_args_str(v, 1), "x");
+  cr_expect_eq(mp_args_int(v, 2), 1);
+  mp_args_free(v);
+  mp_proxy_free(l);
+  l = list_of(m, "in", 3);
+  EXPECT_RC(mp_list_sort(l, 0), MP_ETYPE);
+  EXPECT_RC(mp_proxy_callf(l, "sort", NULL, "s", "yes"), MP_ETYPE);
+  mp_proxy *inner = new_list(m);
+  ASSERT_RC(mp_list_clear(l), 0);
+  ASSERT_RC(mp_list_append(l, "P", inner), 0);
+  ASSERT_RC(mp_list_append(l, "P", inner), 0);
+  EXPECT_RC(mp_list_sort(l, 0), MP_ETYPE);
+  /* One item, or none, is sorted already. */
+  ASSERT_RC(mp_list_pop(l, 0, NULL), 0);
+  EXPECT_RC(mp_list_sort(l, 0), 0);
+  ASSERT_RC(mp_list_clear(l), 0);
+  EXPECT_RC(mp_list_sort(l, 1), 0);
+  mp_proxy_free(inner);
   mp_proxy_free(l);
   mp_manager_free(m);
 }
