@@ -841,7 +841,10 @@ MP_API int mp_thread_active_count(void);
  * process, even when it is killed) but unlike Python's they may start
  * processes and pools of their own, which die with them in turn.
  * An initializer that fails breaks the pool: every task then fails with
- * MP_EBROKEN and the initializer's message. */
+ * MP_EBROKEN and the initializer's message; so do workers that keep
+ * crashing or exiting before they come up (5 in a row).  Workers killed
+ * while idle (SIGKILL or SIGTERM from outside: an operator, the OOM
+ * killer), however often, are simply replaced. */
 typedef struct mp_pool mp_pool;
 typedef struct mp_async mp_async;
 typedef struct mp_imap mp_imap;

@@ -57,7 +57,7 @@
 #define START_DEATHS_MAX 5    /* workers dying before any result: broken */
 
 enum { MSG_TASK = 1, MSG_STOP = 2 };
-enum { RES_CHUNK = 1, RES_INIT_FAILED = 2, RES_DEATH = 3 };
+enum { RES_CHUNK = 1, RES_INIT_FAILED = 2, RES_DEATH = 3, RES_READY = 4 };
 enum { F_STAR = 1, F_TUPLES = 2 };
 enum { P_RUN = 0, P_CLOSE = 1, P_TERMINATE = 2 };
 enum { W_NONE = 0, W_RUNNING = 1, W_DEAD = 2, W_GONE = 3 };
@@ -136,6 +136,7 @@ typedef struct worker {
   int feeding;          /* the feeder is putting a chunk in its inbox */
   uint64_t sent;        /* messages put in the inbox, ever */
   int assigned;         /* chunks given to this incarnation */
+  int ready;            /* this incarnation came up (initializer done) */
   int outstanding;
   chunk *head, *tail;   /* given, not yet answered */
 } worker;
@@ -466,6 +467,14 @@ static int worker_loop(wctx *c) {
     rc = MP_ENOMEM;
     goto done;
   }
+  {
+    /* Up and running: from now on its death is not a start failure. */
+    res_hdr h;
+    memset(&h, 0, sizeof h);
+    h.kind = RES_READY;
+    if ((rc = put_result(c, &h, NULL, NULL, 0, &out, &out_cap)) != 0)
+      goto done;
+  }
   for (;;) {
     size_t n = 0;
     rc = mp_queue_get_into(c->inbox, in, in_cap, &n, MP_FOREVER);
@@ -649,6 +658,7 @@ static int start_worker(mp_pool *p, int i) {
   w->gen++;
   w->death_posted = 0;
   w->assigned = 0;
+  w->ready = 0;
   w->pid = 0;
   int rc;
   if (p->kind == MP_POOL_THREAD) {
@@ -881,13 +891,27 @@ static void job_free_if_done(job *j) {
   free(j);
 }
 
+static void backlog_drop(mp_pool *p, job *j);
+
+/* Complete a job's async (pool lock held; the completion runs once the
+ * lock is released).  The pool's reference to the async goes with it:
+ * once the caller has its result it may free the async, so nothing of the
+ * job (chunks answered later, chunks still queued) may reach it again. */
+static void job_done(job *j, int rc, int status, const char *msg,
+                     mp_args *result, done_list *dl) {
+  j->done = 1;
+  done_add(dl, j->async, rc, status, msg, result);
+  j->async = NULL;
+}
+
 /* Fail a whole job's async (pool lock held). */
 static void job_fail(job *j, int rc, int status, const char *msg,
                      done_list *dl) {
   if (j->type == J_IMAP || j->done)
     return;
-  j->done = 1;
-  done_add(dl, j->async, rc, status, msg, NULL);
+  job_done(j, rc, status, msg, NULL, dl);
+  /* Its chunks not yet given to a worker will never be needed. */
+  backlog_drop(j->pool, j);
 }
 
 /* Hand one call's outcome to an imap iterator (async lock held). */
@@ -1003,8 +1027,7 @@ static void chunk_answer(chunk *c, const res_hdr *h,
       mp_args *r = NULL;
       const mp_args *t = mp_args_tuple(vals, 0);
       if (t != NULL && mp_args_copy(&r, t) == 0) {
-        j->done = 1;
-        done_add(dl, j->async, 0, 0, NULL, r);
+        job_done(j, 0, 0, NULL, r, dl);
       } else {
         job_fail(j, MP_ENOMEM, 0, "no memory for a result", dl);
       }
@@ -1016,8 +1039,7 @@ static void chunk_answer(chunk *c, const res_hdr *h,
       job_fail(j, mp_last_error_message()[0] ? MP_EPROTO : MP_ENOMEM, 0,
                "malformed result from a worker", dl);
     } else if (j->chunks_left == 1) { /* the last one: all in order */
-      j->done = 1;
-      done_add(dl, j->async, 0, 0, NULL, j->all);
+      job_done(j, 0, 0, NULL, j->all, dl);
       j->all = NULL;
     }
   } else if (j->type == J_IMAP && j->it != NULL) {
@@ -1149,7 +1171,12 @@ static void worker_ended(mp_pool *p, uint32_t i, uint32_t gen,
   }
   if (failed || code != 0)
     mp__log(MP_LOG_WARNING, "%s; %d task(s) failed", why, failed);
-  if (failed == 0 && code != 0)
+  /* Only a worker that could not come up by itself (its initializer
+   * crashed or exited, its bootstrap failed) counts toward breaking the
+   * pool.  A worker that was ready and then died idle, or one killed from
+   * outside (SIGKILL or SIGTERM: an operator, the OOM killer) while it
+   * was still starting, is simply replaced. */
+  if (!w->ready && failed == 0 && code != 0 && code != -9 && code != -15)
     p->start_deaths++;
   if (p->start_deaths >= START_DEATHS_MAX && !p->broken) {
     p->broken = 1;
@@ -1207,6 +1234,12 @@ static void handle_result(mp_pool *p, const unsigned char *buf, size_t n,
     mp__async_lock(); /* mp_pool_join may be waiting for this */
     async_broadcast();
     mp__async_unlock();
+  } else if (h.kind == RES_READY) {
+    if (h.worker < (uint32_t)p->nworkers && p->w[h.worker].gen == h.gen &&
+        p->w[h.worker].state == W_RUNNING) {
+      p->w[h.worker].ready = 1;
+      p->start_deaths = 0;
+    }
   } else if (h.kind == RES_INIT_FAILED && !p->broken) {
     char msg[600];
     err_rec r;
@@ -2065,8 +2098,7 @@ static int cancel_job(mp_pool *p, job *j, done_list *dl) {
   if (j->done || j->chunks_out > 0 || j->chunks_left != j->nchunks)
     return 0;
   backlog_drop(p, j);
-  j->done = 1;
-  done_add(dl, j->async, MP_ECANCELLED, 0, "the task was cancelled", NULL);
+  job_done(j, MP_ECANCELLED, 0, "the task was cancelled", NULL, dl);
   job_free_if_done(j);
   return 1;
 }

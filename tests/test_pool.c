@@ -1188,3 +1188,95 @@ Test(pool, polled_result_after_round_trip, .timeout = TS_TIMEOUT) {
 Test(thread_pool, polled_result_after_round_trip, .timeout = TS_TIMEOUT) {
   polled_after_round_trip(MP_POOL_THREAD);
 }
+
+/* ---- kills at unlucky moments (issue 15) ----------------------------- */
+
+/* x*x, except that x == -1 kills its own worker. */
+static int square_or_die(const mp_args *a, mp_args *r) {
+  int64_t x = mp_args_int(a, 0);
+  if (x == -1)
+    ts_kill_pid(mp_getpid());
+  return mp_args_add_int(r, x * x);
+}
+
+/* A map whose worker is killed fails; the chunks of it still queued must
+ * never touch its result again (it was freed when the map returned: a
+ * use-after-free that failed the next, unrelated map), and every later
+ * map gives the right answer. */
+Test(pool, killed_map_leaves_no_trace, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new(&p, 2), 0);
+  mp_args *bad, *good = ints(0, 300);
+  cr_assert_eq(mp_args_new(&bad), 0);
+  for (int64_t i = 0; i < 400; i++)
+    mp_args_add_int(bad, i == 1 ? -1 : i);
+  for (int round = 0; round < 5; round++) {
+    mp_args *out = NULL;
+    cr_assert_eq(mp_pool_map(p, square_or_die, bad, 1, &out), MP_EWORKERDIED,
+                 "round %d: %s", round, mp_last_error_message());
+    cr_assert_null(out);
+    for (size_t cs = 1; cs <= 7; cs += 6) {
+      cr_assert_eq(mp_pool_map(p, square, good, cs, &out), 0,
+                   "round %d, chunksize %zu: %s", round, cs,
+                   mp_last_error_message());
+      check_squares(out, 0, 300);
+      mp_args_free(out);
+    }
+  }
+  mp_args_free(bad);
+  mp_args_free(good);
+  mp_pool_free(p);
+}
+
+/* Initializer: the worker's pid goes into the queue args[0] once it is
+ * up. */
+static int init_report_pid(const mp_args *a) {
+  int64_t pid = mp_getpid();
+  return mp_queue_put(mp_args_queue(a, 0), &pid, sizeof pid, 10.0);
+}
+
+static int64_t next_up_worker(mp_queue *up) {
+  int64_t pid = 0;
+  size_t n = 0;
+  cr_assert_eq(mp_queue_get_into(up, &pid, sizeof pid, &n, 30.0), 0,
+               "no worker came up: %s", mp_last_error_message());
+  return pid;
+}
+
+/* Idle workers killed again and again once they are up, with no task in
+ * between (an OOM killer, an operator): each is replaced, and the pool
+ * never breaks.  Only workers that cannot come up may break it. */
+static void check_idle_kills(const char *method) {
+  mp_queue *up;
+  cr_assert_eq(mp_queue_new(&up, 0), 0);
+  mp_args *ia;
+  cr_assert_eq(mp_args_new(&ia), 0);
+  mp_args_add_queue(ia, up);
+  mp_pool_options o = MP_POOL_OPTIONS_INIT;
+  o.workers = 2;
+  o.initializer = init_report_pid;
+  o.initargs = ia;
+  cr_assert_eq(mp_get_context(method, &o.context), 0);
+  mp_pool *p;
+  cr_assert_eq(mp_pool_new_ex(&p, &o), 0, "%s", mp_last_error_message());
+  mp_args *in = ints(0, 20), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0, "%s",
+               mp_last_error_message());
+  mp_args_free(out);
+  for (int round = 0; round < 8; round++) {
+    int64_t a = next_up_worker(up), b = next_up_worker(up);
+    ts_kill_pid(a);
+    ts_kill_pid(b);
+  }
+  next_up_worker(up);
+  next_up_worker(up);
+  cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0, "%s",
+               mp_last_error_message());
+  check_squares(out, 0, 20);
+  mp_args_free(out);
+  mp_args_free(in);
+  mp_pool_free(p);
+  mp_args_free(ia);
+  mp_queue_free(up);
+}
+FOR_EACH_METHOD(check_idle_kills)
