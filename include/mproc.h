@@ -601,8 +601,16 @@ MP_API mp_barrier *mp_args_barrier(const mp_args *a, size_t i);
  * killed) right after.  A message larger than the queue's buffer streams
  * through it in pieces; a producer killed in the middle of a message
  * leaves nothing of it behind, and a consumer killed in the middle of
- * one does not block the others. */
+ * one does not block the others.  A process killed at any instruction of
+ * a put or a get leaves the queue exact: each message is in it once or
+ * not at all, and qsize, maxsize and the unfinished count agree with
+ * what is there (a message the killed consumer had taken whole is gone
+ * with it; one it had only begun is dropped and counts as done). */
 typedef struct mp_queue mp_queue;
+
+/* The largest message a queue takes (16 GiB, and PTRDIFF_MAX on 32-bit
+ * systems); larger: MP_ERANGE. */
+#define MP_QUEUE_MAX_MESSAGE ((uint64_t)1 << 34)
 
 /* maxsize: the most messages the queue holds (<= 0: no limit but the
  * buffer).  The buffer defaults to 256 KiB. */
@@ -616,7 +624,8 @@ MP_API int mp_joinable_queue_new(mp_queue **out, int64_t maxsize);
 
 /* Put one message, waiting up to timeout seconds for room (0: do not
  * wait).  MP_EFULL when there was no room in time (nothing was put),
- * MP_ECLOSED once the queue is closed. */
+ * MP_ECLOSED once the queue is closed, MP_ERANGE above
+ * MP_QUEUE_MAX_MESSAGE bytes. */
 MP_API int mp_queue_put(mp_queue *q, const void *p, size_t n,
                         double timeout);
 MP_API int mp_queue_put_nowait(mp_queue *q, const void *p, size_t n);

@@ -74,6 +74,8 @@ static uint64_t get_u64(const unsigned char *p) {
 /* ---- building ------------------------------------------------------- */
 
 static int reserve(mp_args *a, size_t extra) {
+  if (extra > SIZE_MAX / 2 - a->len) /* the doubling below would wrap */
+    return mp__error(MP_ENOMEM, "mp_args: out of memory");
   if (a->len + extra > a->cap) {
     size_t cap = a->cap ? a->cap : 64;
     while (cap < a->len + extra)

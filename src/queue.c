@@ -18,19 +18,37 @@
  * END, each published as written, so that it needs no buffer as large as
  * itself; a consumer takes the pieces as they come.
  *
- * Crash recovery, done by whoever next takes the lock a dead process held:
- *  - producer: `inflight` says a record was being published (with the
- *    tail it started from: if tail moved, it was published, else the
- *    counters are rolled back); `streaming` says a streamed message was
- *    cut short: an ABORT record ends it (space for it is always kept
- *    free), and the consumer drops what it had of that message.
- *  - consumer: the same `inflight` rule for the message it was taking (a
- *    WHOLE record not yet released stays in the queue for the next
- *    consumer); `streaming` says it had begun a streamed message, whose
- *    remaining pieces the next consumer skips.
+ * Crash recovery is exact at every instruction boundary.  Each side's
+ * counters (its position, its message count, the consumers' count of
+ * lost messages) are written only under that side's lock, and every
+ * step that changes more than one word is journalled first: the values
+ * before it (j_pos, j_count, j_lost, j_kind) and then the phase, each one
+ * store.  Whoever next takes the lock of a dead holder reads the phase
+ * and sets every counter to its exact value from the journal and from
+ * whether the one store that commits the step (the position) happened:
+ *  - producer, TAKING (a record being put): the position moved, so the
+ *    message is in the queue and counted; or it did not, so it is not.
+ *    A streamed message whose BEGIN was published, STREAM, and ENDING
+ *    whose END was not, are ended by an ABORT record (ring room for one
+ *    is always kept free), written and counted once (ABORTING journals
+ *    it): the producers' `lost` counts the messages that never were.
+ *  - consumer, TAKING: the position moved, so the dead consumer took the
+ *    message (it is gone with it), or not, so it stays for the next one.
+ *    A streamed message it had begun is lost: LOSING counts it once, and
+ *    SKIP drops its remaining pieces as they come.  Taking the ABORT
+ *    record that ends a message a consumer had begun counts it in the
+ *    consumers' `aborts` (ABORTSEEN journals that step).
+ * So the queue holds (puts - producers' lost) - (gets - aborts)
+ * messages: an aborted message counts on neither side, whether a
+ * consumer had begun it or not.  A JoinableQueue's unfinished count is
+ * not a counter of its own but (puts - producers' lost) - (consumers'
+ * lost - aborts) - task_done calls: a message a consumer lost part way
+ * counts as done unless it never was; the parts are exact by the above,
+ * and task_done adds to the last with one compare-and-swap.
  * A consumer waiting for the next piece of a message checks that the
  * producer is still alive, and recovers the producer lock itself if not.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,13 +75,21 @@ typedef struct rec_header {
 typedef struct qside {
   mp__plock lock;
   uint64_t other_cache;     /* the other side's pos, as last read */
-  uint64_t inflight_pos;    /* pos when a publication began */
-  volatile uint32_t inflight;
-  volatile uint32_t streaming;
-  char pad[64 - sizeof(mp__plock) - 24];
+  volatile uint64_t j_pos, j_count, j_lost; /* the journal (see above) */
+  volatile uint32_t phase;  /* PH_* */
+  volatile uint32_t j_kind; /* the record kind a TAKING step is about */
+  /* 64 bytes so far: what the other side reads starts a line */
   volatile uint64_t pos;    /* producer: tail; consumer: head */
   volatile uint64_t count;  /* messages begun: puts / gets */
+  volatile uint64_t lost;   /* producer: streams aborted;
+                               consumer: messages dropped part way */
+  volatile uint64_t aborts; /* consumer: begun messages that an ABORT
+                               record ended */
 } qside;
+
+/* Phases of a side's current step (see the comment at the top). */
+enum { PH_IDLE = 0, PH_TAKING = 1, PH_STREAM = 2, PH_ENDING = 3,
+       PH_ABORTING = 4, PH_LOSING = 5, PH_SKIP = 6, PH_ABORTSEEN = 7 };
 
 typedef struct queue_state {
   mp__shobj hdr;
@@ -79,8 +105,11 @@ typedef struct queue_state {
   mp__wq join_wq;  /* join waits for unfinished == 0 */
   volatile uint32_t closed;
   uint32_t reserved2;
-  volatile uint64_t unfinished;
+  volatile uint64_t tasks_done; /* task_done calls */
 } queue_state;
+
+/* The journal and the hot words each fill their own cache line. */
+typedef char mp__qside_layout_check[offsetof(qside, pos) == 64 ? 1 : -1];
 
 #define QUEUE_RING_OFFSET ((sizeof(queue_state) + 63) & ~(size_t)63)
 
@@ -207,22 +236,79 @@ static void read_header(mp_queue *q, uint64_t pos, rec_header *h) {
 
 /* ---- producer side ------------------------------------------------------ */
 
-/* After taking the producer lock from a dead holder. */
+static void wake_join(mp_queue *q) {
+  if (q->st->joinable)
+    mp__wq_wake(q->shm, &q->st->join_wq, MP__WAKE_ALL);
+}
+
+/* Journal a step that takes or gives one message (either side): the
+ * position and count before it, then the phase, then the count.  The
+ * caller commits it by moving the position. */
+static void side_begin(qside *sd, uint32_t kind) {
+  mp__store64(&sd->j_pos, sd->pos);
+  mp__store64(&sd->j_count, sd->count);
+  mp__store32(&sd->j_kind, kind);
+  mp__store32(&sd->phase, PH_TAKING);
+  mp__store64(&sd->count, sd->j_count + 1);
+}
+
+/* The count a TAKING step leaves, once its commit is known to have
+ * happened or not; 1 if it did. */
+static int side_settle(qside *sd) {
+  int moved = sd->pos != sd->j_pos;
+  mp__store64(&sd->count, sd->j_count + (uint64_t)moved);
+  return moved;
+}
+
+/* End the streamed message being put with an ABORT record, and count
+ * it as never put, once. */
+static void put_abort(mp_queue *q) {
+  qside *pr = &q->st->prod.s;
+  mp__store64(&pr->j_pos, pr->pos);
+  mp__store64(&pr->j_lost, pr->lost);
+  mp__store32(&pr->phase, PH_ABORTING);
+  mp__store64(&pr->lost, pr->j_lost + 1);
+  put_record(q, REC_ABORT, NULL, 0, 0);
+  mp__store32(&pr->phase, PH_IDLE);
+  wake_join(q);
+}
+
+/* After taking the producer lock from a dead holder (or from a dead
+ * repairer: every case may be run again from the start). */
 static void repair_producer(mp_queue *q) {
-  queue_state *st = q->st;
-  qside *pr = &st->prod.s;
-  if (pr->inflight) {
-    if (pr->pos == pr->inflight_pos) { /* never published */
-      mp__store64(&pr->count, pr->count - 1);
-      if (st->joinable)
-        mp__add64(&st->unfinished, (uint64_t)-1);
-      mp__store32(&pr->streaming, 0);
+  qside *pr = &q->st->prod.s;
+  switch (pr->phase) {
+  case PH_TAKING:
+    if (!side_settle(pr)) {
+      mp__store32(&pr->phase, PH_IDLE); /* never published: never put */
+      wake_join(q);
+      return;
     }
-    pr->inflight = 0;
-  }
-  if (pr->streaming) {
-    put_record(q, REC_ABORT, NULL, 0, 0);
-    mp__store32(&pr->streaming, 0);
+    if (pr->j_kind != REC_BEGIN) {
+      mp__store32(&pr->phase, PH_IDLE);
+      return;
+    }
+    put_abort(q); /* a stream begun and cut short */
+    return;
+  case PH_STREAM:
+    put_abort(q);
+    return;
+  case PH_ENDING:
+    if (pr->pos == pr->j_pos)
+      put_abort(q);
+    else
+      mp__store32(&pr->phase, PH_IDLE);
+    return;
+  case PH_ABORTING:
+    mp__store64(&pr->lost, pr->j_lost + 1);
+    if (pr->pos == pr->j_pos)
+      put_record(q, REC_ABORT, NULL, 0, 0);
+    mp__store32(&pr->phase, PH_IDLE);
+    wake_join(q);
+    return;
+  default:
+    mp__store32(&pr->phase, PH_IDLE);
+    return;
   }
 }
 
@@ -239,6 +325,15 @@ static void producer_unlock(mp_queue *q) {
   mp__plock_release(q->shm, &q->st->prod.s.lock);
 }
 
+/* Messages in the queue (see the comment at the top); exact once no
+ * dead holder's step is left unrepaired. */
+static int64_t queue_size(queue_state *st) {
+  qside *pr = &st->prod.s, *co = &st->cons.s;
+  uint64_t in = mp__load64(&pr->count) - mp__load64(&pr->lost);
+  uint64_t out = mp__load64(&co->count) - mp__load64(&co->aborts);
+  return (int64_t)(in - out);
+}
+
 typedef struct room_try {
   mp_queue *q;
   size_t need;   /* bytes of ring */
@@ -252,8 +347,7 @@ static int room_try_fn(void *arg) {
   qside *pr = &st->prod.s;
   if (t->check_closed && mp__load32(&st->closed))
     return MP_ECLOSED;
-  if (t->check_max &&
-      (int64_t)(pr->count - mp__load64(&st->cons.s.count)) >= st->maxsize)
+  if (t->check_max && queue_size(st) >= st->maxsize)
     return 0;
   if (st->cap - (pr->pos - pr->other_cache) >= t->need)
     return 1;
@@ -270,40 +364,30 @@ static int wait_room(mp_queue *q, room_try *t, double deadline) {
   return mp__wq_wait(q->shm, &q->st->space_wq, room_try_fn, t, deadline, 0);
 }
 
-/* A message larger than a quarter of the ring, in pieces. */
-static int put_stream(mp_queue *q, const unsigned char *p, size_t n,
-                      double deadline) {
+/* The rest of a streamed message, after its BEGIN record (done bytes). */
+static int put_stream_rest(mp_queue *q, const unsigned char *p, size_t n,
+                           size_t done, double deadline) {
   queue_state *st = q->st;
   qside *pr = &st->prod.s;
   size_t chunk_max = (size_t)st->cap / 4 - REC_HEADER;
-  size_t done = 0;
+  mp__store32(&pr->phase, PH_STREAM);
   while (done < n) {
     size_t len = n - done < chunk_max ? n - done : chunk_max;
-    uint32_t kind = done == 0 ? REC_BEGIN
-                    : done + len == n ? REC_END
-                                      : REC_MORE;
+    int last = done + len == n;
     room_try t = {q, rec_size(len) + RESERVE, 0, 0};
     int rc = wait_room(q, &t, deadline);
-    if (rc != 0) {
-      if (done > 0) { /* cut short: the consumer drops what it has */
-        put_record(q, REC_ABORT, NULL, 0, 0);
-        mp__store32(&pr->streaming, 0);
-      } else {
-        mp__store64(&pr->count, pr->count - 1);
-        if (st->joinable)
-          mp__add64(&st->unfinished, (uint64_t)-1);
-        pr->inflight = 0;
-      }
+    if (rc != 0) { /* cut short: the consumer drops what it has */
+      put_abort(q);
       return rc;
     }
-    if (kind == REC_BEGIN)
-      mp__store32(&pr->streaming, 1);
-    put_record(q, kind, p + done, len, n);
-    if (kind == REC_BEGIN)
-      pr->inflight = 0;
+    if (last) {
+      mp__store64(&pr->j_pos, pr->pos);
+      mp__store32(&pr->phase, PH_ENDING);
+    }
+    put_record(q, last ? REC_END : REC_MORE, p + done, len, n);
     done += len;
   }
-  mp__store32(&pr->streaming, 0);
+  mp__store32(&pr->phase, PH_IDLE);
   return 0;
 }
 
@@ -313,6 +397,9 @@ int mp_queue_put(mp_queue *q, const void *p, size_t n, double timeout) {
     return rc;
   if (p == NULL && n > 0)
     return mp__error(MP_EINVAL, "mp_queue_put: NULL message");
+  if ((uint64_t)n > MP_QUEUE_MAX_MESSAGE || n > (size_t)PTRDIFF_MAX)
+    return mp__error(MP_ERANGE, "message of %zu bytes is over the maximum",
+                     n);
   queue_state *st = q->st;
   if (mp__load32(&st->closed))
     return mp__error(MP_ECLOSED, "put on a closed queue");
@@ -320,21 +407,19 @@ int mp_queue_put(mp_queue *q, const void *p, size_t n, double timeout) {
   if ((rc = producer_lock(q, deadline)) != 0)
     return mp__error(MP_EFULL, "queue full: no room within %g s", timeout);
   qside *pr = &st->prod.s;
-  int whole = rec_size(n) <= (size_t)st->cap / 4;
-  room_try t = {q, whole ? rec_size(n) + RESERVE : 0, st->maxsize > 0, 1};
+  size_t quarter = (size_t)st->cap / 4;
+  /* A whole record, or the BEGIN piece of a streamed message. */
+  int whole = n <= quarter - REC_HEADER;
+  size_t first = whole ? n : quarter - REC_HEADER;
+  room_try t = {q, rec_size(first) + RESERVE, st->maxsize > 0, 1};
   rc = wait_room(q, &t, deadline);
   if (rc == 0) {
-    pr->inflight_pos = pr->pos;
-    mp__store32_rel(&pr->inflight, 1);
-    mp__store64_rel(&pr->count, pr->count + 1);
-    if (st->joinable)
-      mp__add64(&st->unfinished, 1);
-    if (whole) {
-      put_record(q, REC_WHOLE, p, n, n);
-      mp__store32_rel(&pr->inflight, 0);
-    } else {
-      rc = put_stream(q, p, n, deadline);
-    }
+    side_begin(pr, whole ? REC_WHOLE : REC_BEGIN);
+    put_record(q, whole ? REC_WHOLE : REC_BEGIN, p, first, n);
+    if (whole)
+      mp__store32(&pr->phase, PH_IDLE);
+    else
+      rc = put_stream_rest(q, p, n, first, deadline);
   }
   producer_unlock(q);
   if (rc == MP_ECLOSED)
@@ -350,23 +435,61 @@ int mp_queue_put_nowait(mp_queue *q, const void *p, size_t n) {
 
 /* ---- consumer side ------------------------------------------------------ */
 
-static void consumer_skip(mp_queue *q);
+static int consumer_skip(mp_queue *q);
+static void take_record(mp_queue *q, const rec_header *h);
 
+/* The message being taken is lost (cut short, or its taker died): count
+ * it once, then drop what is left of it. */
+static void consumer_lose(mp_queue *q) {
+  qside *co = &q->st->cons.s;
+  mp__store64(&co->j_lost, co->lost);
+  mp__store32(&co->phase, PH_LOSING);
+  mp__store64(&co->lost, co->j_lost + 1);
+  mp__store32(&co->phase, PH_SKIP);
+  wake_join(q);
+}
+
+/* After taking the consumer lock from a dead holder (or from a dead
+ * repairer: every case may be run again from the start). */
 static void repair_consumer(mp_queue *q) {
   qside *co = &q->st->cons.s;
-  if (co->inflight) {
-    if (co->pos == co->inflight_pos) { /* nothing was taken */
-      mp__store64(&co->count, co->count - 1);
-      mp__store32(&co->streaming, 0);
+  switch (co->phase) {
+  case PH_TAKING:
+    if (!side_settle(co) || co->j_kind != REC_BEGIN) {
+      /* a whole message either stays or went with the dead consumer */
+      mp__store32(&co->phase, PH_IDLE);
+      return;
     }
-    co->inflight = 0;
-  }
-  if (co->streaming) {
-    /* The dead consumer had begun a streamed message: it is lost; its
-     * remaining pieces are skipped as they come. */
-    if (q->st->joinable)
-      mp__add64(&q->st->unfinished, (uint64_t)-1);
-    consumer_skip(q);
+    consumer_lose(q); /* it had begun a streamed message */
+    return;
+  case PH_STREAM:
+    consumer_lose(q);
+    return;
+  case PH_ENDING:
+    if (co->pos == co->j_pos)
+      consumer_lose(q);
+    else
+      mp__store32(&co->phase, PH_IDLE); /* it had all of it */
+    return;
+  case PH_LOSING:
+    mp__store64(&co->lost, co->j_lost + 1);
+    mp__store32(&co->phase, PH_SKIP);
+    wake_join(q);
+    return;
+  case PH_SKIP:
+    return; /* the next take goes on skipping */
+  case PH_ABORTSEEN:
+    mp__store64(&co->aborts, co->j_count + 1);
+    if (co->pos == co->j_pos) { /* the ABORT record is still at head */
+      rec_header h;
+      read_header(q, co->pos, &h);
+      take_record(q, &h);
+    }
+    mp__store32(&co->phase, PH_IDLE);
+    return;
+  default:
+    mp__store32(&co->phase, PH_IDLE);
+    return;
   }
 }
 
@@ -444,19 +567,38 @@ static void take_record(mp_queue *q, const rec_header *h) {
   mp__wq_wake(q->shm, &q->st->space_wq, MP__WAKE_SINGLE);
 }
 
-/* Skip the rest of a streamed message another consumer began. */
-static void consumer_skip(mp_queue *q) {
+/* Take the ABORT record at head, which ends a message a consumer had
+ * begun: counted in `aborts` (j_count holds the count before). */
+static void take_abort(mp_queue *q, const rec_header *h) {
   qside *co = &q->st->cons.s;
-  while (co->streaming) {
-    if (wait_data(q, -1, 1) != 0)
-      return; /* closed with nothing more: stay in skip mode */
+  mp__store64(&co->j_pos, co->pos);
+  mp__store64(&co->j_count, co->aborts);
+  mp__store32(&co->phase, PH_ABORTSEEN);
+  mp__store64(&co->aborts, co->j_count + 1);
+  take_record(q, h);
+  mp__store32(&co->phase, PH_IDLE);
+}
+
+/* Drop the rest of a lost streamed message (phase PH_SKIP): 0 once it
+ * is gone, or MP_ECLOSED (closed with nothing more: still skipping). */
+static int consumer_skip(mp_queue *q) {
+  qside *co = &q->st->cons.s;
+  while (co->phase == PH_SKIP) {
+    int rc = wait_data(q, -1, 1);
+    if (rc != 0)
+      return rc;
     rec_header h;
     read_header(q, co->pos, &h);
-    if (h.kind == REC_MORE || h.kind == REC_END || h.kind == REC_ABORT)
+    /* Its pieces up to its END or ABORT; a new message's first record
+     * means they were all gone already. */
+    if (h.kind == REC_ABORT)
+      take_abort(q, &h);
+    else if (h.kind == REC_MORE || h.kind == REC_END)
       take_record(q, &h);
     if (h.kind != REC_MORE)
-      mp__store32(&co->streaming, 0);
+      mp__store32(&co->phase, PH_IDLE);
   }
+  return 0;
 }
 
 /* Take one message: into buf (cap bytes) when buf != NULL, else into a
@@ -472,10 +614,12 @@ static int queue_take(mp_queue *q, void *buf, size_t cap, void **out,
   queue_state *st = q->st;
   qside *co = &st->cons.s;
   double deadline = try_only ? 0 : mp__deadline(timeout);
-  if (try_only ? !mp__plock_try(&co->lock) : consumer_lock(q, deadline) != 0)
+  if (try_only ? !mp__plock_try(&co->lock) &&
+                     consumer_lock(q, mpi_now()) != 0 /* a dead holder? */
+               : consumer_lock(q, deadline) != 0)
     return try_only ? MP_EEMPTY
                     : mp__error(MP_EEMPTY, "queue empty for %g s", timeout);
-  if (co->streaming)
+  if (co->phase == PH_SKIP)
     consumer_skip(q);
   for (;;) {
     rc = wait_data(q, deadline, 0);
@@ -484,11 +628,16 @@ static int queue_take(mp_queue *q, void *buf, size_t cap, void **out,
     rec_header h;
     read_header(q, co->pos, &h);
     if (h.kind != REC_WHOLE && h.kind != REC_BEGIN) {
-      take_record(q, &h); /* the stray end of a message cut short */
+      /* the stray end of a message cut short */
+      if (h.kind == REC_ABORT)
+        take_abort(q, &h);
+      else
+        take_record(q, &h);
       continue;
     }
     size_t total = (size_t)h.total;
-    if (h.total > SIZE_MAX || (h.kind == REC_WHOLE && h.total != h.len)) {
+    if (h.total > MP_QUEUE_MAX_MESSAGE || h.total > SIZE_MAX ||
+        (h.kind == REC_WHOLE && h.total != h.len) || h.len > h.total) {
       rc = mp__error(MP_EPROTO, "damaged queue record");
       break;
     }
@@ -504,46 +653,47 @@ static int queue_take(mp_queue *q, void *buf, size_t cap, void **out,
                      total);
       break;
     }
-    co->inflight_pos = co->pos;
-    mp__store32_rel(&co->inflight, 1);
-    mp__store64_rel(&co->count, co->count + 1);
+    side_begin(co, h.kind);
     ring_read(q, co->pos + REC_HEADER, dst, h.len);
-    if (h.kind == REC_BEGIN)
-      mp__store32_rel(&co->streaming, 1);
-    take_record(q, &h);
-    mp__store32_rel(&co->inflight, 0);
+    take_record(q, &h); /* committed: the message is ours */
+    if (h.kind == REC_WHOLE) {
+      mp__store32(&co->phase, PH_IDLE);
+      *n = total;
+      if (buf == NULL)
+        *out = dst;
+      break;
+    }
+    mp__store32(&co->phase, PH_STREAM);
     size_t got = h.len;
-    int aborted = 0;
-    while (h.kind != REC_WHOLE && h.kind != REC_END) {
-      if (wait_data(q, -1, 1) != 0) { /* closed: the producer is gone */
-        aborted = 1;
+    int complete = 0;
+    while (!complete) {
+      if (wait_data(q, -1, 1) != 0) /* closed: the producer is gone */
         break;
-      }
       read_header(q, co->pos, &h);
-      if (h.kind == REC_ABORT || (h.kind != REC_MORE && h.kind != REC_END) ||
-          h.len > total - got) {
-        if (h.kind == REC_ABORT)
-          take_record(q, &h);
-        aborted = 1;
-        break;
+      if ((h.kind != REC_MORE && h.kind != REC_END) || h.len > total - got ||
+          (h.kind == REC_END && got + h.len != total))
+        break; /* ABORT (or damage): skipped below */
+      if (h.kind == REC_END) {
+        mp__store64(&co->j_pos, co->pos);
+        mp__store32(&co->phase, PH_ENDING);
       }
       ring_read(q, co->pos + REC_HEADER, dst + got, h.len);
       got += h.len;
       take_record(q, &h);
+      complete = h.kind == REC_END;
     }
-    if (co->streaming)
-      mp__store32_rel(&co->streaming, 0);
-    if (aborted) {
-      if (st->joinable)
-        mp__add64(&st->unfinished, (uint64_t)-1);
+    if (complete) {
+      mp__store32(&co->phase, PH_IDLE);
+      *n = total;
       if (buf == NULL)
-        free(dst);
-      continue; /* that message never was: take the next one */
+        *out = dst;
+      break;
     }
-    *n = total;
+    /* That message never was: take the next one. */
+    consumer_lose(q);
+    consumer_skip(q);
     if (buf == NULL)
-      *out = dst;
-    break;
+      free(dst);
   }
   consumer_unlock(q);
   if (rc == MP_ETIMEDOUT)
@@ -647,12 +797,28 @@ int mp_queue_get_args(mp_queue *q, mp_args **out, double timeout) {
   return rc;
 }
 
+/* If a side's last holder died in the middle of a step, repair it now
+ * (its counters are exact only once repaired); cheap when idle. */
+static void recover_dead(mp_queue *q) {
+  qside *pr = &q->st->prod.s, *co = &q->st->cons.s;
+  uint32_t owner;
+  if (mp__load32(&pr->phase) != PH_IDLE &&
+      (owner = mp__load32(&pr->lock.owner)) != 0 && !mpi_pid_alive(owner) &&
+      producer_lock(q, mpi_now()) == 0)
+    producer_unlock(q);
+  uint32_t ph = mp__load32(&co->phase);
+  if (ph != PH_IDLE && ph != PH_SKIP &&
+      (owner = mp__load32(&co->lock.owner)) != 0 && !mpi_pid_alive(owner) &&
+      consumer_lock(q, mpi_now()) == 0)
+    consumer_unlock(q);
+}
+
 int64_t mp_queue_qsize(mp_queue *q) {
   int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_qsize");
   if (rc != 0)
     return rc;
-  int64_t d = (int64_t)(mp__load64(&q->st->prod.s.count) -
-                        mp__load64(&q->st->cons.s.count));
+  recover_dead(q);
+  int64_t d = queue_size(q->st);
   return d > 0 ? d : 0;
 }
 
@@ -679,24 +845,41 @@ int mp_queue_is_closed(mp_queue *q) {
   return mp__load32(&q->st->closed) != 0;
 }
 
+/* A JoinableQueue's tasks not yet done, given the task_done count d:
+ * messages put (less the aborted), less those a consumer lost part way
+ * (less the aborted), less d (0 rather than below: a task_done racing
+ * with a put that a kill then undid). */
+static uint64_t unfinished(queue_state *st, uint64_t d) {
+  int64_t put = (int64_t)(mp__load64(&st->prod.s.count) -
+                          mp__load64(&st->prod.s.lost));
+  int64_t gone = (int64_t)(mp__load64(&st->cons.s.lost) -
+                           mp__load64(&st->cons.s.aborts) + d);
+  return put > gone ? (uint64_t)(put - gone) : 0;
+}
+
 int mp_queue_task_done(mp_queue *q) {
   int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_task_done");
   if (rc != 0)
     return rc;
   if (!q->st->joinable)
     return mp__error(MP_EINVAL, "task_done on a queue that is not joinable");
-  uint64_t v = mp__load64(&q->st->unfinished);
+  recover_dead(q);
+  queue_state *st = q->st;
+  uint64_t d = mp__load64(&st->tasks_done), left;
   do {
-    if (v == 0)
+    left = unfinished(st, d);
+    if (left == 0)
       return mp__error(MP_EVALUE, "task_done() called too many times");
-  } while (!mp__cas64(&q->st->unfinished, &v, v - 1));
-  if (v == 1)
-    mp__wq_wake(q->shm, &q->st->join_wq, MP__WAKE_ALL);
+  } while (!mp__cas64(&st->tasks_done, &d, d + 1));
+  if (left == 1)
+    mp__wq_wake(q->shm, &st->join_wq, MP__WAKE_ALL);
   return 0;
 }
 
 static int join_try(void *arg) {
-  return mp__load64(&((queue_state *)arg)->unfinished) == 0;
+  mp_queue *q = arg;
+  recover_dead(q);
+  return unfinished(q->st, mp__load64(&q->st->tasks_done)) == 0;
 }
 
 int mp_queue_join(mp_queue *q, double timeout) {
@@ -705,10 +888,10 @@ int mp_queue_join(mp_queue *q, double timeout) {
     return rc;
   if (!q->st->joinable)
     return mp__error(MP_EINVAL, "join on a queue that is not joinable");
-  if (join_try(q->st))
+  if (join_try(q))
     return 0;
   rc = timeout == 0 ? MP_ETIMEDOUT
-                    : mp__wq_wait(q->shm, &q->st->join_wq, join_try, q->st,
+                    : mp__wq_wait(q->shm, &q->st->join_wq, join_try, q,
                                   mp__deadline(timeout), 0);
   if (rc == MP_ETIMEDOUT)
     return mp__error(rc, "unfinished tasks remain after %g s", timeout);

@@ -185,7 +185,9 @@ static int va_new(va **out, uint32_t type, char typecode, size_t length,
     if (rc != 0)
       return rc;
   }
-  if (length > ((size_t)1 << 40) / t->size)
+  /* At most 1 TiB, and what size_t can count (32-bit systems). */
+  if ((uint64_t)length > ((uint64_t)1 << 40) / t->size ||
+      length > (SIZE_MAX - 4096) / t->size)
     return mp__error(MP_EINVAL, "%s: %zu elements is too many", what, length);
   size_t data_off = own_lock ? VA_LOCK_OFF + mp__lock_state_size()
                              : sizeof(va_state);

@@ -8,6 +8,8 @@
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +118,34 @@ Test(queue, maxsize_nowait_and_timeouts, .timeout = TS_TIMEOUT) {
   cr_expect_eq(mp_queue_put(NULL, "x", 1, 0), MP_EINVAL);
   cr_expect_eq(mp_queue_get(q, NULL, &n, 0), MP_EINVAL);
   cr_expect_eq(mp_queue_new_ex(&q, 0, (size_t)2 << 30, 0), MP_EINVAL);
+  mp_queue_free(q);
+}
+
+/* Sizes whose record size would wrap (SIZE_MAX became a 16-byte record
+ * and memcpy ran over the ring) are refused, and the queue goes on. */
+Test(queue, impossible_sizes_are_refused, .timeout = TS_TIMEOUT) {
+  mp_queue *q;
+  cr_assert_eq(mp_queue_new_ex(&q, 0, 4096, 1), 0);
+  char buf[32] = "still here";
+  size_t sizes[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 16, SIZE_MAX / 2 + 1,
+                    (size_t)PTRDIFF_MAX + 1};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    cr_expect_eq(mp_queue_put(q, buf, sizes[i], 0), MP_ERANGE, "size %zu",
+                 sizes[i]);
+    cr_expect_eq(mp_queue_qsize(q), 0);
+  }
+  if ((uint64_t)SIZE_MAX > MP_QUEUE_MAX_MESSAGE)
+    cr_expect_eq(mp_queue_put(q, buf, (size_t)(MP_QUEUE_MAX_MESSAGE + 1), 0),
+                 MP_ERANGE);
+  cr_expect_eq(mp_queue_put(q, buf, 11, 0), 0);
+  char got[32];
+  size_t n = 0;
+  cr_expect_eq(mp_queue_get_into(q, got, sizeof got, &n, 1.0), 0);
+  cr_expect_eq(n, 11);
+  cr_expect_str_eq(got, "still here");
+  cr_expect_eq(mp_queue_task_done(q), 0);
+  cr_expect_eq(mp_queue_join(q, 0), 0);
+  cr_expect_eq(mp_queue_task_done(q), MP_EVALUE);
   mp_queue_free(q);
 }
 
