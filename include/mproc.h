@@ -745,7 +745,11 @@ MP_API mp_array *mp_args_array(const mp_args *a, size_t i);
  * mp_shm_open attaches to an existing one; MP_ENOENT when missing.
  * The segment is removed when the last process using it frees it or
  * ends, however it ends (POSIX: a small tracker process per segment
- * counts users; Windows: the kernel does).  Names are owner-only (0600)
+ * counts users; Windows: the kernel does), also when the creator is
+ * killed inside mp_shm_new: then the name is gone and may be created
+ * again.  POSIX: only processes of the owner's uid count as users (root
+ * included, mp_shm_open of another uid's segment is MP_EPERM), so no
+ * other user can keep a name alive.  Names are owner-only (0600)
  * and may be up to 255 bytes: long names are hashed to fit macOS.  The
  * buffer is 64-byte aligned. */
 typedef struct mp_shm mp_shm;

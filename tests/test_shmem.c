@@ -4,9 +4,33 @@
  * them under every start method, attach by name, and cleanup: a name is
  * gone once its last user has gone, also when users were killed.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE /* setgroups, prctl */
+#endif
+
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#if !defined(_WIN32)
+#  include <errno.h>
+#  include <fcntl.h>
+#  include <grp.h>
+#  include <poll.h>
+#  include <signal.h>
+#  include <sys/mman.h>
+#  include <sys/socket.h>
+#  include <sys/un.h>
+#  include <sys/wait.h>
+#  include <time.h>
+#  include <unistd.h>
+#  if defined(__linux__)
+#    include <sys/prctl.h>
+#  endif
+#else
+#  include <windows.h>
+#endif
 
 #include "methods.h"
 #include "mproc.h"
@@ -406,3 +430,360 @@ static void check_shm_creator_killed(const char *method) {
   mp_event_free(ready);
 }
 FOR_EACH_METHOD(check_shm_creator_killed)
+
+/* ---- a creator killed inside mp_shm_new; other users (issue 15) --------- */
+
+#if !defined(_WIN32)
+
+/* Test-only hooks of src/posix/shm.c (documented there). */
+#define KILL_AT_ENV "MPROC_TEST_SHM_KILL_AT"  /* SIGKILL at stage k */
+#define TRACE_ENV "MPROC_TEST_SHM_TRACE"      /* trackers log pid, address */
+#define PEER_UID_ENV "MPROC_TEST_SHM_PEER_UID" /* trackers accept only it */
+
+/* The name is gone from the OS (not just unattachable: a segment left
+ * half-made has no header, and mp_shm_open would wait for one). */
+static int os_name_gone(void *name) {
+  char os[80];
+  snprintf(os, sizeof os, "/%s", (const char *)name);
+  int fd = shm_open(os, O_RDONLY, 0);
+  if (fd >= 0)
+    close(fd);
+  return fd < 0 && errno == ENOENT;
+}
+
+static void os_name_remove(const char *name) {
+  char os[80];
+  snprintf(os, sizeof os, "/%s", name);
+  shm_unlink(os);
+}
+
+/* The trackers logged in `path` (TRACE_ENV): up to cap pids, and the
+ * address of the last one.  Returns how many. */
+static int read_trace(const char *path, long *pids, int cap, char *addr,
+                      size_t acap) {
+  char buf[8192];
+  if (ts_read_file(path, buf, sizeof buf) < 0)
+    return 0;
+  int n = 0;
+  for (char *line = strtok(buf, "\n"); line != NULL && n < cap;
+       line = strtok(NULL, "\n")) {
+    char *sp = strchr(line, ' ');
+    if (sp == NULL)
+      continue;
+    *sp = '\0';
+    pids[n++] = atol(line);
+    if (addr != NULL)
+      snprintf(addr, acap, "%s", sp + 1);
+  }
+  return n;
+}
+
+static void sleep_seconds(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+/* Runs in a fresh child H, made a subreaper on Linux so that every
+ * descendant of the creator (the tracker included) becomes H's child once
+ * orphaned.  H forks a creator C that calls mp_shm_new(name, size) with
+ * the trace hook on and is killed at hook stage `stage` (>= 0) or `delay`
+ * seconds after it starts (stage < 0).  H reaps C, then every other
+ * descendant: all must end on their own within 10 s.
+ * Exit: 0 C was killed, 1 C finished mp_shm_new first (and exited, which
+ * releases the segment all the same); 10.. failures: 10 prctl, 11 pipe or
+ * fork, 12 C ended some other way, 13 a descendant was left running;
+ * 30 + n: mp_shm_new failed with -n. */
+static int kill_harness(const char *name, size_t size, int stage,
+                        double delay, const char *trace) {
+#  if defined(__linux__)
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L) != 0)
+    return 10;
+#  endif
+  int p[2];
+  if (pipe(p) != 0)
+    return 11;
+  pid_t c = fork();
+  if (c < 0)
+    return 11;
+  if (c == 0) {
+    close(p[0]);
+    char k[16];
+    snprintf(k, sizeof k, "%d", stage);
+    if (stage >= 0)
+      setenv(KILL_AT_ENV, k, 1);
+    setenv(TRACE_ENV, trace, 1);
+    (void)!write(p[1], "g", 1);
+    mp_shm *s;
+    int rc = mp_shm_new(&s, name, size);
+    _exit(rc == 0 ? 0 : 30 + (-rc & 63)); /* our end releases the segment */
+  }
+  close(p[1]);
+  char g;
+  (void)!read(p[0], &g, 1);
+  close(p[0]);
+  if (stage < 0) {
+    sleep_seconds(delay); /* not synchronisation: where the kill lands */
+    kill(c, SIGKILL);
+  }
+  int st;
+  while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+    ;
+  int killed = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+  if (!killed && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+    return WIFEXITED(st) && WEXITSTATUS(st) >= 30 ? WEXITSTATUS(st) : 12;
+  double end = ts_now() + 10.0;
+  for (;;) { /* every descendant must end by itself */
+    pid_t w = waitpid(-1, &st, WNOHANG);
+    if (w < 0 && errno == ECHILD)
+      break;
+    if (w == 0 && ts_now() > end)
+      return 13;
+    if (w == 0)
+      sleep_seconds(0.001); /* polling with a deadline */
+  }
+  return killed ? 0 : 1;
+}
+
+/* Run kill_harness in a child (so that the subreaper setting and the
+ * reaping stay out of the test's process); its exit code, -1 if stuck. */
+static int run_kill(const char *name, size_t size, int stage, double delay,
+                    const char *trace) {
+  fflush(NULL);
+  pid_t h = fork();
+  cr_assert_geq(h, 0, "fork");
+  if (h == 0)
+    _exit(kill_harness(name, size, stage, delay, trace));
+  double end = ts_now() + 40.0;
+  int st;
+  for (;;) {
+    pid_t w = waitpid(h, &st, WNOHANG);
+    if (w == h)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (ts_now() > end) {
+      kill(h, SIGKILL);
+      waitpid(h, &st, 0);
+      return -1;
+    }
+    sleep_seconds(0.001);
+  }
+}
+
+/* After a run: the name is gone, every tracker logged has ended (killed
+ * here if not, so that a failure leaves no stray), and the name can be
+ * created again.  1 when all held. */
+static int check_clean(const char *name, const char *trace,
+                        const char *what) {
+  int ok = ts_poll_until(os_name_gone, (void *)name, 10.0);
+  cr_expect(ok, "%s: the name is removed", what);
+  long pids[64];
+  int n = read_trace(trace, pids, 64, NULL, 0);
+  remove(trace);
+  for (int i = 0; i < n; i++) {
+    int gone = ts_wait_pid_gone(pids[i], 10.0);
+    cr_expect(gone, "%s: tracker %ld has ended", what, pids[i]);
+    if (!gone)
+      kill((pid_t)pids[i], SIGKILL);
+    ok &= gone;
+  }
+  mp_shm *s;
+  int rc = mp_shm_new(&s, name, 4096);
+  cr_expect_eq(rc, 0, "%s: the name can be created again: %s", what,
+               rc == 0 ? "" : mp_last_error_message());
+  if (rc == 0)
+    mp_shm_free(s);
+  if (!ts_poll_until(os_name_gone, (void *)name, 10.0))
+    os_name_remove(name); /* leave nothing for the next round */
+  return ok && rc == 0;
+}
+
+#  define KILL_SIZE ((size_t)32 << 20) /* large: sizing takes a while */
+
+/* The creator is killed at every stage of mp_shm_new (the test-only hook
+ * MPROC_TEST_SHM_KILL_AT), until a stage number past the last lets it
+ * finish. */
+Test(shm, creator_killed_at_every_stage, .timeout = TS_TIMEOUT) {
+  char name[64], trace[256];
+  unique_name(name, sizeof name, "ks");
+  ts_temp_path(trace, sizeof trace, "shmtrace");
+  int k;
+  for (k = 0; k < 64; k++) {
+    remove(trace);
+    int r = run_kill(name, KILL_SIZE, k, 0, trace);
+    char what[32];
+    snprintf(what, sizeof what, "stage %d", k);
+    cr_expect(r == 0 || r == 1, "%s: harness code %d", what, r);
+    if (!check_clean(name, trace, what) || r != 0)
+      break; /* the first failure says it all */
+  }
+  cr_expect_geq(k, 4, "the kill hook is compiled in (%d stages)", k);
+}
+
+/* The creator is killed after random delays that span the whole call. */
+Test(shm, creator_killed_at_random_points, .timeout = TS_TIMEOUT) {
+  char name[64], trace[256];
+  unique_name(name, sizeof name, "kr");
+  ts_temp_path(trace, sizeof trace, "shmtrace");
+  /* How long one create takes here (the creator's fork included). */
+  double t0 = ts_now();
+  cr_assert_eq(run_kill(name, KILL_SIZE, 999, 0, trace), 1,
+               "a create that is not killed finishes");
+  double span = (ts_now() - t0) * 1.5;
+  check_clean(name, trace, "calibration");
+  unsigned seed = (unsigned)(ts_now() * 1000);
+  srand(seed);
+  int killed = 0;
+  for (int i = 0; i < 60; i++) {
+    double delay = span * rand() / RAND_MAX;
+    char what[80];
+    snprintf(what, sizeof what, "seed %u, kill %d after %.6f s", seed, i,
+             delay);
+    remove(trace);
+    int r = run_kill(name, KILL_SIZE, -1, delay, trace);
+    cr_expect(r == 0 || r == 1, "%s: harness code %d", what, r);
+    killed += r == 0;
+    if (!check_clean(name, trace, what) || (r != 0 && r != 1))
+      break; /* the first failure says it all */
+  }
+  cr_expect_gt(killed, 0, "some kills landed inside the call");
+}
+
+/* Another user connects to the tracker: it must not keep the name alive
+ * after the owner, its only real user, has freed it.  As root the
+ * intruder is a child that becomes nobody (65534); otherwise the test-only
+ * hook MPROC_TEST_SHM_PEER_UID makes the tracker take our own uid for a
+ * stranger's, and the intruder is a plain child. */
+Test(shm, other_users_cannot_keep_a_name, .timeout = TS_TIMEOUT) {
+  char name[64], trace[256], addr[256] = "";
+  unique_name(name, sizeof name, "uid");
+  ts_temp_path(trace, sizeof trace, "shmtrace");
+  remove(trace);
+  int root = geteuid() == 0;
+  int to_i[2], from_i[2];
+  cr_assert_eq(pipe(to_i), 0);
+  cr_assert_eq(pipe(from_i), 0);
+  fflush(NULL);
+  pid_t in = fork(); /* before the segment: it inherits no connection */
+  cr_assert_geq(in, 0);
+  if (in == 0) {
+    close(to_i[1]);
+    close(from_i[0]);
+    char a[256] = "";
+    if (read(to_i[0], a, sizeof a - 1) <= 0)
+      _exit(1);
+    if (root && (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+                 setuid(65534) != 0 || getuid() != 65534)) {
+      (void)!write(from_i[1], "S", 1);
+      _exit(1);
+    }
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(a);
+    if (n == 0 || n >= sizeof sa.sun_path)
+      _exit(1);
+    memcpy(sa.sun_path, a, n);
+    if (a[0] == '@')
+      sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    char rep[2] = {'C', 0};
+    if (connect(fd, (struct sockaddr *)&sa,
+                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) !=
+        0) {
+      rep[0] = 'N'; /* refused at once: as good */
+    } else {
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 10000) != 1)
+        rep[1] = 'T';
+      else if (read(fd, &rep[1], 1) != 1)
+        rep[1] = 'E'; /* closed on us; 'U': told so; 'A': welcomed */
+    }
+    (void)!write(from_i[1], rep, 2);
+    ts_block_forever(); /* holding the connection, if it was kept */
+  }
+  close(to_i[0]);
+  close(from_i[1]);
+  char uid[32];
+  snprintf(uid, sizeof uid, "%ld", (long)geteuid() + 1);
+  if (!root)
+    ts_setenv(PEER_UID_ENV, uid);
+  ts_setenv(TRACE_ENV, trace);
+  mp_shm *s;
+  int rc = mp_shm_new(&s, name, 4096);
+  ts_unsetenv(TRACE_ENV);
+  ts_unsetenv(PEER_UID_ENV);
+  cr_assert_eq(rc, 0, "%s", mp_last_error_message());
+  long pid = 0;
+  cr_assert_eq(read_trace(trace, &pid, 1, addr, sizeof addr), 1,
+               "the tracker logged itself");
+  remove(trace);
+  cr_assert_eq(write(to_i[1], addr, strlen(addr)), (ssize_t)strlen(addr));
+  char rep[2] = {0, 0};
+  struct pollfd p = {from_i[0], POLLIN, 0};
+  cr_assert_eq(poll(&p, 1, 20000), 1, "the intruder reports");
+  cr_assert_eq(read(from_i[0], rep, 2), 2);
+  cr_expect_neq(rep[0], 'S', "could not become nobody");
+  cr_expect(rep[0] == 'N' || rep[1] == 'E' || rep[1] == 'U',
+            "the tracker refuses another uid (%c%c)", rep[0],
+            rep[1] ? rep[1] : '0');
+  mp_shm_free(s); /* the owner leaves: nobody else counts */
+  cr_expect(ts_poll_until(os_name_gone, name, 10.0),
+            "the name is removed although a stranger is connected");
+  cr_expect(ts_wait_pid_gone(pid, 10.0), "the tracker has ended");
+  kill(in, SIGKILL);
+  waitpid(in, NULL, 0);
+  close(to_i[1]);
+  close(from_i[0]);
+  if (!os_name_gone(name))
+    os_name_remove(name);
+  kill((pid_t)pid, SIGKILL); /* in case it failed: no stray */
+}
+
+#else /* _WIN32 */
+
+/* Windows: a named mapping is reference-counted by the kernel (no tracker,
+ * no stages, no uid: another user needs the DACL's consent to open it), so
+ * the promise to test is that a creator killed inside mp_shm_new leaves
+ * nothing: a new create of the name succeeds once it is gone. */
+static int create_big(const mp_args *a) {
+  mp_event_set(mp_args_event(a, 1));
+  mp_shm *s;
+  if (mp_shm_new(&s, mp_args_str(a, 0), (size_t)32 << 20) != 0)
+    return 90;
+  ts_block_forever();
+  return 0;
+}
+
+static int can_create(void *name) {
+  mp_shm *s;
+  if (mp_shm_new(&s, name, 4096) != 0)
+    return 0;
+  mp_shm_free(s);
+  return 1;
+}
+
+Test(shm, creator_killed_at_random_points, .timeout = TS_TIMEOUT) {
+  char name[64];
+  unique_name(name, sizeof name, "kr");
+  srand((unsigned)(ts_now() * 1000));
+  for (int i = 0; i < 4; i++) {
+    mp_event *started;
+    cr_assert_eq(mp_event_new(&started), 0);
+    mp_args *a;
+    mp_args_new(&a);
+    mp_args_add_str(a, name);
+    mp_args_add_event(a, started);
+    mp_process *p = ts_start("spawn", create_big, a);
+    mp_args_free(a);
+    cr_assert_eq(mp_event_wait(started, 30.0), 0);
+    Sleep((DWORD)(rand() % 20)); /* not synchronisation: where it lands */
+    mp_process_kill(p);
+    ts_join(p);
+    cr_expect(ts_poll_until(can_create, name, 10.0),
+              "kill %d: the name can be created again", i);
+    mp_process_free(p);
+    mp_event_free(started);
+  }
+}
+
+#endif

@@ -11,11 +11,13 @@
  * Why a tracker: a POSIX shm name outlives every process until someone
  * unlinks it, so a crash leaks it (Python's resource tracker counts names
  * per process and gets this wrong both ways).  Here each named segment
- * gets one tiny process, forked when the segment is created, that holds
- * a listening Unix socket.  Every process using the segment keeps one
- * connection to it; the kernel closes that connection when the process
- * ends however it ends.  When the last connection goes, the tracker
- * unlinks the name and exits.  Users are counted, not names.
+ * gets one tiny process, started before the name exists (it creates the
+ * name itself, see part 3 for why), that holds a listening Unix socket.
+ * Every process using the segment keeps one connection to it (the
+ * creator: a socket pair made before the tracker); the kernel closes that
+ * connection when the process ends however it ends.  When the last
+ * connection goes, the tracker unlinks the name and exits.  Users are
+ * counted, not names, and only the owner's uid counts.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #  define _GNU_SOURCE
@@ -55,6 +57,10 @@
 
 #include "../atomic.h"
 #include "internal.h"
+
+#if !defined(MSG_NOSIGNAL)
+#  define MSG_NOSIGNAL 0 /* SO_NOSIGPIPE is set instead (and T ignores it) */
+#endif
 
 /* ---- 1. Segments -------------------------------------------------------- */
 
@@ -121,33 +127,22 @@ static int map_segment(int fd, mpi_shm **out) {
   return shm_wrap(fd, p, len, (size_t)h->size, out);
 }
 
-/* Size the new segment behind fd, map it and write the header. */
-static int init_segment(int fd, size_t size, int named, mpi_shm **out) {
+/* Size the new anonymous segment behind fd, map it and write the header
+ * (a named one is made by its tracker: part 3). */
+static int init_segment(int fd, size_t size, mpi_shm **out) {
   if (size == 0 || size > (size_t)INT64_MAX - SHM_HEADER)
     return mp__error(MP_EINVAL, "shared memory size %zu is not valid", size);
   size_t len = SHM_HEADER + size;
   if (ftruncate(fd, (off_t)len) != 0)
     return shm_fail(errno == EFBIG || errno == EINVAL ? MP_EINVAL : MP_EOS,
                     "sizing a shared memory segment");
-#if defined(__linux__)
-  /* A named segment lives in /dev/shm, which may be small (containers):
-   * reserve the pages now, so that a full /dev/shm is an error here and
-   * not a SIGBUS at first touch. */
-  if (named) {
-    int rc = posix_fallocate(fd, 0, (off_t)len);
-    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-      errno = rc;
-      return shm_fail(MP_ENOMEM, "reserving shared memory (is /dev/shm full?)");
-    }
-  }
-#endif
   void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED)
     return shm_fail(MP_EOS, "mmap of a shared memory segment");
   shm_header *h = p;
   h->version = SHM_VERSION;
   h->size = size;
-  h->named = (uint32_t)named;
+  h->named = 0;
   if (mpi_random(h->id, sizeof h->id) != 0) {
     munmap(p, len);
     return MP_EOS;
@@ -208,7 +203,7 @@ int mpi_shm_new(size_t size, mpi_shm **out) {
     return shm_fail(errno == EMFILE || errno == ENFILE ? MP_ENOMEM : MP_EOS,
                     "creating shared memory");
   mpi_shm *s = NULL;
-  int rc = init_segment(fd, size, 0, &s);
+  int rc = init_segment(fd, size, &s);
   if (rc != 0) {
     close(fd);
     return rc;
@@ -237,6 +232,94 @@ int mpi_shm_adopt(mpi_fd h, mpi_shm **out) {
 }
 
 /* ---- 3. Named segments and the tracker ---------------------------------- */
+
+/*
+ * Creating a named segment, crash-safe at every instruction boundary.
+ *
+ * The rule: the name never exists without a tracker that already counts
+ * the creator as a user.  So the tracker T is started first, attached to
+ * the creator C by a socket pair ("the link") made before T exists, and
+ * it is T, not C, that creates the name.  The order, and what a SIGKILL of
+ * the creator at each point leaves:
+ *
+ *  C1 C checks the name, draws the segment id, prepares T's address
+ *     (Linux: abstract "@mproc-shm-<id>"; elsewhere a mkdtemp template)
+ *     and takes the start lock (so that mproc's own children started by
+ *     other threads do not inherit the link's far end).
+ *     Killed: nothing exists outside C.
+ *  C2 C makes the link (CLOEXEC) and forks a middle process M.
+ *     Killed before the fork: the kernel closes the link.  Killed after:
+ *     M runs on (it is not C): it forks T and exits at once.
+ *  M  forks T and exits (so that T is nobody's child and is reaped by
+ *     init); its copies of the link go with it.
+ *  C3 C closes its copy of T's end, drops the start lock, reaps M, and
+ *     waits for T's welcome on its end of the link (no timeout: T
+ *     answers, or dies and the kernel closes T's end: end-of-file).
+ *     Killed anywhere from C2 on: T holds its end of the link, whose
+ *     only other copies (C's, M's) the kernel closes when they end; so
+ *     T's first user is gone before T even asks, and it ends (T4) after
+ *     removing whatever it made.  T never waits for a creator that died.
+ *  T1 T: setsid, ignores the terminal's signals, keeps only the link
+ *     (as fd 3) and /dev/null, binds and listens on its address
+ *     (elsewhere than Linux: in a fresh 0700 directory).
+ *  T2 T: shm_open(O_CREAT | O_EXCL, 0600): from here the name exists,
+ *     and T knows it made it.  It sizes the segment (ftruncate: once, as
+ *     macOS wants; Linux: posix_fallocate, so a full /dev/shm is an
+ *     error now, not a SIGBUS later) and writes the header (everything
+ *     but the magic: version, size, id, its address) through a small
+ *     mapping.  On any failure T unlinks the name itself before it
+ *     answers, so that a failed create leaves nothing and a retry does
+ *     not meet MP_EEXIST.
+ *  T3 T sends the welcome: 'A' with the segment's descriptor, or an
+ *     error code and errno (then it cleans up and exits).  If C is dead
+ *     by now, the send fails or goes nowhere, and T4 finds no user.
+ *  T4 T's loop: poll the listener, the link and every accepted user;
+ *     accept only peers of the owner's uid (SO_PEERCRED / getpeereid:
+ *     an abstract socket is open to every local user).  When the last
+ *     user is gone, the link included: close the listener (queued
+ *     connections are reset: their attach fails cleanly), unlink the
+ *     name if it still holds our id (after an explicit unlink it may be
+ *     a namesake's), remove the socket's directory, exit.
+ *  C4 C maps the segment (a failure unlinks the name, as T2 does) and
+ *     stores the magic last; attachers wait for it.  Killed: T sees the
+ *     link close and unlinks the name.  Killed after: the same, as for
+ *     any user: the segment is released when C ends, however it ends.
+ *
+ * Only T itself being SIGKILLed (after T2) can leak the name; nothing
+ * but SIGKILL stops it early.
+ *
+ * Test-only hooks (tests/test_shmem.c; set them in tests only):
+ *   MPROC_TEST_SHM_KILL_AT=k   mpi_shm_create raises SIGKILL at stage k
+ *                              (SHM_STAGE below, 0..7, in order)
+ *   MPROC_TEST_SHM_TRACE=path  a tracker appends "<pid> <address>\n" to
+ *                              path when it starts
+ *   MPROC_TEST_SHM_PEER_UID=u  trackers accept uid u only (on top of the
+ *                              owner check: it can only refuse more), so
+ *                              a test not run as root can play a stranger
+ */
+
+static int shm_kill_at(void) {
+  const char *e = getenv("MPROC_TEST_SHM_KILL_AT");
+  return e != NULL && e[0] != '\0' ? atoi(e) : -1;
+}
+#define SHM_STAGE(k)                                                         \
+  do {                                                                       \
+    if (kill_at == (k))                                                      \
+      raise(SIGKILL);                                                        \
+  } while (0)
+
+static void shm_trace(const char *path, const char *addr) {
+  if (path == NULL || path[0] == '\0')
+    return;
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return;
+  char line[SHM_ADDR_MAX + 32];
+  int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), addr);
+  if (n > 0)
+    (void)!write(fd, line, (size_t)n);
+  close(fd);
+}
 
 /* The OS name: "/" + name when it fits every platform's limit (macOS
  * allows 31 bytes with the slash), else "/mph-" + a 64-bit FNV-1a hash of
@@ -281,7 +364,8 @@ static socklen_t tracker_sockaddr(const char *addr, struct sockaddr_un *sa) {
 
 /* Connect to the tracker and wait for its one-byte welcome: then we are
  * counted.  A tracker that is gone (its last user left, so it is removing
- * the name) refuses us: MP_ENOENT. */
+ * the name) refuses us: MP_ENOENT; one that does not know our uid:
+ * MP_EPERM. */
 static int tracker_join(mpi_shm *s) {
   shm_header *h = (shm_header *)s->base;
   char addr[SHM_ADDR_MAX];
@@ -308,6 +392,9 @@ static int tracker_join(mpi_shm *s) {
   while (r < 0 && errno == EINTR);
   if (r != 1 || read(fd, &ok, 1) != 1 || ok != 'A') {
     close(fd);
+    if (ok == 'U')
+      return mp__error(MP_EPERM, "the shared memory segment's tracker "
+                                 "serves its owner's uid only");
     return mp__error(MP_ENOENT, "shared memory segment is being removed "
                                 "(its tracker did not answer)");
   }
@@ -318,7 +405,7 @@ static int tracker_join(mpi_shm *s) {
 /* The tracker's memory comes from mmap: it is a fork child of a process
  * that may have threads, so it must not call malloc. */
 typedef struct tracker_state {
-  struct pollfd *fds; /* fds[0] is the listening socket */
+  struct pollfd *fds; /* [0] the listener, [1] the link, then users */
   size_t n, cap;
 } tracker_state;
 
@@ -338,16 +425,21 @@ static int tracker_grow(tracker_state *t) {
 }
 
 /* Remove the name, but only if it is still our segment (after an explicit
- * unlink someone may have created a namesake). */
+ * unlink someone may have created a namesake, maybe still without its
+ * header: too short to be ours, and not to be mapped, or a read past its
+ * end would be a SIGBUS). */
 static void tracker_remove(const char *name, const unsigned char *id) {
   int fd = shm_open(name, O_RDWR, 0);
   if (fd < 0)
     return;
-  void *p = mmap(NULL, SHM_HEADER, PROT_READ, MAP_SHARED, fd, 0);
-  if (p != MAP_FAILED) {
-    if (memcmp(((shm_header *)p)->id, id, 16) == 0)
-      shm_unlink(name);
-    munmap(p, SHM_HEADER);
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SHM_HEADER) {
+    void *p = mmap(NULL, SHM_HEADER, PROT_READ, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) {
+      if (memcmp(((shm_header *)p)->id, id, 16) == 0)
+        shm_unlink(name);
+      munmap(p, SHM_HEADER);
+    }
   }
   close(fd);
 }
@@ -364,8 +456,159 @@ static void close_from(int lowfd) {
     close(fd);
 }
 
-static void tracker_main(int lfd, const char *name, const unsigned char *id,
-                         const char *path, const char *dir) {
+/* Is the peer of accepted connection c the owner (our effective uid, and
+ * the test hook's uid when set)?  An abstract socket has no permissions,
+ * and a socket file's directory keeps out everyone but us and root. */
+static int peer_allowed(int c, long only_uid) {
+  uid_t uid;
+#if defined(__linux__)
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 ||
+      len != sizeof cr)
+    return 0;
+  uid = cr.uid;
+#else
+  gid_t gid;
+  if (getpeereid(c, &uid, &gid) != 0)
+    return 0;
+#endif
+  return uid == geteuid() && (only_uid < 0 || (long)uid == only_uid);
+}
+
+/* What the tracker tells its creator (T3), with the descriptor on 'A'. */
+enum {
+  TW_OK = 'A',
+  TW_EXISTS = 'E',  /* shm_open: the name is taken */
+  TW_OPEN = 'O',    /* shm_open failed otherwise (err) */
+  TW_SIZE = 'S',    /* ftruncate or posix_fallocate failed (err) */
+  TW_LISTEN = 'L',  /* the tracker's socket (err) */
+  TW_MAP = 'M'      /* mapping the header (err) */
+};
+typedef struct tracker_welcome {
+  int code;
+  int err;
+} tracker_welcome;
+
+/* What the creator hands its tracker (the tracker gets a copy in fork). */
+typedef struct tracker_args {
+  const char *name; /* the OS name */
+  size_t size;      /* usable bytes */
+  unsigned char id[16];
+  char addr[SHM_ADDR_MAX]; /* Linux: the abstract address */
+  char dir[96];            /* elsewhere: the mkdtemp template */
+  const char *trace;       /* test hook, or NULL */
+  long only_uid;           /* test hook, or -1 */
+} tracker_args;
+
+static void tracker_send(int link, int code, int err, int fd) {
+  tracker_welcome w = {code, err};
+  struct iovec iov = {&w, sizeof w};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } cm;
+  memset(&cm, 0, sizeof cm);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = cm.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  ssize_t r;
+  do
+    r = sendmsg(link, &msg, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  /* A dead creator: nothing to tell; the loop finds the link closed. */
+}
+
+/* T1-T2: the listener and the segment, or an answer explaining why not. */
+static int tracker_setup(tracker_args *a, int link, int *lfd_out,
+                         char *path) {
+  char addr[SHM_ADDR_MAX];
+  memcpy(addr, a->addr, sizeof addr);
+  path[0] = '\0';
+  if (a->dir[0] != '\0') {
+    if (mkdtemp(a->dir) == NULL) { /* 0700: only we (and root) get in */
+      tracker_send(link, TW_LISTEN, errno, -1);
+      return -1;
+    }
+    snprintf(path, SHM_ADDR_MAX, "%s/t", a->dir);
+    memcpy(addr, path, SHM_ADDR_MAX);
+  }
+  shm_trace(a->trace, addr); /* before the name can exist */
+  struct sockaddr_un sa;
+  socklen_t len = tracker_sockaddr(addr, &sa);
+  int lfd = len == 0 ? -1 : socket(AF_UNIX, SOCK_STREAM, 0);
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, len) != 0 ||
+      listen(lfd, 128) != 0) {
+    int err = len == 0 ? ENAMETOOLONG : errno;
+    if (lfd >= 0)
+      close(lfd);
+    tracker_send(link, TW_LISTEN, err, -1);
+    return -1;
+  }
+  int fd = shm_open(a->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) {
+    int err = errno;
+    close(lfd);
+    tracker_send(link, err == EEXIST ? TW_EXISTS : TW_OPEN, err, -1);
+    return -1;
+  }
+  /* From here the name is ours: every failure removes it. */
+  size_t total = SHM_HEADER + a->size;
+  int code = 0, err = 0;
+  if (ftruncate(fd, (off_t)total) != 0) {
+    code = TW_SIZE;
+    err = errno;
+  }
+#if defined(__linux__)
+  /* /dev/shm may be small (containers): reserve the pages now, so that a
+   * full /dev/shm is an error here and not a SIGBUS at first touch. */
+  if (code == 0) {
+    int rc = posix_fallocate(fd, 0, (off_t)total);
+    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+      code = TW_SIZE;
+      err = rc;
+    }
+  }
+#endif
+  void *p = MAP_FAILED;
+  if (code == 0) {
+    p = mmap(NULL, SHM_HEADER, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      code = TW_MAP;
+      err = errno;
+    }
+  }
+  if (code != 0) {
+    shm_unlink(a->name);
+    close(fd);
+    close(lfd);
+    tracker_send(link, code, err, -1);
+    return -1;
+  }
+  shm_header *h = p; /* the magic is the creator's, and last */
+  h->version = SHM_VERSION;
+  h->size = a->size;
+  h->named = 1;
+  memcpy(h->id, a->id, sizeof h->id);
+  memcpy(h->tracker, addr, sizeof h->tracker);
+  munmap(p, SHM_HEADER);
+  tracker_send(link, TW_OK, 0, fd);
+  close(fd); /* the users hold the segment; we hold the name */
+  *lfd_out = lfd;
+  return 0;
+}
+
+static void tracker_main(int link, tracker_args *a) {
   /* Outlive the session and ignore the signals a terminal or a process
    * group sends: only SIGKILL stops the tracker early. */
   setsid();
@@ -375,24 +618,37 @@ static void tracker_main(int lfd, const char *name, const unsigned char *id,
   signal(SIGQUIT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   /* Hold nothing of the creator's: not its pipes (whoever reads our
-   * stdout must see EOF when the creator ends), not its other files. */
+   * stdout must see EOF when the creator ends), not its other files, not
+   * its own end of the link. */
+  link = fcntl(link, F_DUPFD, 3); /* clear of 0-2 (stdio may be closed) */
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
     dup2(null, 0);
     dup2(null, 1);
     dup2(null, 2);
   }
-  if (dup2(lfd, 3) < 0)
+  if (link < 0 || dup2(link, 3) < 0)
     _exit(1);
   close_from(4);
+  link = 3;
   tracker_state t = {NULL, 0, 0};
   if (tracker_grow(&t) != 0)
+    _exit(1); /* the creator reads end-of-file: an error */
+  char path[SHM_ADDR_MAX];
+  int lfd = -1;
+  if (tracker_setup(a, link, &lfd, path) != 0) {
+    if (path[0] != '\0')
+      unlink(path);
+    if (a->dir[0] != '\0')
+      rmdir(a->dir);
     _exit(1);
-  t.fds[0].fd = 3;
+  }
+  t.fds[0].fd = lfd;
   t.fds[0].events = POLLIN;
-  t.n = 1;
-  size_t seen = 0;
-  while (seen == 0 || t.n > 1) {
+  t.fds[1].fd = link; /* the creator: our first user */
+  t.fds[1].events = POLLIN;
+  t.n = 2;
+  while (t.n > 1) {
     int r = poll(t.fds, (nfds_t)t.n, -1);
     if (r < 0) {
       if (errno == EINTR)
@@ -409,97 +665,91 @@ static void tracker_main(int lfd, const char *name, const unsigned char *id,
       close(t.fds[i].fd);
       t.fds[i] = t.fds[--t.n];
     }
-    if (t.fds[0].revents & POLLIN) {
-      int c = accept(3, NULL, NULL);
-      if (c >= 0) {
-        if (t.n == t.cap && tracker_grow(&t) != 0) {
-          close(c);
-          continue;
-        }
-        (void)!write(c, "A", 1);
-        t.fds[t.n].fd = c;
-        t.fds[t.n].events = POLLIN;
-        t.fds[t.n].revents = 0;
-        t.n++;
-        seen++;
+    if (t.n > 1 && (t.fds[0].revents & POLLIN)) {
+      int c = accept(lfd, NULL, NULL);
+      if (c < 0)
+        continue;
+      if (!peer_allowed(c, a->only_uid)) {
+        (void)!write(c, "U", 1); /* another uid counts for nothing */
+        close(c);
+        continue;
       }
+      if (t.n == t.cap && tracker_grow(&t) != 0) {
+        close(c);
+        continue;
+      }
+      (void)!write(c, "A", 1);
+      t.fds[t.n].fd = c;
+      t.fds[t.n].events = POLLIN;
+      t.fds[t.n].revents = 0;
+      t.n++;
     }
   }
   /* Last user gone.  Refuse newcomers first (a connection still queued
    * is reset, and its attach fails cleanly), then remove the name. */
-  close(3);
-  tracker_remove(name, id);
+  close(lfd);
+  tracker_remove(a->name, a->id);
   if (path[0] != '\0') {
     unlink(path);
-    rmdir(dir);
+    rmdir(a->dir);
   }
   _exit(0);
 }
 
-/* Start the tracker for a new named segment: bind its socket, connect our
- * own user connection, fork twice (the tracker must not be our child),
- * then wait for its welcome. */
-static int tracker_start(mpi_shm *s, const char *name) {
-  shm_header *h = (shm_header *)s->base;
-  char addr[SHM_ADDR_MAX] = "";
-  char path[SHM_ADDR_MAX] = "", dir[SHM_ADDR_MAX] = "";
-  char hex[33];
-  for (int i = 0; i < 16; i++)
-    snprintf(hex + 2 * i, 3, "%02x", h->id[i]);
-#if defined(__linux__)
-  snprintf(addr, sizeof addr, "@mproc-shm-%s", hex);
-#else
-  const char *tmp = getenv("TMPDIR");
-  if (tmp == NULL || tmp[0] == '\0' || strlen(tmp) > 60)
-    tmp = "/tmp";
-  snprintf(dir, sizeof dir, "%s/mproc-XXXXXX", tmp);
-  if (mkdtemp(dir) == NULL) /* 0700: only we can reach the socket */
-    return shm_fail(MP_EOS, "creating the shared memory tracker's directory");
-  snprintf(path, sizeof path, "%s/t", dir);
-  snprintf(addr, sizeof addr, "%s", path);
-#endif
-  struct sockaddr_un sa;
-  socklen_t len = tracker_sockaddr(addr, &sa);
-  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (lfd < 0 || len == 0) {
-    if (lfd >= 0)
-      close(lfd);
-    if (dir[0])
-      rmdir(dir);
-    return shm_fail(MP_EOS, "tracker socket");
+/* The creator's side of a failure the tracker reported (T3). */
+static int welcome_error(const tracker_welcome *w, const char *name) {
+  errno = w->err;
+  switch (w->code) {
+  case TW_EXISTS:
+    return mp__error(MP_EEXIST, "shared memory \"%s\" exists", name);
+  case TW_OPEN:
+    return shm_fail(w->err == EACCES ? MP_EPERM : MP_EOS, "shm_open");
+  case TW_SIZE:
+    if (w->err == EFBIG || w->err == EINVAL)
+      return shm_fail(MP_EINVAL, "sizing a shared memory segment");
+    return shm_fail(w->err == ENOSPC || w->err == ENOMEM ? MP_ENOMEM
+                                                          : MP_EOS,
+                    "reserving shared memory (is /dev/shm full?)");
+  case TW_LISTEN:
+    return shm_fail(MP_EOS, "the shared memory tracker's socket");
+  default:
+    return shm_fail(MP_EOS, "the shared memory tracker mapping the header");
   }
-  fcntl(lfd, F_SETFD, FD_CLOEXEC);
-  if (bind(lfd, (struct sockaddr *)&sa, len) != 0 || listen(lfd, 128) != 0) {
-    int rc = shm_fail(MP_EOS, "binding the shared memory tracker's socket");
-    close(lfd);
-    if (path[0])
-      unlink(path);
-    if (dir[0])
-      rmdir(dir);
-    return rc;
+}
+
+/* C3: the welcome, and the segment's descriptor with it. */
+static int welcome_read(int link, tracker_welcome *w, int *fd) {
+  *fd = -1;
+  struct iovec iov = {w, sizeof *w};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } cm;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cm.buf;
+  msg.msg_controllen = sizeof cm.buf;
+  ssize_t r;
+  do /* no timeout: the tracker answers at once, or dies (EOF) */
+    r = recvmsg(link, &msg, MSG_WAITALL);
+  while (r < 0 && errno == EINTR);
+  for (struct cmsghdr *c = r > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c != NULL;
+       c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      memcpy(fd, CMSG_DATA(c), sizeof *fd);
+      fcntl(*fd, F_SETFD, FD_CLOEXEC);
+    }
+  if (r != (ssize_t)sizeof *w || (w->code == TW_OK && *fd < 0)) {
+    if (*fd >= 0)
+      close(*fd);
+    *fd = -1;
+    return mp__error(MP_EOS, "the shared memory tracker ended before it "
+                             "answered");
   }
-  memcpy(h->tracker, addr, sizeof h->tracker);
-  fflush(NULL);
-  pid_t mid = fork();
-  if (mid < 0) {
-    int rc = shm_fail(MP_EOS, "fork of the shared memory tracker");
-    close(lfd);
-    if (path[0])
-      unlink(path);
-    if (dir[0])
-      rmdir(dir);
-    return rc;
-  }
-  if (mid == 0) {
-    if (fork() == 0)
-      tracker_main(lfd, name, h->id, path, dir);
-    _exit(0);
-  }
-  close(lfd);
-  int st;
-  while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
-    ;
-  return tracker_join(s);
+  return 0;
 }
 
 int mpi_shm_create(const char *name, size_t size, mpi_shm **out) {
@@ -507,25 +757,90 @@ int mpi_shm_create(const char *name, size_t size, mpi_shm **out) {
   int rc = os_name(name, os, sizeof os);
   if (rc != 0)
     return rc;
-  if (size == 0)
-    return mp__error(MP_EINVAL, "shared memory size must be positive");
-  int fd = shm_open(os, O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (fd < 0)
-    return errno == EEXIST
-               ? mp__error(MP_EEXIST, "shared memory \"%s\" exists", name)
-               : shm_fail(errno == EACCES ? MP_EPERM : MP_EOS, "shm_open");
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
-  mpi_shm *s = NULL;
-  rc = init_segment(fd, size, 1, &s);
-  if (rc == 0 && (rc = tracker_start(s, os)) != 0)
-    mpi_shm_free(s);
-  else if (rc != 0)
-    close(fd);
-  if (rc != 0) {
-    shm_unlink(os);
+  if (size == 0 || size > (size_t)INT64_MAX - SHM_HEADER)
+    return mp__error(MP_EINVAL, "shared memory size %zu is not valid", size);
+  int kill_at = shm_kill_at();
+  /* C1 */
+  tracker_args a;
+  memset(&a, 0, sizeof a);
+  a.name = os;
+  a.size = size;
+  if (mpi_random(a.id, sizeof a.id) != 0)
+    return MP_EOS;
+  char hex[33];
+  for (int i = 0; i < 16; i++)
+    snprintf(hex + 2 * i, 3, "%02x", a.id[i]);
+#if defined(__linux__)
+  snprintf(a.addr, sizeof a.addr, "@mproc-shm-%s", hex);
+#else
+  const char *tmp = getenv("TMPDIR");
+  if (tmp == NULL || tmp[0] == '\0' || strlen(tmp) > 60)
+    tmp = "/tmp";
+  snprintf(a.dir, sizeof a.dir, "%s/mproc-XXXXXX", tmp);
+#endif
+  a.trace = getenv("MPROC_TEST_SHM_TRACE");
+  const char *only = getenv("MPROC_TEST_SHM_PEER_UID");
+  a.only_uid = only != NULL && only[0] != '\0' ? atol(only) : -1;
+  SHM_STAGE(0);
+  /* C2 */
+  int link[2];
+  mpi__start_lock();
+  if ((rc = mpi__socketpair(link)) != 0) {
+    mpi__start_unlock();
     return rc;
   }
+  SHM_STAGE(1);
+  fflush(NULL);
+  pid_t mid = fork();
+  if (mid == 0) { /* M */
+    pid_t t = fork();
+    if (t == 0)
+      tracker_main(link[1], &a);
+    _exit(t < 0 ? 1 : 0);
+  }
+  SHM_STAGE(2);
+  /* C3 */
+  close(link[1]);
+  mpi__start_unlock();
+  if (mid < 0) {
+    rc = shm_fail(MP_EOS, "fork of the shared memory tracker");
+    close(link[0]);
+    return rc;
+  }
+  int st;
+  while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
+    ;
+  SHM_STAGE(3);
+  tracker_welcome w;
+  int fd;
+  if ((rc = welcome_read(link[0], &w, &fd)) != 0) {
+    close(link[0]);
+    return rc;
+  }
+  SHM_STAGE(4);
+  if (w.code != TW_OK) {
+    close(link[0]);
+    return welcome_error(&w, name);
+  }
+  /* C4 */
+  size_t len = SHM_HEADER + size;
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  SHM_STAGE(5);
+  mpi_shm *s = NULL;
+  if (p == MAP_FAILED)
+    rc = shm_fail(MP_EOS, "mmap of a shared memory segment");
+  else
+    rc = shm_wrap(fd, p, len, size, &s); /* unmaps p on failure */
+  if (rc != 0) {
+    shm_unlink(os); /* just made, and not published: ours */
+    close(fd);
+    close(link[0]);
+    return rc;
+  }
+  s->tracker_fd = link[0];
+  SHM_STAGE(6);
   mp__store32(&((shm_header *)s->base)->magic, SHM_MAGIC);
+  SHM_STAGE(7);
   *out = s;
   return 0;
 }
@@ -541,12 +856,20 @@ int mpi_shm_attach(const char *name, mpi_shm **out) {
                ? mp__error(MP_ENOENT, "no shared memory \"%s\"", name)
                : shm_fail(errno == EACCES ? MP_EPERM : MP_EOS, "shm_open");
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  /* The creator sizes the segment, starts its tracker and writes the
-   * magic last; give it a moment if we came in between. */
+  /* The tracker sizes the segment and writes its header, the creator
+   * writes the magic last; give them a moment if we came in between. */
   double deadline = mpi_now() + 5.0;
   for (;;) {
     struct stat st;
-    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SHM_HEADER) {
+    int have = fstat(fd, &st) == 0;
+#if defined(__linux__)
+    if (have && st.st_nlink == 0) { /* its creator died: it was removed */
+      close(fd);
+      return mp__error(MP_ENOENT, "no shared memory \"%s\" (its creator "
+                                  "ended while making it)", name);
+    }
+#endif
+    if (have && (uint64_t)st.st_size >= SHM_HEADER) {
       mpi_shm *s = NULL;
       rc = map_segment(fd, &s);
       if (rc == 0) {
