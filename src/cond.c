@@ -394,6 +394,8 @@ int mp_barrier_wait(mp_barrier *b, double timeout) {
   int rc = mp__obj_check(b, MP__T_BARRIER, "mp_barrier_wait");
   if (rc != 0)
     return rc;
+  if (timeout != timeout) /* NaN: neither a time nor "the default" */
+    return mp__error(MP_EINVAL, "mp_barrier_wait: the timeout is NaN");
   barrier_state *st = b->st;
   if (timeout < 0)
     timeout = st->timeout;

@@ -5,6 +5,7 @@
  * holding a lock or waiting on a condition or barrier.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -804,3 +805,46 @@ static void check_barrier_party_dies(const char *method) {
   mp_barrier_free(b);
 }
 FOR_EACH_METHOD(check_barrier_party_dies)
+
+/* NaN is no timeout: every wait refuses it at once with MP_EINVAL (a
+ * barrier waited for ever: its "negative means the default" let NaN
+ * through as a deadline never reached). */
+Test(barrier, nan_timeout_is_refused, .timeout = TS_TIMEOUT) {
+  double nan = NAN;
+  mp_barrier *b, *b2 = NULL;
+  cr_assert_eq(mp_barrier_new(&b, 2, NULL, MP_FOREVER), 0);
+  cr_expect_eq(mp_barrier_new(&b2, 2, NULL, nan), MP_EINVAL);
+  cr_expect_null(b2);
+  cr_expect_eq(mp_barrier_wait(b, nan), MP_EINVAL);
+  cr_expect_eq(mp_barrier_n_waiting(b), 0);
+  cr_expect_eq(mp_barrier_broken(b), 0);
+  mp_barrier_free(b);
+  mp_lock *l;
+  cr_assert_eq(mp_lock_new(&l), 0);
+  cr_expect_eq(mp_lock_acquire(l, nan), MP_EINVAL);
+  mp_lock_free(l);
+  mp_semaphore *s;
+  cr_assert_eq(mp_semaphore_new(&s, 0), 0);
+  cr_expect_eq(mp_semaphore_acquire(s, nan), MP_EINVAL);
+  mp_semaphore_free(s);
+  mp_event *e;
+  cr_assert_eq(mp_event_new(&e), 0);
+  cr_expect_eq(mp_event_wait(e, nan), MP_EINVAL);
+  mp_event_free(e);
+  mp_condition *c;
+  cr_assert_eq(mp_condition_new(&c, NULL), 0);
+  cr_expect_eq(mp_condition_acquire(c, nan), MP_EINVAL);
+  cr_assert_eq(mp_condition_acquire(c, MP_FOREVER), 0);
+  cr_expect_eq(mp_condition_wait(c, nan), MP_EINVAL);
+  cr_expect_eq(mp_condition_release(c), 0);
+  mp_condition_free(c);
+  mp_queue *q;
+  cr_assert_eq(mp_joinable_queue_new(&q, 0), 0);
+  void *p;
+  size_t n;
+  cr_expect_eq(mp_queue_get(q, &p, &n, nan), MP_EINVAL);
+  cr_expect_eq(mp_queue_put(q, "x", 1, nan), MP_EINVAL);
+  cr_expect_eq(mp_queue_put(q, "x", 1, 0), 0);
+  cr_expect_eq(mp_queue_join(q, nan), MP_EINVAL);
+  mp_queue_free(q);
+}
