@@ -3,6 +3,9 @@
  * spawned child does before the guard, and the errors that stop a program
  * from spawning itself without end.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE /* the forged-bootstrap tests: fork, exec, prctl */
+#endif
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,5 +232,142 @@ Test(fork, buffered_output_is_not_duplicated, .timeout = TS_TIMEOUT) {
   cr_expect_str_eq(text, "once\n");
   mp_process_free(p);
   remove(path);
+}
+#endif
+
+/* ---- a forged bootstrap is refused (issue 15) ------------------------ */
+#if defined(__linux__)
+#  include <fcntl.h>
+#  include <sched.h>
+#  include <sys/prctl.h>
+#  include <sys/socket.h>
+#  include <sys/stat.h>
+#  include <sys/wait.h>
+#  include <unistd.h>
+
+/* Run `exe` with MPROC_SPAWN set to `env` (fds stay inherited); its
+ * stderr goes into err.  Returns the exit status (-signal if killed). */
+static int run_with_spawn_env(const char *exe, const char *env, char *err,
+                              size_t cap) {
+  int ep[2];
+  cr_assert_eq(pipe(ep), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(ep[1], 2);
+    setenv("MPROC_SPAWN", env, 1);
+    execl(exe, exe, (char *)NULL);
+    _exit(127);
+  }
+  close(ep[1]);
+  size_t got = 0;
+  ssize_t r;
+  while (got + 1 < cap && (r = read(ep[0], err + got, cap - 1 - got)) > 0)
+    got += (size_t)r;
+  err[got] = '\0';
+  close(ep[0]);
+  int st = 0;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static void self_exe(char *buf, size_t cap) {
+  ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+  cr_assert_gt(n, 0);
+  buf[n] = '\0';
+}
+
+/* A bootstrap descriptor that is a plain file, as an attacker who sets
+ * the environment could leave: refused before a byte of it is read. */
+Test(start, forged_bootstrap_file_is_refused, .timeout = TS_TIMEOUT) {
+  char exe[4096], path[256], err[4096], env[128];
+  self_exe(exe, sizeof exe);
+  ts_temp_path(path, sizeof path, "forged-boot");
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, "\x01\x00\x00\x00garbage", 11), 11);
+  lseek(fd, 0, SEEK_SET);
+  snprintf(env, sizeof env, "%d:2:%ld:0", fd, (long)getpid());
+  int code = run_with_spawn_env(exe, env, err, sizeof err);
+  close(fd);
+  remove(path);
+  cr_expect_eq(code, 1, "exit %d: %s", code, err);
+  cr_expect(strstr(err, "not a socket") != NULL, "%s", err);
+}
+
+/* A socket made by another process than the one that started us (here
+ * the process that made it has ended, and we were handed to a
+ * subreaper): refused. */
+Test(start, forged_bootstrap_socket_is_refused, .timeout = TS_TIMEOUT) {
+  char exe[4096];
+  self_exe(exe, sizeof exe);
+  cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  int ep[2];
+  cr_assert_eq(pipe(ep), 0);
+  pid_t m = fork();
+  cr_assert_geq(m, 0);
+  if (m == 0) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+      _exit(2);
+    pid_t me = getpid();
+    if (fork() == 0) {
+      while (getppid() == me) /* until our maker has ended */
+        sched_yield();
+      char env[128];
+      snprintf(env, sizeof env, "%d:2:%ld:0", sv[1], (long)getppid());
+      dup2(ep[1], 2);
+      setenv("MPROC_SPAWN", env, 1);
+      execl(exe, exe, (char *)NULL);
+      _exit(127);
+    }
+    _exit(0);
+  }
+  close(ep[1]);
+  int st = 0;
+  cr_assert_eq(waitpid(m, &st, 0), m);
+  char err[4096];
+  size_t got = 0;
+  ssize_t r;
+  while (got + 1 < sizeof err &&
+         (r = read(ep[0], err + got, sizeof err - 1 - got)) > 0)
+    got += (size_t)r;
+  err[got] = '\0';
+  close(ep[0]);
+  /* The grandchild, now ours. */
+  pid_t c = waitpid(-1, &st, 0);
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+  cr_assert_gt(c, 0);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, err);
+  cr_expect(strstr(err, "not our parent's") != NULL, "%s", err);
+}
+
+/* In a set-uid program the environment is the caller's: no bootstrap is
+ * taken from it at all, even over a real socket from the parent. */
+Test(start, bootstrap_refused_in_setuid_program, .timeout = TS_TIMEOUT) {
+  if (geteuid() != 0)
+    cr_skip_test("needs root to make a set-uid copy of this program");
+  char exe[4096], copy[256], err[4096], env[128];
+  self_exe(exe, sizeof exe);
+  ts_temp_path(copy, sizeof copy, "setuid");
+  int in = open(exe, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT, 0700);
+  cr_assert(in >= 0 && out >= 0);
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof buf)) > 0)
+    cr_assert_eq(write(out, buf, (size_t)n), n);
+  close(in);
+  close(out);
+  cr_assert_eq(chown(copy, 65534, 65534), 0);
+  cr_assert_eq(chmod(copy, 06755), 0);
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  snprintf(env, sizeof env, "%d:2:%ld:0", sv[1], (long)getpid());
+  int code = run_with_spawn_env(copy, env, err, sizeof err);
+  close(sv[0]);
+  close(sv[1]);
+  remove(copy);
+  cr_expect_eq(code, 1, "exit %d: %s", code, err);
+  cr_expect(strstr(err, "set-uid") != NULL, "%s", err);
 }
 #endif

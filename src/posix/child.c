@@ -29,13 +29,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #if defined(__linux__)
+#  include <sys/auxv.h>
 #  include <sys/prctl.h>
 #  include <sys/syscall.h>
+#endif
+#if !defined(__linux__)
+#  include <sys/un.h> /* LOCAL_PEERPID (macOS) */
 #endif
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
     defined(__NetBSD__)
@@ -652,8 +657,62 @@ void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n) {
   boot_done = 1;
 }
 
+/* 1 in a set-uid / set-gid (secure-execution) process, where the
+ * environment is the caller's to forge. */
+static int secure_execution(void) {
+#if defined(__linux__)
+  return getauxval(AT_SECURE) != 0;
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__) || defined(__DragonFly__)
+  return issetugid() != 0;
+#else
+  return getuid() != geteuid() || getgid() != getegid();
+#endif
+}
+
+/* The bootstrap channel must be a socket that our parent (`ppid`, the
+ * process that started us) made, of our own user: not a file or a pipe
+ * someone else left on an inherited descriptor.  0, or a reason. */
+const char *mpi__check_boot_channel(int fd, pid_t ppid) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+    return "the bootstrap descriptor is not a socket";
+  if (ppid != getppid())
+    return "the bootstrap names another parent";
+#if defined(__linux__)
+  struct ucred cr;
+  socklen_t cl = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0)
+    return "the bootstrap socket has no peer";
+  if (cr.pid != ppid || cr.uid != geteuid())
+    return "the bootstrap socket is not our parent's";
+#else
+  uid_t uid;
+  gid_t gid;
+  if (getpeereid(fd, &uid, &gid) != 0 || uid != geteuid())
+    return "the bootstrap socket is not our user's";
+#  if defined(LOCAL_PEERPID)
+  pid_t peer = 0;
+  socklen_t pl = sizeof peer;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, &peer, &pl) != 0 ||
+      peer != ppid)
+    return "the bootstrap socket is not our parent's";
+#  endif
+#endif
+  return NULL;
+}
+
 int mpi_boot_detect(void **boot, size_t *len) {
   boot_done = 1;
+  if ((getenv(MPI_ENV_SPAWN) != NULL || getenv(MPI_ENV_FORKSERVER) != NULL) &&
+      secure_execution()) {
+    /* Never load and run what an environment variable names in a
+     * privileged process: spawn and forkserver are not for set-uid
+     * programs (fork is). */
+    fprintf(stderr, "mproc: refusing a spawn bootstrap in a set-uid or "
+                    "set-gid process\n");
+    _exit(1);
+  }
   const char *fs = getenv(MPI_ENV_FORKSERVER);
   if (fs != NULL)
     return mpi__forkserver_serve(fs, boot, len);
@@ -666,6 +725,11 @@ int mpi_boot_detect(void **boot, size_t *len) {
   unsetenv(MPI_ENV_SPAWN);
   if (!ok || bfd < 0 || sfd < 0) {
     fprintf(stderr, "mproc: malformed " MPI_ENV_SPAWN " variable\n");
+    _exit(1);
+  }
+  const char *bad = mpi__check_boot_channel(bfd, (pid_t)ppid);
+  if (bad != NULL) {
+    fprintf(stderr, "mproc: refusing the spawn bootstrap: %s\n", bad);
     _exit(1);
   }
   fcntl(sfd, F_SETFD, FD_CLOEXEC); /* bfd is closed below */

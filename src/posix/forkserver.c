@@ -247,6 +247,11 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
     _exit(1);
   }
   unsetenv(MPI_ENV_FORKSERVER);
+  const char *bad = mpi__check_boot_channel(ctl, (pid_t)requester);
+  if (bad != NULL) {
+    fprintf(stderr, "mproc: refusing the fork server's channel: %s\n", bad);
+    _exit(1);
+  }
   fcntl(ctl, F_SETFD, FD_CLOEXEC);
   if (pipe(sigchld_pipe) != 0)
     _exit(1);

@@ -49,6 +49,9 @@ void mpi__start_unlock(void);
 void mpi__set_status_fd(int fd);
 int mpi__status_fd(void);
 int mpi__watch_parent(pid_t parent, int started_from_main_thread);
+/* NULL when fd is a socket of our user made by process ppid, our parent
+ * (a spawn bootstrap or fork-server channel); else why it is refused. */
+const char *mpi__check_boot_channel(int fd, pid_t ppid);
 int mpi__spawn_program(const char *exe, char *const *argv,
                        const char *env_entry, pid_t *pid);
 void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n);
