@@ -210,7 +210,11 @@ MP_API int mp_process_daemon(const mp_process *p);
 MP_API int mp_process_set_context(mp_process *p, mp_context *ctx);
 
 /* Authentication key (inherited from the creating process by default:
- * 32 random bytes in the main process).  1 to 256 bytes. */
+ * 32 random bytes in the main process).  1 to 256 bytes.  When the
+ * system's random source fails (e.g. getrandom refused by a seccomp
+ * filter) the main process has no key, never a fixed one: its length is
+ * 0 and calls that need the default key (managers) fail with MP_EAUTH
+ * until one is set. */
 MP_API int mp_process_set_authkey(mp_process *p, const void *key, size_t n);
 /* Copies up to `cap` bytes of the key into buf; returns the key length. */
 MP_API size_t mp_process_authkey(const mp_process *p, void *buf, size_t cap);

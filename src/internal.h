@@ -101,6 +101,10 @@ int mp__args_range(const mp_args *a, size_t first, size_t count,
 void mp__clear_error(void);
 
 /* ---- process.c / boot.c --------------------------------------------- */
+/* This process's authkey for a call that needs one when none was given:
+ * 0, or MP_EAUTH when there is none (the random source failed; drawn
+ * again here in case it works now).  *n: its length. */
+int mp__default_authkey(unsigned char *key, size_t cap, size_t *n);
 
 /* The exit work of a child (join/terminate its own children, flush
  * stdio, send the exit record); runs once. */

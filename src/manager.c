@@ -559,8 +559,8 @@ int mp_manager_connect(mp_manager **out, const char *address,
   size_t key_n = authkey_n;
   if (authkey != NULL)
     memcpy(key, authkey, authkey_n);
-  else
-    key_n = mp_process_authkey(mp_current_process(), key, sizeof key);
+  else if ((rc = mp__default_authkey(key, sizeof key, &key_n)) != 0)
+    return rc;
   mp_manager *m = NULL;
   if ((rc = manager_alloc(&m, address, key, key_n)) != 0)
     return rc;
@@ -591,8 +591,8 @@ int mp_manager_start(mp_manager **out, const mp_manager_options *opt) {
   if (opt && opt->authkey) {
     memcpy(key, opt->authkey, opt->authkey_n);
     key_n = opt->authkey_n;
-  } else {
-    key_n = mp_process_authkey(mp_current_process(), key, sizeof key);
+  } else if ((rc = mp__default_authkey(key, sizeof key, &key_n)) != 0) {
+    return rc;
   }
   mp_conn *r = NULL, *w = NULL;
   mp_args *a = NULL;

@@ -864,8 +864,7 @@ static int authkey_of(const mp_manager_options *opt, unsigned char *key,
     *key_n = opt->authkey_n;
     return 0;
   }
-  *key_n = mp_process_authkey(mp_current_process(), key, MP__AUTHKEY_CAP);
-  return 0;
+  return mp__default_authkey(key, MP__AUTHKEY_CAP, key_n);
 }
 
 int mp_manager_server_new(mp_manager_server **out,

@@ -576,14 +576,32 @@ mp_process *mp_current_process(void) {
       current.name = main_name;
       current.name_borrowed = 1;
       current.pid = mpi_getpid();
-      current.authkey_len = 32;
-      if (mpi_random(current.authkey, 32) != 0)
-        memset(current.authkey, 0, 32); /* no entropy: still usable */
+      /* Without a random source there is no key at all (never a fixed,
+       * guessable one): what needs the key fails then, and says why
+       * (mp__default_authkey). */
+      current.authkey_len = mpi_random(current.authkey, 32) == 0 ? 32 : 0;
       current_ready = 1;
     }
     mpi_unlock();
   }
   return &current;
+}
+
+int mp__default_authkey(unsigned char *key, size_t cap, size_t *n) {
+  mp_process *me = mp_current_process();
+  mpi_lock();
+  if (me->authkey_len == 0 && mpi_random(me->authkey, 32) == 0)
+    me->authkey_len = 32; /* the random source works again */
+  size_t len = me->authkey_len;
+  memcpy(key, me->authkey, cap < len ? cap : len);
+  mpi_unlock();
+  if (len == 0)
+    return mp__error(MP_EAUTH, "this process has no authkey: the system's "
+                               "random source failed (%s); give a key "
+                               "(mp_process_set_authkey, or the call's own)",
+                     mp_last_error_message());
+  *n = len < cap ? len : cap;
+  return 0;
 }
 
 mp_process *mp_parent_process(void) { return parent_known ? &parent : NULL; }
