@@ -1228,48 +1228,63 @@ Test(pool, killed_map_leaves_no_trace, .timeout = TS_TIMEOUT) {
   mp_pool_free(p);
 }
 
-/* Initializer: the worker's pid goes into the queue args[0] once it is
- * up. */
-static int init_report_pid(const mp_args *a) {
-  int64_t pid = mp_getpid();
-  return mp_queue_put(mp_args_queue(a, 0), &pid, sizeof pid, 10.0);
+/* Initializer: keeps the barrier of initargs[0] (initargs live as long
+ * as the worker). */
+static mp_barrier *meet_barrier;
+static int init_keep_barrier(const mp_args *a) {
+  meet_barrier = mp_args_barrier(a, 0);
+  return meet_barrier != NULL ? 0 : MP_EINVAL;
 }
 
-static int64_t next_up_worker(mp_queue *up) {
-  int64_t pid = 0;
-  size_t n = 0;
-  cr_assert_eq(mp_queue_get_into(up, &pid, sizeof pid, &n, 30.0), 0,
-               "no worker came up: %s", mp_last_error_message());
-  return pid;
+/* Task: meet the other task at the barrier (so the two run in two
+ * different workers, both up and serving), then answer this worker's pid. */
+static int meet_pid(const mp_args *a, mp_args *r) {
+  (void)a;
+  int rc = mp_barrier_wait(meet_barrier, 30.0);
+  if (rc < 0)
+    return rc;
+  return mp_args_add_int(r, mp_getpid());
 }
 
-/* Idle workers killed again and again once they are up, with no task in
- * between (an OOM killer, an operator): each is replaced, and the pool
- * never breaks.  Only workers that cannot come up may break it. */
+/* Both workers, each after answering a task: their pids. */
+static void serving_pids(mp_pool *p, int64_t pid[2]) {
+  mp_args *in = ints(0, 2), *out = NULL;
+  cr_assert_eq(mp_pool_map(p, meet_pid, in, 1, &out), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(mp_args_count(out), 2);
+  pid[0] = mp_args_int(out, 0);
+  pid[1] = mp_args_int(out, 1);
+  cr_assert_neq(pid[0], pid[1]);
+  mp_args_free(out);
+  mp_args_free(in);
+}
+
+/* Idle workers killed again and again once they have answered a task,
+ * with no task in between that could finish (an OOM killer, an
+ * operator): each is replaced, and the pool never breaks.  Only workers
+ * that cannot come up may break it.  (The workers are killed as a crash
+ * would end them: SIGKILL; on Windows an access violation's code.) */
 static void check_idle_kills(const char *method) {
-  mp_queue *up;
-  cr_assert_eq(mp_queue_new(&up, 0), 0);
+  mp_barrier *b;
+  cr_assert_eq(mp_barrier_new(&b, 2, NULL, -1), 0);
   mp_args *ia;
   cr_assert_eq(mp_args_new(&ia), 0);
-  mp_args_add_queue(ia, up);
+  mp_args_add_barrier(ia, b);
   mp_pool_options o = MP_POOL_OPTIONS_INIT;
   o.workers = 2;
-  o.initializer = init_report_pid;
+  o.initializer = init_keep_barrier;
   o.initargs = ia;
   cr_assert_eq(mp_get_context(method, &o.context), 0);
   mp_pool *p;
   cr_assert_eq(mp_pool_new_ex(&p, &o), 0, "%s", mp_last_error_message());
-  mp_args *in = ints(0, 20), *out = NULL;
-  cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0, "%s",
-               mp_last_error_message());
-  mp_args_free(out);
+  int64_t pid[2];
   for (int round = 0; round < 8; round++) {
-    int64_t a = next_up_worker(up), b = next_up_worker(up);
-    ts_kill_pid(a);
-    ts_kill_pid(b);
+    serving_pids(p, pid);
+    ts_kill_pid(pid[0]);
+    ts_kill_pid(pid[1]);
   }
-  next_up_worker(up);
-  next_up_worker(up);
+  serving_pids(p, pid);
+  mp_args *in = ints(0, 20), *out = NULL;
   cr_assert_eq(mp_pool_map(p, square, in, 1, &out), 0, "%s",
                mp_last_error_message());
   check_squares(out, 0, 20);
@@ -1277,6 +1292,6 @@ static void check_idle_kills(const char *method) {
   mp_args_free(in);
   mp_pool_free(p);
   mp_args_free(ia);
-  mp_queue_free(up);
+  mp_barrier_free(b);
 }
 FOR_EACH_METHOD(check_idle_kills)
