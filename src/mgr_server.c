@@ -704,6 +704,9 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
         rc = do_decref(&call, id);
         break;
       case MGR_SHUTDOWN:
+        /* Stopping from now on, before the reply goes out: once the
+         * client that asked sees it, no other request is served. */
+        mp__store32(&srv->stopping, 1);
         stop = 1;
         break;
       default:
