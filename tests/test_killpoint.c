@@ -404,30 +404,37 @@ static void run_queue(qctx *c) {
   run_scenario(&s);
 }
 
-#define QTEST(tname, ...)                                                      \
+#define QTEST(tname, op_, joinable_, maxsize_, buffer_, pre_, len_)         \
   Test(killpoint, tname, .timeout = KP_TEST_TIMEOUT) {                         \
-    qctx c = {__VA_ARGS__};                                                    \
+    qctx c;                                                                    \
+    memset(&c, 0, sizeof c);                                                   \
     c.name = #tname;                                                           \
+    c.op = op_;                                                                \
+    c.joinable = joinable_;                                                    \
+    c.maxsize = maxsize_;                                                      \
+    c.buffer = buffer_;                                                        \
+    c.pre = pre_;                                                              \
+    c.len = len_;                                                              \
     c.slow_budget = 5;                                                         \
     run_queue(&c);                                                             \
   }
 
-/* QTEST(test, name, op, joinable, maxsize, buffer, pre, len) */
-QTEST(put_empty, NULL, OP_PUT, 0, 0, 0, 0, 24)
-QTEST(put_3_queued, NULL, OP_PUT, 0, 0, 0, 3, 24)
-QTEST(put_maxsize, NULL, OP_PUT, 0, 4, 0, 3, 24)
-QTEST(put_joinable_empty, NULL, OP_PUT, 1, 0, 0, 0, 24)
-QTEST(put_joinable_queued, NULL, OP_PUT, 1, 4, 0, 2, 24)
-QTEST(get_1_queued, NULL, OP_GET, 0, 0, 0, 1, 24)
-QTEST(get_3_queued, NULL, OP_GET, 0, 4, 0, 3, 24)
-QTEST(get_joinable, NULL, OP_GET, 1, 0, 0, 2, 24)
+/* QTEST(test, op, joinable, maxsize, buffer, pre, len) */
+QTEST(put_empty, OP_PUT, 0, 0, 0, 0, 24)
+QTEST(put_3_queued, OP_PUT, 0, 0, 0, 3, 24)
+QTEST(put_maxsize, OP_PUT, 0, 4, 0, 3, 24)
+QTEST(put_joinable_empty, OP_PUT, 1, 0, 0, 0, 24)
+QTEST(put_joinable_queued, OP_PUT, 1, 4, 0, 2, 24)
+QTEST(get_1_queued, OP_GET, 0, 0, 0, 1, 24)
+QTEST(get_3_queued, OP_GET, 0, 4, 0, 3, 24)
+QTEST(get_joinable, OP_GET, 1, 0, 0, 2, 24)
 /* Streamed: a 4 KiB ring streams a message above 1 KiB in pieces; 3000
  * bytes is BEGIN, MORE, END and still fits the ring, so the put does not
  * wait for a consumer (the child is alone while it is stepped). */
-QTEST(put_streamed, NULL, OP_PUT, 0, 0, 4096, 0, 3000)
-QTEST(put_streamed_joinable, NULL, OP_PUT, 1, 0, 4096, 0, 3000)
-QTEST(get_streamed, NULL, OP_GET, 0, 0, 4096, 1, 3000)
-QTEST(get_streamed_joinable, NULL, OP_GET, 1, 0, 4096, 1, 3000)
+QTEST(put_streamed, OP_PUT, 0, 0, 4096, 0, 3000)
+QTEST(put_streamed_joinable, OP_PUT, 1, 0, 4096, 0, 3000)
+QTEST(get_streamed, OP_GET, 0, 0, 4096, 1, 3000)
+QTEST(get_streamed_joinable, OP_GET, 1, 0, 4096, 1, 3000)
 
 /* ---- Lock, RLock, Semaphore --------------------------------------------- */
 

@@ -84,7 +84,11 @@ static int start_grandchild(const mp_args *a) {
   mp_process_exitcode(p, &code);
   if (code != TS_REPORT)
     return 32;
-  return ts_report("%s|%s", mp_process_name(p), mp_process_error(p));
+  char text[512];
+  snprintf(text, sizeof text, "%s|%s", mp_process_name(p),
+           mp_process_error(p));
+  mp_process_free(p);
+  return ts_report("%s", text);
 }
 
 static int report_authkey(const mp_args *a) {
@@ -109,7 +113,11 @@ static int try_start_child(const mp_args *a) {
   if (mp_process_new(&p, return_arg, NULL) != 0)
     return 40;
   int rc = mp_process_start(p);
-  return ts_report("%s|%s", mp_err_name(rc), mp_last_error_message());
+  char text[512];
+  snprintf(text, sizeof text, "%s|%s", mp_err_name(rc),
+           mp_last_error_message());
+  mp_process_free(p);
+  return ts_report("%s", text);
 }
 
 /* ---- checks per start method --------------------------------------- */
@@ -278,6 +286,7 @@ static void check_subclass(const char *method) {
   mp_process_set_context(c.base, ctx);
   cr_assert_eq(mp_process_start(c.base), 0);
   cr_expect_eq(ts_join(c.base), 5);
+  mp_process_free(c.base);
   /* run() in this process calls the same function with our struct. */
   c.base = mp_current_process();
   c.count = 6;
