@@ -174,7 +174,7 @@ struct mp_pool {
   volatile uint32_t lazy;     /* the handler may nap (see steal_end) */
   struct done_list *deferred; /* completions with callbacks, for the handler */
   mpi_fd wake_r, wake_w; /* wakes the watcher */
-  volatile int64_t handler_tid; /* callbacks run in this thread */
+  volatile uint64_t handler_tid; /* callbacks run in this thread (atomics) */
   void (*fn_cached)(void);
   char fn_module[1024];
   uint64_t fn_offset;
@@ -1295,7 +1295,7 @@ static void take_deferred(mp_pool *p, done_list *dl) {
 
 static void handler_main(void *arg) {
   mp_pool *p = arg;
-  p->handler_tid = mpi_thread_id();
+  mp__store64(&p->handler_tid, (uint64_t)mpi_thread_id());
   unsigned char *buf = NULL;
   size_t cap = 0;
   for (;;) {
@@ -1373,7 +1373,7 @@ static mp_pool *steal_begin(mp_async *a) {
   mp__async_lock();
   if (a->state != MP__ASYNC_DONE && a->pool != NULL &&
       a->pool->owner_pid == mpi_getpid() &&
-      a->pool->handler_tid != mpi_thread_id()) {
+      mp__load64(&a->pool->handler_tid) != (uint64_t)mpi_thread_id()) {
     p = a->pool;
     mp__add32(&p->pins, 1);
   }
@@ -1716,7 +1716,8 @@ int mp_pool_close(mp_pool *p) {
 
 /* The pool's own thread cannot wait for itself. */
 static int in_callback(mp_pool *p, const char *what) {
-  if (p->handler_tid != 0 && p->handler_tid == mpi_thread_id())
+  uint64_t tid = mp__load64(&p->handler_tid);
+  if (tid != 0 && tid == (uint64_t)mpi_thread_id())
     return mp__error(MP_ESTATE, "%s: called from the pool's own callback "
                                 "thread, which it would wait for", what);
   return 0;

@@ -41,46 +41,63 @@
 #endif
 
 #include "internal.h"
+#include "atomic.h"
 
 void mpi_yield(void) { sched_yield(); }
 
 /* ---- the library lock -------------------------------------------------- */
 
-static pthread_mutex_t big_lock;
+/* Recursive, by hand: a plain mutex, its holder (the address of a
+ * thread-local: the same thread keeps it in a fork child) and the depth,
+ * which only the holder touches.  In a fork child the forking thread,
+ * which holds the lock (atfork_prepare), simply unlocks it: a plain
+ * mutex has no owner check, unlike a recursive one, whose owner is the
+ * parent's thread id; re-initialising a locked mutex is undefined. */
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile uint64_t big_owner; /* atomics */
+static uint32_t big_depth;
+static _Thread_local char big_me;
 static pthread_once_t big_lock_once = PTHREAD_ONCE_INIT;
 
-static void big_lock_reset(void) {
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-  pthread_mutex_init(&big_lock, &a);
-  pthread_mutexattr_destroy(&a);
+static void big_lock_take(void) {
+  uint64_t me = (uint64_t)(uintptr_t)&big_me;
+  if (mp__load64(&big_owner) == me) {
+    big_depth++;
+    return;
+  }
+  pthread_mutex_lock(&big_lock);
+  mp__store64(&big_owner, me);
+  big_depth = 1;
 }
 
-static void atfork_prepare(void) { pthread_mutex_lock(&big_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&big_lock); }
+static void big_lock_give(void) {
+  if (--big_depth == 0) {
+    mp__store64(&big_owner, 0);
+    pthread_mutex_unlock(&big_lock);
+  }
+}
+
+static void atfork_prepare(void) { big_lock_take(); }
+static void atfork_parent(void) { big_lock_give(); }
 /* getpid() is a system call (glibc stopped caching it), and lock owner
  * words need it on every acquire: keep it, renewed in every fork child. */
-static volatile pid_t self_pid;
+static volatile uint32_t self_pid; /* atomics: read by every thread */
 
-/* The child has one thread: make the lock fresh rather than unlock a
- * mutex whose owner no longer exists there. */
 static void atfork_child(void) {
-  big_lock_reset();
-  self_pid = getpid();
+  mp__store32(&self_pid, (uint32_t)getpid());
+  big_lock_give();
 }
 
 static void big_lock_init(void) {
-  big_lock_reset();
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 void mpi_lock(void) {
   pthread_once(&big_lock_once, big_lock_init);
-  pthread_mutex_lock(&big_lock);
+  big_lock_take();
 }
 
-void mpi_unlock(void) { pthread_mutex_unlock(&big_lock); }
+void mpi_unlock(void) { big_lock_give(); }
 
 /* ---- object mutexes ---------------------------------------------------- */
 
@@ -202,11 +219,12 @@ int mpi_random(void *buf, size_t n) {
 }
 
 int64_t mpi_getpid(void) {
-  pid_t p = self_pid;
+  pid_t p = (pid_t)mp__load32(&self_pid);
   if (p == 0) {
     /* The fork handler is in place before the value is kept. */
     pthread_once(&big_lock_once, big_lock_init);
-    self_pid = p = getpid();
+    p = getpid();
+    mp__store32(&self_pid, (uint32_t)p);
   }
   return (int64_t)p;
 }
