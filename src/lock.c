@@ -21,7 +21,8 @@ typedef struct lock_state {
   mp__plock pl;
   uint32_t recursive;
   volatile uint32_t count;     /* RLock: recursion depth */
-  volatile uint64_t owner_tid; /* RLock: the owning thread, in owner pid */
+  volatile uint64_t owner_tid; /* RLock: the owning thread, in owner pid;
+                                  atomics (other threads read it) */
 } lock_state;
 
 struct mp_lock {
@@ -82,7 +83,7 @@ MP__OPENER(mp__lock_open) {
 
 static int rlock_mine(const mp_lock *l) {
   return mp__load32(&l->st->pl.owner) == mp__self_pid() &&
-         l->st->owner_tid == mp__self_tid();
+         mp__load64(&l->st->owner_tid) == (uint64_t)mp__self_tid();
 }
 
 int mp_lock_acquire(mp_lock *l, double timeout) {
@@ -102,7 +103,7 @@ int mp_lock_acquire(mp_lock *l, double timeout) {
   if (rc == MP_ETIMEDOUT)
     return mp__error(rc, "lock not acquired within %g s", timeout);
   if (st->recursive) {
-    st->owner_tid = mp__self_tid();
+    mp__store64(&st->owner_tid, (uint64_t)mp__self_tid());
     st->count = 1;
   }
   if (rc == MP_EOWNERDEAD)
@@ -122,7 +123,7 @@ int mp_lock_release(mp_lock *l) {
                                  "not hold");
     if (--st->count > 0)
       return 0;
-    st->owner_tid = 0;
+    mp__store64(&st->owner_tid, 0);
   } else if (mp__load32(&st->pl.owner) == 0) {
     return mp__error(MP_EVALUE, "release of an unlocked lock");
   }
@@ -155,7 +156,7 @@ uint32_t mp__lock_release_all(mp_lock *l) {
   if (l->st->recursive) {
     depth = l->st->count;
     l->st->count = 0;
-    l->st->owner_tid = 0;
+    mp__store64(&l->st->owner_tid, 0);
   }
   mp__plock_release(mp__obj_shm(&l->base), &l->st->pl);
   return depth;
@@ -167,7 +168,7 @@ int mp__lock_reacquire(mp_lock *l, uint32_t depth) {
     rc = mp__plock_acquire(mp__obj_shm(&l->base), &l->st->pl, -1);
   while (rc == MP_ETIMEDOUT);
   if (l->st->recursive) {
-    l->st->owner_tid = mp__self_tid();
+    mp__store64(&l->st->owner_tid, (uint64_t)mp__self_tid());
     l->st->count = depth;
   }
   return rc;
