@@ -393,9 +393,12 @@ MP_API int mp_conn_writable(const mp_conn *c);
  * calls deliver then answer, the connecting side answer then deliver.
  * 0; MP_EAUTH when the key is wrong on either side (or the other end
  * sends something that is not part of the protocol: messages longer
- * than 256 bytes are refused unread); MP_ETIMEDOUT when the other end is
- * silent for `timeout` seconds (MP_FOREVER: no limit); MP_EEOF / MP_EPIPE
- * when it goes away.  After an error, close the connection. */
+ * than 256 bytes are refused unread); MP_ETIMEDOUT when the other end's
+ * messages are not all there within `timeout` seconds (every byte of them
+ * counts: a peer that sends part of a message and falls silent times out
+ * too; MP_FOREVER: no limit); MP_EEOF / MP_EPIPE when it goes away.
+ * After an error, close the connection (after a timeout inside a
+ * message, its later receives fail with MP_EPROTO). */
 MP_API int mp_conn_deliver_challenge(mp_conn *c, const void *key,
                                      size_t key_n, double timeout);
 MP_API int mp_conn_answer_challenge(mp_conn *c, const void *key,
@@ -420,10 +423,14 @@ MP_API void mp_conn_free(mp_conn *c);
  * With an authkey (authkey_n > 0) both sides authenticate each other
  * before anything else is read (mp_conn_deliver_challenge /
  * mp_conn_answer_challenge): accept returns MP_EAUTH, having closed the
- * connection, when a client has the wrong key, sends something else or
- * nothing for the handshake time (mp_listener_set_handshake_timeout,
- * default 10 s); the client gets MP_EAUTH as well.  Without one, nothing
- * is checked. */
+ * connection, when a client has the wrong key, sends something else, or
+ * has not sent all of its handshake within the handshake time
+ * (mp_listener_set_handshake_timeout, default 10 s, for the whole
+ * handshake); the client gets MP_EAUTH as well.  Without one, nothing
+ * is checked.  A generated local address leaves nothing behind however
+ * its process ends (POSIX: a small janitor process removes the socket
+ * and its directory once the listener's process and its fork children
+ * have all ended, killed or not). */
 enum { MP_AF_DEFAULT = 0, MP_AF_LOCAL = 1, MP_AF_INET = 2, MP_AF_INET6 = 3 };
 
 typedef struct mp_listener mp_listener;
@@ -454,9 +461,9 @@ MP_API int mp_listener_set_handshake_timeout(mp_listener *l, double timeout);
 MP_API int mp_listener_close(mp_listener *l);
 MP_API void mp_listener_free(mp_listener *l);
 
-/* Connect to a listener and authenticate within timeout seconds:
- * MP_ENOENT when nobody listens there, MP_EAUTH, MP_ETIMEDOUT, MP_EINVAL
- * (malformed address). */
+/* Connect to a listener and authenticate within timeout seconds (the
+ * whole handshake, byte by byte): MP_ENOENT when nobody listens there,
+ * MP_EAUTH, MP_ETIMEDOUT, MP_EINVAL (malformed address). */
 MP_API int mp_client(mp_conn **out, const char *address, int family,
                      const void *authkey, size_t authkey_n, double timeout);
 

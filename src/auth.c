@@ -8,8 +8,10 @@
  * the challenger compares in constant time and sends "#WELCOME#" or
  * "#FAILURE#".  Mutual authentication is each side doing both, the
  * server challenging first.  Every message read here is bounded (a
- * larger one is a failure, left unread) and waited for at most until the
- * deadline, so a peer that sends garbage or nothing cannot hold a server.
+ * larger one is a failure, left unread) and every byte of it is waited
+ * for at most until the one deadline of the whole handshake, so a peer
+ * that sends garbage, nothing, or part of a message cannot hold the
+ * other side.
  */
 #include <string.h>
 
@@ -41,30 +43,32 @@ static int check_args(mp_conn *c, const void *key, size_t key_n,
   return mp__check_timeout(timeout);
 }
 
-/* Receive one message of at most AUTH_MSG_MAX bytes before `deadline`
- * (negative: none).  MP_ETIMEDOUT, MP_EAUTH (too large), or what the
- * connection says (MP_EEOF ...). */
+/* What bounds a handshake: its deadline (negative: none) and a stop
+ * callback (may be NULL). */
+typedef struct bound {
+  double deadline;
+  int (*stop)(void *);
+  void *arg;
+} bound;
+
+/* Receive one message of at most AUTH_MSG_MAX bytes, all of it within
+ * the bound.  MP_ETIMEDOUT, MP_EAUTH (too large), or what the connection
+ * says (MP_EEOF ...). */
 static int recv_bounded(mp_conn *c, unsigned char *buf, size_t *n,
-                        double deadline, const char *what) {
-  int rc = mp_conn_poll(c, mp__time_left(deadline));
-  if (rc < 0)
-    return rc;
-  if (rc == 0)
-    return mp__error(MP_ETIMEDOUT, "%s: no answer in time", what);
-  rc = mp_conn_recv_bytes_into(c, buf, AUTH_MSG_MAX, n);
+                        const bound *b, const char *what) {
+  int rc = mp__conn_recv_bounded(c, buf, AUTH_MSG_MAX, n, b->deadline,
+                                 b->stop, b->arg);
   if (rc == MP_ERANGE)
     return mp__error(MP_EAUTH, "%s: message too long (%zu bytes)", what,
                      *n);
+  if (rc == MP_ETIMEDOUT)
+    return mp__error(rc, "%s: no whole answer in time", what);
   return rc;
 }
 
-int mp_conn_deliver_challenge(mp_conn *c, const void *key, size_t key_n,
-                              double timeout) {
-  const char *what = "mp_conn_deliver_challenge";
-  int rc = check_args(c, key, key_n, timeout, what);
-  if (rc != 0)
-    return rc;
-  double deadline = mp__deadline(timeout);
+static int deliver(mp_conn *c, const void *key, size_t key_n,
+                   const bound *b, const char *what) {
+  int rc;
   unsigned char msg[sizeof CHALLENGE - 1 + sizeof DIGEST_TAG - 1 +
                     NONCE_SIZE];
   size_t pre = sizeof CHALLENGE - 1, tag = sizeof DIGEST_TAG - 1;
@@ -79,7 +83,7 @@ int mp_conn_deliver_challenge(mp_conn *c, const void *key, size_t key_n,
     return rc;
   unsigned char got[AUTH_MSG_MAX];
   size_t n = 0;
-  if ((rc = recv_bounded(c, got, &n, deadline, what)) != 0)
+  if ((rc = recv_bounded(c, got, &n, b, what)) != 0)
     return rc;
   int ok = n == tag + MPI_SHA256_SIZE && memcmp(got, DIGEST_TAG, tag) == 0 &&
            same_bytes(got + tag, want, MPI_SHA256_SIZE);
@@ -90,17 +94,13 @@ int mp_conn_deliver_challenge(mp_conn *c, const void *key, size_t key_n,
   return mp_conn_send_bytes(c, WELCOME, sizeof WELCOME - 1);
 }
 
-int mp_conn_answer_challenge(mp_conn *c, const void *key, size_t key_n,
-                             double timeout) {
-  const char *what = "mp_conn_answer_challenge";
-  int rc = check_args(c, key, key_n, timeout, what);
-  if (rc != 0)
-    return rc;
-  double deadline = mp__deadline(timeout);
+static int answer(mp_conn *c, const void *key, size_t key_n,
+                  const bound *b, const char *what) {
+  int rc;
   size_t pre = sizeof CHALLENGE - 1, tag = sizeof DIGEST_TAG - 1;
   unsigned char msg[AUTH_MSG_MAX];
   size_t n = 0;
-  if ((rc = recv_bounded(c, msg, &n, deadline, what)) != 0)
+  if ((rc = recv_bounded(c, msg, &n, b, what)) != 0)
     return rc;
   /* Only the digest this side knows, with a nonce of a sane length. */
   if (n < pre + tag + 20 || memcmp(msg, CHALLENGE, pre) != 0 ||
@@ -112,9 +112,39 @@ int mp_conn_answer_challenge(mp_conn *c, const void *key, size_t key_n,
           0 ||
       (rc = mp_conn_send_bytes(c, reply, sizeof reply)) != 0)
     return rc;
-  if ((rc = recv_bounded(c, msg, &n, deadline, what)) != 0)
+  if ((rc = recv_bounded(c, msg, &n, b, what)) != 0)
     return rc;
   if (n == sizeof WELCOME - 1 && memcmp(msg, WELCOME, n) == 0)
     return 0;
   return mp__error(MP_EAUTH, "%s: the other end refused our digest", what);
+}
+
+int mp_conn_deliver_challenge(mp_conn *c, const void *key, size_t key_n,
+                              double timeout) {
+  const char *what = "mp_conn_deliver_challenge";
+  int rc = check_args(c, key, key_n, timeout, what);
+  if (rc != 0)
+    return rc;
+  bound b = {mp__deadline(timeout), NULL, NULL};
+  return deliver(c, key, key_n, &b, what);
+}
+
+int mp_conn_answer_challenge(mp_conn *c, const void *key, size_t key_n,
+                             double timeout) {
+  const char *what = "mp_conn_answer_challenge";
+  int rc = check_args(c, key, key_n, timeout, what);
+  if (rc != 0)
+    return rc;
+  bound b = {mp__deadline(timeout), NULL, NULL};
+  return answer(c, key, key_n, &b, what);
+}
+
+int mp__conn_handshake_server(mp_conn *c, const void *key, size_t key_n,
+                              double deadline, int (*stop)(void *),
+                              int (*admit)(void *), void *arg) {
+  bound b = {deadline, stop, arg};
+  int rc = deliver(c, key, key_n, &b, "mp_conn_deliver_challenge");
+  if (rc == 0 && admit != NULL && admit(arg) != 0)
+    rc = mp__error(MP_EAUTH, "no room for another connection");
+  return rc != 0 ? rc : answer(c, key, key_n, &b, "mp_conn_answer_challenge");
 }

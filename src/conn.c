@@ -28,6 +28,13 @@ struct mp_conn {
   mpi_mutex *send_mu, *recv_mu;
   mp_conn *prev, *next; /* every live connection, for fork children */
   size_t rpos, rlen;    /* read-ahead: rbuf[rpos, rlen) is unread */
+  /* A bounded receive (mp__conn_recv_bounded) in progress: every read
+   * waits at most until `deadline`, and asks `stop` between slices. */
+  double deadline;      /* < 0: none */
+  int (*stop)(void *);
+  void *stop_arg;
+  uint64_t taken;       /* bytes read so far, for telling a cut message */
+  int broken;           /* a message was cut short: out of step for good */
   unsigned char rbuf[4096];
 };
 
@@ -101,6 +108,7 @@ static int new_conn(mpi_fd h, int readable, int writable, mp_conn **out) {
   c->h = h;
   c->readable = readable;
   c->writable = writable;
+  c->deadline = -1;
   link_conn(c);
   *out = c;
   return 0;
@@ -144,6 +152,9 @@ static int check(const mp_conn *c, int for_send) {
     return mp__error(MP_EPERM, "connection is read-only");
   if (!for_send && !c->readable)
     return mp__error(MP_EPERM, "connection is write-only");
+  if (!for_send && c->broken)
+    return mp__error(MP_EPROTO, "connection out of step: a message was cut "
+                                "short by a timeout");
   return 0;
 }
 
@@ -192,8 +203,28 @@ int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n) {
 
 /* ---- receiving --------------------------------------------------------- */
 
+#define BOUNDED_SLICE 0.1 /* how often a bounded receive asks `stop` */
+
+/* In a bounded receive: wait until the stream has bytes, the deadline
+ * passes (MP_ETIMEDOUT) or stop says so (MP_ECLOSED). */
+static int wait_bytes(mp_conn *c) {
+  for (;;) {
+    if (c->stop != NULL && c->stop(c->stop_arg))
+      return mp__error(MP_ECLOSED, "receive abandoned: stopping");
+    double left = c->deadline < 0 ? BOUNDED_SLICE : mp__time_left(c->deadline);
+    double slice = c->stop != NULL && left > BOUNDED_SLICE ? BOUNDED_SLICE
+                                                           : left;
+    int r = mpi_stream_poll(c->h, slice);
+    if (r != 0)
+      return r < 0 ? r : 0;
+    if (c->deadline >= 0 && mpi_now() >= c->deadline)
+      return mp__error(MP_ETIMEDOUT, "no whole message in time");
+  }
+}
+
 /* Read exactly n bytes: from the read-ahead first, then the stream
- * (large remainders straight into p).  *got: how many arrived. */
+ * (large remainders straight into p, unless bounded).  *got: how many
+ * arrived. */
 static int read_exact(mp_conn *c, void *p, size_t n, size_t *got) {
   unsigned char *out = p;
   size_t done = 0;
@@ -205,19 +236,27 @@ static int read_exact(mp_conn *c, void *p, size_t n, size_t *got) {
       memcpy(out + done, c->rbuf + c->rpos, k);
       c->rpos += k;
       done += k;
-    } else if (left >= sizeof c->rbuf) {
-      size_t g = 0;
-      rc = mpi_stream_read(c->h, out + done, left, &g);
-      done += g;
     } else {
+      /* Bounded: each read takes only what has arrived, after a wait
+       * that the deadline (or stop) bounds. */
+      int bounded = c->deadline >= 0 || c->stop != NULL;
       size_t g = 0;
-      rc = mpi_stream_recv(c->h, c->rbuf, sizeof c->rbuf, &g);
-      c->rpos = 0;
-      c->rlen = g;
+      if (bounded && (rc = wait_bytes(c)) != 0)
+        break;
+      if (left < sizeof c->rbuf) {
+        rc = mpi_stream_recv(c->h, c->rbuf, sizeof c->rbuf, &g);
+        c->rpos = 0;
+        c->rlen = g;
+      } else {
+        rc = bounded ? mpi_stream_recv(c->h, out + done, left, &g)
+                     : mpi_stream_read(c->h, out + done, left, &g);
+        done += g;
+      }
     }
     if (c->rpos == c->rlen)
       c->rpos = c->rlen = 0;
   }
+  c->taken += done;
   if (got != NULL)
     *got = done;
   return rc;
@@ -366,6 +405,53 @@ int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t *n) {
   }
   mpi_mutex_unlock(c->recv_mu);
   return rc;
+}
+
+/* One message under a bound: into buf (cap bytes) when buf != NULL,
+ * else into a new buffer at *out. */
+static int recv_bounded(mp_conn *c, void *buf, size_t cap, void **out,
+                        size_t *n, double deadline, int (*stop)(void *),
+                        void *arg) {
+  int rc = check(c, 0);
+  if (rc != 0)
+    return rc;
+  mpi_mutex_lock(c->recv_mu);
+  c->deadline = deadline;
+  c->stop = stop;
+  c->stop_arg = arg;
+  uint64_t before = c->taken;
+  rc = read_header(c);
+  if (rc == 0) {
+    *n = (size_t)c->pending_n;
+    if (buf == NULL)
+      rc = read_body_new(c, out);
+    else if (c->pending_n > cap)
+      rc = mp__error(MP_ERANGE, "message of %zu bytes is over %zu", *n, cap);
+    else
+      rc = read_body(c, buf);
+  }
+  if ((rc == MP_ETIMEDOUT || rc == MP_ECLOSED) &&
+      (c->taken != before || c->pending))
+    c->broken = 1; /* the rest of that message may still come */
+  c->deadline = -1;
+  c->stop = NULL;
+  c->stop_arg = NULL;
+  mpi_mutex_unlock(c->recv_mu);
+  return rc;
+}
+
+int mp__conn_recv_bounded(mp_conn *c, void *buf, size_t cap, size_t *n,
+                          double deadline, int (*stop)(void *), void *arg) {
+  static unsigned char none;
+  return recv_bounded(c, buf != NULL ? buf : &none, cap, NULL, n, deadline,
+                      stop, arg);
+}
+
+int mp__conn_recv_stoppable(mp_conn *c, void **out, size_t *n,
+                            int (*stop)(void *), void *arg) {
+  *out = NULL;
+  *n = 0;
+  return recv_bounded(c, NULL, 0, out, n, -1, stop, arg);
 }
 
 int mp_conn_send_args(mp_conn *c, const mp_args *a) {

@@ -67,6 +67,25 @@ int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,
                   void **out);
 /* conn.c: a duplex connection over a stream (taken: closed on failure). */
 int mp__conn_wrap(mpi_fd h, mp_conn **out);
+/* conn.c: receive one message of at most cap bytes (larger: MP_ERANGE,
+ * left unread), every byte of it before `deadline` (mpi_now() scale; < 0:
+ * none) -- a peer that sends part of a frame and falls silent cannot hold
+ * the caller.  stop (may be NULL) is asked every 0.1 s: non-zero ends the
+ * wait with MP_ECLOSED.  After a timeout or a stop inside a message the
+ * connection is out of step: later receives fail with MP_EPROTO. */
+int mp__conn_recv_bounded(mp_conn *c, void *buf, size_t cap, size_t *n,
+                          double deadline, int (*stop)(void *), void *arg);
+/* conn.c: mp_conn_recv_bytes that stop (as above) can abandon. */
+int mp__conn_recv_stoppable(mp_conn *c, void **out, size_t *n,
+                            int (*stop)(void *), void *arg);
+/* auth.c: the server's side of the mutual handshake (challenge, then
+ * answer), bounded as a whole by `deadline`, abandoned when stop says so
+ * (as for mp__conn_recv_bounded).  admit (may be NULL) is asked once the
+ * peer has proved the key: non-zero refuses it (MP_EAUTH) before this
+ * side answers, so the peer's own handshake fails at once. */
+int mp__conn_handshake_server(mp_conn *c, const void *key, size_t key_n,
+                              double deadline, int (*stop)(void *),
+                              int (*admit)(void *), void *arg);
 /* conn.c: spin up to `seconds` until c is readable: 1, or 0 (see conn.c). */
 int mp__conn_spin(mp_conn *c, double seconds);
 /* shared.c: how long waits spin before sleeping: MPROC_SPIN_US in the

@@ -139,10 +139,11 @@ int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out) {
     rc = mp__conn_wrap(h, &c);
   if (rc == 0 && l->key_n > 0) {
     /* The client proves it knows the key, then we prove it: a client
-     * that stalls or sends garbage is dropped after the handshake time. */
-    rc = mp_conn_deliver_challenge(c, l->key, l->key_n, l->handshake);
-    if (rc == 0)
-      rc = mp_conn_answer_challenge(c, l->key, l->key_n, l->handshake);
+     * that stalls, sends garbage or part of a message is dropped once
+     * the handshake time (for the whole handshake) is over. */
+    rc = mp__conn_handshake_server(c, l->key, l->key_n,
+                                   mpi_now() + l->handshake, NULL, NULL,
+                                   NULL);
     if (rc != 0) {
       char msg[256];
       mp__strlcpy(msg, mp_last_error_message(), sizeof msg);

@@ -335,7 +335,10 @@ struct mgr_server {
   size_t key_n;
   volatile uint32_t stopping; /* read without the lock: atomics */
   int threads; /* connection threads alive */
-  int max_threads;
+  int max_threads; /* authenticated connections served at once */
+  int authed;      /* authenticated connections being served */
+  struct conn_job *pend_head, *pend_tail; /* handshakes, oldest first */
+  int pending;
   char *address;
 };
 
@@ -731,15 +734,24 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
 typedef struct conn_job {
   mgr_server *srv;
   mp_conn *conn;
+  volatile uint32_t drop;            /* its handshake is abandoned */
+  struct conn_job *prev, *next;      /* in the handshake list */
+  int listed;
+  int authed;                        /* admitted: counted in srv->authed */
 } conn_job;
 
 #define HANDSHAKE_TIMEOUT 10.0
 #define POLL_SLICE 0.25
-/* Connections served at once (each has a thread); more are closed at
- * once, so a flood of clients, authenticated or not, cannot exhaust the
- * server's threads or memory.  MPROC_MANAGER_MAX_CONNECTIONS in the
- * server's environment changes it. */
+/* Authenticated connections served at once (each has a thread); more
+ * are closed at once, so a flood of clients cannot exhaust the server's
+ * threads or memory.  MPROC_MANAGER_MAX_CONNECTIONS in the server's
+ * environment changes it. */
 #define MAX_CONNECTIONS 1024
+/* Connections still in the handshake: when one more comes, the oldest is
+ * dropped, so that silent or half-speaking peers, however many, can
+ * neither fill the server nor lock a real client out (a handshake takes
+ * a few round trips; the dropped had theirs). */
+#define MAX_HANDSHAKES 64
 
 static int max_connections(void) {
   const char *env = getenv("MPROC_MANAGER_MAX_CONNECTIONS");
@@ -761,18 +773,82 @@ static void server_stop(mgr_server *srv) {
     mp_listener_close(srv->listener);
 }
 
+/* The handshake list (srv->mu held). */
+static void pend_unlink(mgr_server *srv, conn_job *j) {
+  if (!j->listed)
+    return;
+  if (j->prev != NULL)
+    j->prev->next = j->next;
+  else
+    srv->pend_head = j->next;
+  if (j->next != NULL)
+    j->next->prev = j->prev;
+  else
+    srv->pend_tail = j->prev;
+  j->prev = j->next = NULL;
+  j->listed = 0;
+  srv->pending--;
+}
+
+static void pend_add(mgr_server *srv, conn_job *j) {
+  if (srv->pending >= MAX_HANDSHAKES && srv->pend_head != NULL) {
+    conn_job *old = srv->pend_head;
+    pend_unlink(srv, old);
+    mp__store32(&old->drop, 1);
+  }
+  j->prev = srv->pend_tail;
+  j->next = NULL;
+  if (srv->pend_tail != NULL)
+    srv->pend_tail->next = j;
+  else
+    srv->pend_head = j;
+  srv->pend_tail = j;
+  j->listed = 1;
+  srv->pending++;
+}
+
+/* Stop a connection's handshake or a read of its request. */
+static int job_stop(void *arg) {
+  conn_job *j = arg;
+  return mp__load32(&j->drop) != 0 || mp__load32(&j->srv->stopping) != 0;
+}
+
+/* A peer that proved the key is served if there is room (else refused
+ * before the handshake ends, so its connect fails at once). */
+static int job_admit(void *arg) {
+  conn_job *j = arg;
+  mgr_server *srv = j->srv;
+  mpi_mutex_lock(srv->mu);
+  if (j->listed && srv->authed < srv->max_threads) {
+    pend_unlink(srv, j);
+    srv->authed++;
+    j->authed = 1;
+  }
+  mpi_mutex_unlock(srv->mu);
+  return !j->authed;
+}
+
+static int server_stopping(void *arg) {
+  mgr_server *srv = arg;
+  return mp__load32(&srv->stopping) != 0;
+}
+
 static void conn_main(void *arg) {
   conn_job *job = arg;
   mgr_server *srv = job->srv;
   mp_conn *c = job->conn;
-  free(job);
   mgr_session *session = NULL;
-  int ok = 1;
-  if (srv->key_n > 0)
-    ok = mp_conn_deliver_challenge(c, srv->key, srv->key_n,
-                                   HANDSHAKE_TIMEOUT) == 0 &&
-         mp_conn_answer_challenge(c, srv->key, srv->key_n,
-                                  HANDSHAKE_TIMEOUT) == 0;
+  int ok = srv->key_n > 0
+               ? mp__conn_handshake_server(c, srv->key, srv->key_n,
+                                           mpi_now() + HANDSHAKE_TIMEOUT,
+                                           job_stop, job_admit, job) == 0
+               : job_admit(job) == 0;
+  mpi_mutex_lock(srv->mu);
+  pend_unlink(srv, job); /* when the handshake failed */
+  mpi_mutex_unlock(srv->mu);
+  int authed = job->authed;
+  free(job);
+  ok = ok && authed;
   double spin = mp__spin_seconds();
   while (ok && !mp__load32(&srv->stopping)) {
     /* A client often sends its next request right away. */
@@ -781,7 +857,8 @@ static void conn_main(void *arg) {
       continue;
     void *req = NULL, *reply = NULL;
     size_t n = 0, reply_n = 0;
-    if (r < 0 || mp_conn_recv_bytes(c, &req, &n) != 0)
+    if (r < 0 ||
+        mp__conn_recv_stoppable(c, &req, &n, server_stopping, srv) != 0)
       break;
     int stop = mp__mgr_handle(srv, &session, c, req, n, &reply, &reply_n);
     free(req);
@@ -795,6 +872,8 @@ static void conn_main(void *arg) {
   mp_conn_free(c);
   mpi_mutex_lock(srv->mu);
   session_unbind(srv, session);
+  if (authed)
+    srv->authed--;
   srv->threads--;
   mp__mgr_notify(srv);
   mpi_mutex_unlock(srv->mu);
@@ -917,30 +996,30 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
       break;
     if (rc != 0)
       continue;
-    mpi_mutex_lock(srv->mu);
-    int full = srv->threads >= srv->max_threads;
-    if (!full)
-      srv->threads++;
-    mpi_mutex_unlock(srv->mu);
-    conn_job *job = full ? NULL : malloc(sizeof *job);
-    mpi_thread *t = NULL;
+    conn_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
       mp_conn_free(c);
-      if (!full) {
-        mpi_mutex_lock(srv->mu);
-        srv->threads--;
-        mpi_mutex_unlock(srv->mu);
-      }
       continue;
     }
     job->srv = srv;
     job->conn = c;
+    mpi_mutex_lock(srv->mu);
+    /* Threads are bounded too: the served, the handshakes, and those
+     * dropped and not yet gone (each ends within a slice). */
+    while (srv->threads >= srv->max_threads + 2 * MAX_HANDSHAKES &&
+           !mp__load32(&srv->stopping))
+      mpi_cond_wait(srv->cond, srv->mu, WAIT_SLICE);
+    srv->threads++;
+    pend_add(srv, job);
+    mpi_mutex_unlock(srv->mu);
+    mpi_thread *t = NULL;
     if (mpi_thread_start(conn_main, job, &t) != 0) {
       mp_conn_free(c);
-      free(job);
       mpi_mutex_lock(srv->mu);
+      pend_unlink(srv, job);
       srv->threads--;
       mpi_mutex_unlock(srv->mu);
+      free(job);
       continue;
     }
     mpi_thread_detach(t);

@@ -100,6 +100,9 @@ void ts_thread_join(ts_thread *t);
 
 /* Write raw bytes to a connection's handle (to forge frames). */
 void ts_raw_write(mp_handle h, const void *p, size_t n);
+/* The same without asserting (for threads): 0, or -1 (the other end has
+ * gone: no SIGPIPE).  POSIX: h must be a socket. */
+int ts_raw_try_write(mp_handle h, const void *p, size_t n);
 
 /* A buffer of `total` bytes whose first `writable` bytes may be written
  * and the rest not: a process copying into it past that point crashes

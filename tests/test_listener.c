@@ -349,3 +349,134 @@ static void check_child_client_tcp(const char *method) {
 }
 FOR_EACH_METHOD(check_child_client_local)
 FOR_EACH_METHOD(check_child_client_tcp)
+
+/* ---- hostile peers: part of a frame, then silence ---------------------- */
+
+/* A peer without a key that sends `n` bytes of a frame and then nothing
+ * (until told to go), or, slow != 0, sends them one byte every 0.1 s:
+ * a frame that never ends in time.  Every byte of the handshake is under
+ * its one deadline, so none of these may hold the other side. */
+typedef struct half_peer {
+  const char *address;
+  const unsigned char *bytes;
+  size_t n;
+  int slow;
+  mp_event *go;
+} half_peer;
+
+static void half_peer_main(void *arg) {
+  half_peer *h = arg;
+  mp_conn *c = NULL;
+  if (mp_client(&c, h->address, MP_AF_DEFAULT, NULL, 0, 20.0) != 0)
+    return;
+  for (size_t i = 0; i < h->n; i += h->slow ? 1 : h->n) {
+    if (ts_raw_try_write(mp_conn_fileno(c), h->bytes + i,
+                         h->slow ? 1 : h->n) != 0)
+      break; /* dropped */
+    /* The slow sender's pace is what is under test, not a wait for an
+     * event: the event below ends it early. */
+    if (h->slow && mp_event_wait(h->go, 0.1) == 0)
+      break;
+  }
+  mp_event_wait(h->go, 30.0);
+  mp_conn_free(c);
+}
+
+/* A frame header announcing 40 bytes, and 10 of them. */
+static const unsigned char partial_frame[] = {0, 0, 0, 40, '{', 's', 'h',
+                                              'a', '2', '5', '6', '}', 0, 0};
+
+static void check_partial_peers(const char *where) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, where, MP_AF_DEFAULT, 0, key,
+                               strlen(key)), 0);
+  cr_assert_eq(mp_listener_set_handshake_timeout(l, 0.5), 0);
+  const char *a = mp_listener_address(l);
+  struct {
+    const char *what;
+    size_t n;
+    int slow;
+  } cases[] = {{"one byte of the length", 1, 0},
+               {"a header and part of the body", sizeof partial_frame, 0},
+               {"a byte every 0.1 s", sizeof partial_frame, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    half_peer h = {a, partial_frame, cases[i].n, cases[i].slow, NULL};
+    cr_assert_eq(mp_event_new(&h.go), 0);
+    ts_thread *t = ts_thread_start(half_peer_main, &h);
+    mp_conn *c = NULL;
+    double t0 = ts_now();
+    int rc = mp_listener_accept(l, 20.0, &c);
+    double took = ts_now() - t0;
+    cr_expect(rc == MP_EAUTH, "%s: accept gave %s", cases[i].what,
+              mp_err_name(rc));
+    cr_expect_null(c);
+    cr_expect_lt(took, 3.0, "%s: dropped after %.2f s (handshake 0.5 s)",
+                 cases[i].what, took);
+    mp_event_set(h.go);
+    ts_thread_join(t);
+    mp_event_free(h.go);
+  }
+  /* And a good client still gets in. */
+  client_job good = {a, MP_AF_DEFAULT, key, NULL, 0, 0, -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &good);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_expect_eq(good.rc, 0);
+  cr_expect(good.echo_ok);
+  mp_listener_free(l);
+}
+
+Test(listener, partial_frames_cannot_hold_accept_tcp, .timeout = 60) {
+  check_partial_peers("127.0.0.1:0");
+}
+Test(listener, partial_frames_cannot_hold_accept_local, .timeout = 60) {
+  check_partial_peers(NULL);
+}
+
+/* A server that accepts (without a key) and sends `n` bytes of a
+ * challenge frame, then nothing until told. */
+typedef struct half_server {
+  mp_listener *l;
+  size_t n;
+  mp_event *go;
+} half_server;
+
+static void half_server_main(void *arg) {
+  half_server *s = arg;
+  mp_conn *c = NULL;
+  if (mp_listener_accept(s->l, 20.0, &c) != 0)
+    return;
+  static const unsigned char challenge[] = {0, 0, 0, 59, '#', 'C', 'H', 'A',
+                                            'L', 'L', 'E', 'N', 'G', 'E'};
+  ts_raw_try_write(mp_conn_fileno(c), challenge,
+                   s->n < sizeof challenge ? s->n : sizeof challenge);
+  mp_event_wait(s->go, 30.0);
+  mp_conn_free(c);
+}
+
+/* mp_client's timeout bounds its whole handshake: a server that sends
+ * part of a challenge and falls silent cannot hold it. */
+Test(listener, client_bounded_by_half_a_challenge, .timeout = 60) {
+  size_t sizes[] = {2, 14};
+  for (size_t i = 0; i < 2; i++) {
+    half_server s = {NULL, sizes[i], NULL};
+    cr_assert_eq(mp_listener_new(&s.l, "127.0.0.1:0", MP_AF_DEFAULT, 0, NULL,
+                                 0), 0);
+    cr_assert_eq(mp_event_new(&s.go), 0);
+    ts_thread *t = ts_thread_start(half_server_main, &s);
+    mp_conn *c = NULL;
+    double t0 = ts_now();
+    int rc = mp_client(&c, mp_listener_address(s.l), MP_AF_DEFAULT, key,
+                       strlen(key), 1.0);
+    double took = ts_now() - t0;
+    cr_expect_eq(rc, MP_ETIMEDOUT, "%zu bytes: mp_client gave %s (%s)",
+                 sizes[i], mp_err_name(rc), mp_last_error_message());
+    cr_expect_null(c);
+    cr_expect_lt(took, 3.0, "%zu bytes: returned after %.2f s (timeout 1 s)",
+                 sizes[i], took);
+    mp_event_set(s.go);
+    ts_thread_join(t);
+    mp_event_free(s.go);
+    mp_listener_free(s.l);
+  }
+}

@@ -3132,3 +3132,191 @@ Test(manager, remote_program_right_key, .timeout = TS_TIMEOUT) {
 Test(manager, remote_program_wrong_key, .timeout = TS_TIMEOUT) {
   check_peer(0);
 }
+
+/* ---- hostile peers ------------------------------------------------------ */
+
+/* Connect to address without a key and send the first byte of a frame
+ * (after the server's challenge, so that it is in its handshake): a peer
+ * that never finishes.  NULL if the connection failed. */
+static mp_conn *half_open(const char *address, int wait_challenge) {
+  mp_conn *c = NULL;
+  if (mp_client(&c, address, MP_AF_DEFAULT, NULL, 0, 10.0) != 0)
+    return NULL;
+  if (wait_challenge && mp_conn_poll(c, 10.0) != 1) {
+    mp_conn_free(c);
+    return NULL;
+  }
+  static const unsigned char first = 0;
+  if (ts_raw_try_write(mp_conn_fileno(c), &first, 1) != 0) {
+    mp_conn_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+#if !defined(_WIN32)
+#  include <sys/resource.h>
+#endif
+
+/* More half-open connections than the connection cap: a client with the
+ * key still gets in at once and is served (they used to fill the cap and
+ * lock every client out for as long as they stayed). */
+Test(manager, half_open_connections_do_not_lock_clients_out,
+     .timeout = 120) {
+  int n = 1100;
+#if defined(_WIN32)
+  n = 200;
+  ts_setenv("MPROC_MANAGER_MAX_CONNECTIONS", "50");
+#else
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1400) {
+    rl.rlim_cur = rl.rlim_max < 1400 ? rl.rlim_max : 1400;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 1300) {
+    /* Not enough descriptors here: the same with a smaller cap. */
+    n = 200;
+    ts_setenv("MPROC_MANAGER_MAX_CONNECTIONS", "50");
+  }
+#endif
+  mp_manager *m = start_tcp();
+  ts_unsetenv("MPROC_MANAGER_MAX_CONNECTIONS");
+  const char *addr = mp_manager_address(m);
+  mp_conn **held = calloc((size_t)n, sizeof *held);
+  cr_assert_not_null(held);
+  int opened = 0;
+  for (int i = 0; i < n; i++)
+    if ((held[i] = half_open(addr, 0)) != NULL)
+      opened++;
+  cr_expect_geq(opened, n - n / 10, "%d of %d half-open connections", opened,
+                n);
+  double t0 = ts_now();
+  mp_manager *m2 = NULL;
+  int rc = mp_manager_connect(&m2, addr, tcp_key, TCP_KEY_N, 10.0);
+  cr_expect_eq(rc, 0, "a client with the key connects: %s: %s",
+               mp_err_name(rc), mp_last_error_message());
+  if (rc == 0) {
+    mp_proxy *d = new_dict(m2);
+    EXPECT_RC(mp_dict_set(d, "si", "k", 5), 0);
+    cr_expect_eq(dict_int(d, "k"), 5);
+    mp_proxy_free(d);
+    mp_manager_free(m2);
+  }
+  cr_expect_lt(ts_now() - t0, 10.0, "served in %.1f s", ts_now() - t0);
+  for (int i = 0; i < n; i++)
+    mp_conn_free(held[i]);
+  free(held);
+  mp_manager_free(m);
+}
+
+static int serve_thread(void *arg) {
+  return mp_manager_server_serve_forever((mp_manager_server *)arg);
+}
+
+/* mp_manager_server_stop ends serve_forever promptly while a peer sits
+ * inside its handshake and an authenticated peer is half way through a
+ * request, both silent. */
+Test(manager, stop_with_silent_peers, .timeout = 60) {
+  mp_manager_server *s = NULL;
+  int rc = mp_manager_server_new(&s, NULL);
+  cr_assert_eq(rc, 0, "%s: %s", mp_err_name(rc), mp_last_error_message());
+  const char *addr = mp_manager_server_address(s);
+  mp_thread *t = thread_start(serve_thread, s);
+  mp_conn *handshaking = half_open(addr, 1);
+  cr_assert_not_null(handshaking, "a peer in the handshake");
+  unsigned char key[300];
+  size_t n = mp_process_authkey(mp_current_process(), key, sizeof key);
+  mp_conn *mid = NULL;
+  ASSERT_RC_MSG(mp_client(&mid, addr, MP_AF_DEFAULT, key, n, 10.0), 0,
+                "an authenticated peer");
+  static const unsigned char head[] = {0, 0, 1};
+  cr_assert_eq(ts_raw_try_write(mp_conn_fileno(mid), head, sizeof head), 0);
+  double t0 = ts_now();
+  EXPECT_RC(mp_manager_server_stop(s), 0);
+  rc = mp_thread_join(t, 10.0);
+  double took = ts_now() - t0;
+  cr_assert_eq(rc, 0, "serve_forever still running %.1f s after stop",
+               took);
+  cr_expect_lt(took, 3.0, "serve_forever ended %.2f s after stop", took);
+  int code = -1;
+  mp_thread_exitcode(t, &code);
+  cr_expect_eq(code, 0);
+  mp_thread_free(t);
+  mp_conn_free(handshaking);
+  mp_conn_free(mid);
+  mp_manager_server_free(s);
+}
+
+#if !defined(_WIN32)
+#  include <sys/stat.h>
+
+/* The private directory of a local manager's socket. */
+static void socket_dir(const char *address, char *dir, size_t cap) {
+  snprintf(dir, cap, "%s", address);
+  char *slash = strrchr(dir, '/');
+  cr_assert_not_null(slash, "a socket path: %s", address);
+  *slash = '\0';
+  cr_assert(strstr(dir, ".mproc-") != NULL, "a private directory: %s", dir);
+}
+
+static int path_gone(void *arg) {
+  struct stat st;
+  return stat((const char *)arg, &st) != 0;
+}
+
+/* Waits (bounded) for a path to go: 1 once gone. */
+static int gone_within(const char *path, double seconds) {
+  return ts_poll_until(path_gone, (void *)path, seconds);
+}
+
+static int manager_then_wait(const mp_args *a) {
+  mp_queue *q = mp_args_queue(a, 0);
+  mp_manager *m = NULL;
+  if (mp_manager_start(&m, NULL) != 0)
+    return 1;
+  const char *addr = mp_manager_address(m);
+  mp_queue_put(q, addr, strlen(addr) + 1, 10.0);
+  void *p = NULL;
+  size_t n = 0;
+  mp_queue_get(mp_args_queue(a, 1), &p, &n, 60.0); /* killed before */
+  return 2;
+}
+
+/* SIGKILL of the process that owns a Manager (its server dies with it),
+ * or of the server alone: the socket's private directory goes all the
+ * same (a janitor process removes it). */
+static void check_kill_leaves_no_socket_dir(const char *method) {
+  mp_queue *q, *never;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  cr_assert_eq(mp_queue_new(&never, 0), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_queue(a, q);
+  mp_args_add_queue(a, never);
+  mp_process *p = ts_start(method, manager_then_wait, a);
+  char addr[4096], dir[4096];
+  size_t n = 0;
+  cr_assert_eq(mp_queue_get_into(q, addr, sizeof addr, &n, 30.0), 0,
+               "the child's manager address");
+  socket_dir(addr, dir, sizeof dir);
+  ts_kill_pid(mp_process_pid(p));
+  cr_expect_eq(mp_process_join(p, 20.0), 0);
+  cr_expect(gone_within(dir, 10.0), "%s left after the owner was killed",
+            dir);
+  mp_process_free(p);
+  mp_args_free(a);
+  mp_queue_free(q);
+  mp_queue_free(never);
+
+  /* The server alone. */
+  mp_manager *m = start_local();
+  socket_dir(mp_manager_address(m), dir, sizeof dir);
+  int64_t server = mp_process_pid(server_process());
+  ts_kill_pid(server);
+  cr_expect(ts_wait_pid_gone(server, 20.0));
+  cr_expect(gone_within(dir, 10.0), "%s left after the server was killed",
+            dir);
+  mp_manager_free(m);
+}
+FOR_EACH_METHOD(check_kill_leaves_no_socket_dir)
+#endif

@@ -42,6 +42,17 @@ int mpi__send_fds(int sock, const int *fds, size_t n);
 int mpi__recv_fds(int sock, int *fds, size_t n);
 #define MPI_HANDLES_MAX 65536 /* handles one child may receive */
 
+/* helper.c: in a helper process, cut loose from its starter: a session
+ * of its own, the terminal's signals ignored, stdio on /dev/null, every
+ * descriptor closed but `keep`, which becomes 3 (returned; -1 on
+ * failure). */
+int mpi__helper_detach(int keep);
+/* helper.c: start main_fn(fd, arg) in a detached helper process (a
+ * grandchild; see helper.c) holding `give` as fd; it _exits when main_fn
+ * returns.  The caller still holds `give` (close it).  0 or an error. */
+int mpi__helper_start(int give, void (*main_fn)(int fd, void *arg),
+                      void *arg);
+
 /* child.c: the serialised section around fork / posix_spawn. */
 void mpi__start_lock(void);
 void mpi__start_unlock(void);

@@ -10,6 +10,12 @@
  *
  * mpi_accept waits in poll on the listening socket and on a self-pipe
  * that mpi_listener_shutdown writes to, so another thread can end it.
+ *
+ * A generated address leaves nothing behind, however its process ends:
+ * a janitor (a helper process, helper.c) holds the read end of a pipe
+ * whose write end only the listener's process (and its fork children)
+ * hold; when the last of them ends, killed or not, the janitor reads end
+ * of file and removes the socket and its directory.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #  define _GNU_SOURCE
@@ -38,6 +44,7 @@ struct mpi_listener {
   int wake_r, wake_w;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   char dir[PATH_MAX]; /* the directory mpi_listen made, or "" */
+  int janitor_w;      /* the janitor's pipe, or -1 */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -159,6 +166,45 @@ static int private_dir(const char *base, char *dir, size_t cap) {
   return 0;
 }
 
+/* ---- the janitor -------------------------------------------------------- */
+
+typedef struct janitor_args {
+  const char *path, *dir;
+} janitor_args;
+
+/* In the janitor: wait for every holder of the pipe to end, then remove
+ * what they could not. */
+static void janitor_main(int fd, void *arg) {
+  janitor_args *a = arg;
+  char b[64];
+  ssize_t r;
+  do
+    r = read(fd, b, sizeof b);
+  while (r > 0 || (r < 0 && errno == EINTR));
+  unlink(a->path);
+  rmdir(a->dir);
+}
+
+/* Start the janitor of l's generated socket (best effort: without it the
+ * listener still works, and is still removed when closed). */
+static void start_janitor(mpi_listener *l) {
+  int p[2];
+  if (pipe(p) != 0)
+    return;
+  set_cloexec(p[0]);
+  set_cloexec(p[1]);
+  janitor_args a = {l->path, l->dir};
+  mpi__start_lock();
+  int rc = mpi__helper_start(p[0], janitor_main, &a);
+  mpi__start_unlock();
+  close(p[0]);
+  if (rc != 0) {
+    close(p[1]);
+    return;
+  }
+  l->janitor_w = p[1];
+}
+
 /* ---- listening ----------------------------------------------------------- */
 
 /* Bind a local socket at l->path, owner-only (see the top). */
@@ -180,6 +226,7 @@ static int bind_local(mpi_listener *l, const char *address) {
     if (bind(l->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
       return bind_error(l->path);
     chmod(l->path, 0600);
+    start_janitor(l);
     return 0;
   }
   if ((rc = unix_address(address, &sa)) != 0)
@@ -233,7 +280,7 @@ int mpi_listen(int family, const char *address, int backlog,
   if (l == NULL)
     return mp__error(MP_ENOMEM, "out of memory");
   l->family = family;
-  l->fd = l->wake_r = l->wake_w = -1;
+  l->fd = l->wake_r = l->wake_w = l->janitor_w = -1;
   int p[2];
   if (pipe(p) != 0) {
     free(l);
@@ -347,6 +394,8 @@ void mpi_listener_close(mpi_listener *l) {
   }
   if (l->dir[0] != '\0')
     rmdir(l->dir);
+  if (l->janitor_w >= 0)
+    close(l->janitor_w); /* the janitor finds nothing left, and ends */
   if (l->wake_r >= 0)
     close(l->wake_r);
   if (l->wake_w >= 0)

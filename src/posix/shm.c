@@ -444,18 +444,6 @@ static void tracker_remove(const char *name, const unsigned char *id) {
   close(fd);
 }
 
-static void close_from(int lowfd) {
-#if defined(__linux__) && defined(SYS_close_range)
-  if (syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0u) == 0)
-    return;
-#endif
-  long max = sysconf(_SC_OPEN_MAX);
-  if (max < 0 || max > 65536)
-    max = 65536;
-  for (int fd = lowfd; fd < max; fd++)
-    close(fd);
-}
-
 /* Is the peer of accepted connection c the owner (our effective uid, and
  * the test hook's uid when set)?  An abstract socket has no permissions,
  * and a socket file's directory keeps out everyone but us and root. */
@@ -609,28 +597,11 @@ static int tracker_setup(tracker_args *a, int link, int *lfd_out,
 }
 
 static void tracker_main(int link, tracker_args *a) {
-  /* Outlive the session and ignore the signals a terminal or a process
-   * group sends: only SIGKILL stops the tracker early. */
-  setsid();
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGHUP, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  signal(SIGPIPE, SIG_IGN);
-  /* Hold nothing of the creator's: not its pipes (whoever reads our
-   * stdout must see EOF when the creator ends), not its other files, not
-   * its own end of the link. */
-  link = fcntl(link, F_DUPFD, 3); /* clear of 0-2 (stdio may be closed) */
-  int null = open("/dev/null", O_RDWR);
-  if (null >= 0) {
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-  }
-  if (link < 0 || dup2(link, 3) < 0)
+  /* Outlive the session, ignore the signals a terminal or a process
+   * group sends (only SIGKILL stops the tracker early), hold nothing of
+   * the creator's but the link (helper.c). */
+  if ((link = mpi__helper_detach(link)) < 0)
     _exit(1);
-  close_from(4);
-  link = 3;
   tracker_state t = {NULL, 0, 0};
   if (tracker_grow(&t) != 0)
     _exit(1); /* the creator reads end-of-file: an error */
