@@ -63,7 +63,7 @@ typedef struct kp_scenario {
   long max_points;
 } kp_scenario;
 
-#define KP_DEFAULT_MAX 700L
+#define KP_DEFAULT_MAX 4000L
 #define KP_WATCHDOG 20 /* seconds */
 #define KP_MAX_FAILS 6
 #define KP_MAX_TAGS 12

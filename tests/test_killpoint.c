@@ -584,8 +584,23 @@ typedef struct sctx {
   mp_shm *shm; /* the child's */
 } sctx;
 
-/* Our children that are not `except` (orphans of the killed child come
- * to us: we are a subreaper). */
+/* The state letter and parent of a process from /proc; 0, or -1 when
+ * it is gone. */
+static int proc_stat(long pid, char *state, long *ppid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t r = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[r] = '\0';
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && sscanf(rp + 1, " %c %ld", state, ppid) == 2 ? 0 : -1;
+}
+
+/* Our children (orphans of the killed child come to us: we are a
+ * subreaper). */
 static int list_children(pid_t *out, int cap) {
   DIR *d = opendir("/proc");
   int n = 0;
@@ -594,24 +609,11 @@ static int list_children(pid_t *out, int cap) {
   pid_t me = getpid();
   struct dirent *e;
   while ((e = readdir(d)) != NULL && n < cap) {
-    char *end;
-    long pid = strtol(e->d_name, &end, 10);
+    char *end, state;
+    long pid = strtol(e->d_name, &end, 10), ppid;
     if (*end != '\0' || pid <= 0)
       continue;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-      continue;
-    size_t r = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[r] = '\0';
-    char *rp = strrchr(buf, ')');
-    char state;
-    long ppid;
-    if (rp == NULL || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2)
-      continue;
-    if (ppid == me)
+    if (proc_stat(pid, &state, &ppid) == 0 && ppid == me)
       out[n++] = (pid_t)pid;
   }
   closedir(d);
@@ -626,16 +628,9 @@ static int reap_orphans(void) {
   pid_t kids[64];
   int n = list_children(kids, 64), alive = 0;
   for (int i = 0; i < n; i++) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)kids[i]);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-      continue;
-    size_t r = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[r] = '\0';
-    char *rp = strrchr(buf, ')');
-    if (rp != NULL && rp[2] != 'Z')
+    char state;
+    long ppid;
+    if (proc_stat(kids[i], &state, &ppid) == 0 && state != 'Z')
       alive++;
   }
   return alive;
