@@ -513,7 +513,9 @@ MP_API void mp_lock_free(mp_lock *l);
 
 /* Semaphore and BoundedSemaphore (release past the initial value:
  * MP_EVALUE).  Values up to 2^31-1; mp_semaphore_get_value works
- * everywhere, macOS included. */
+ * everywhere, macOS included.  A semaphore has no owner (any process may
+ * release it), so, as in Python, a unit taken by a process that dies is
+ * not given back: use a Lock where a dead holder must be detected. */
 typedef struct mp_semaphore mp_semaphore;
 
 MP_API int mp_semaphore_new(mp_semaphore **out, unsigned value);
@@ -616,7 +618,10 @@ MP_API mp_barrier *mp_args_barrier(const mp_args *a, size_t i);
  * a put or a get leaves the queue exact: each message is in it once or
  * not at all, and qsize, maxsize and the unfinished count agree with
  * what is there (a message the killed consumer had taken whole is gone
- * with it; one it had only begun is dropped and counts as done). */
+ * with it; one it had only begun is dropped and counts as done).  On a
+ * JoinableQueue, a message a killed consumer had taken whole stays an
+ * unfinished task, as in Python: the queue cannot tell whether it was
+ * worked on, so join waits until someone calls task_done for it. */
 typedef struct mp_queue mp_queue;
 
 /* The largest message a queue takes (16 GiB, and PTRDIFF_MAX on 32-bit
