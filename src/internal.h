@@ -86,6 +86,12 @@ int mp__conn_recv_stoppable(mp_conn *c, void **out, size_t *n,
 int mp__conn_handshake_server(mp_conn *c, const void *key, size_t key_n,
                               double deadline, int (*stop)(void *),
                               int (*admit)(void *), void *arg);
+/* listener.c: mp_client, and *cause (may be NULL): what ended a failed
+ * handshake (MP_EEOF when the server closed the connection in it, as a
+ * stopping one does; MP_EAUTH when it refused our key; ...), 0 else. */
+int mp__client(mp_conn **out, const char *address, int family,
+               const void *authkey, size_t authkey_n, double timeout,
+               int *cause);
 /* conn.c: spin up to `seconds` until c is readable: 1, or 0 (see conn.c). */
 int mp__conn_spin(mp_conn *c, double seconds);
 /* shared.c: how long waits spin before sleeping: MPROC_SPIN_US in the

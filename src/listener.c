@@ -207,7 +207,15 @@ void mp_listener_free(mp_listener *l) {
 
 int mp_client(mp_conn **out, const char *address, int family,
               const void *authkey, size_t authkey_n, double timeout) {
+  return mp__client(out, address, family, authkey, authkey_n, timeout, NULL);
+}
+
+int mp__client(mp_conn **out, const char *address, int family,
+               const void *authkey, size_t authkey_n, double timeout,
+               int *cause) {
   const char *what = "mp_client";
+  if (cause != NULL)
+    *cause = 0;
   if (out == NULL)
     return mp__error(MP_EINVAL, "%s: NULL out", what);
   *out = NULL;
@@ -239,6 +247,8 @@ int mp_client(mp_conn **out, const char *address, int family,
                                      mp__time_left(deadline));
     if (rc != 0) {
       int code = rc == MP_ETIMEDOUT ? rc : MP_EAUTH;
+      if (cause != NULL)
+        *cause = rc;
       char msg[256];
       mp__strlcpy(msg, mp_last_error_message(), sizeof msg);
       mp_conn_free(c);

@@ -134,8 +134,14 @@ static int open_conn(mp_manager *m, double timeout, int gone_is_closed,
   mconn *c = calloc(1, sizeof *c);
   if (c == NULL)
     return mp__error(MP_ENOMEM, "manager: out of memory");
-  int rc = mp_client(&c->conn, m->address, MP_AF_DEFAULT, m->key, m->key_n,
-                     timeout);
+  int cause = 0;
+  int rc = mp__client(&c->conn, m->address, MP_AF_DEFAULT, m->key, m->key_n,
+                      timeout, &cause);
+  /* A server that stops drops the handshakes in progress: that is the
+   * server gone, not a wrong key (which it refuses in so many words). */
+  if (rc == MP_EAUTH && (cause == MP_EEOF || cause == MP_EPIPE) &&
+      gone_is_closed)
+    rc = MP_ENOENT;
   size_t n = 0;
   if (rc == 0)
     rc = exchange(c, MGR_HELLO, 0, (const char *)m->sid, MGR_SID_LEN, NULL, 0,

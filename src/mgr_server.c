@@ -825,6 +825,8 @@ static int job_admit(void *arg) {
     j->authed = 1;
   }
   mpi_mutex_unlock(srv->mu);
+  if (!j->authed) /* refused in so many words: not taken for a stop */
+    mp_conn_send_bytes(j->conn, "#FAILURE#", 9);
   return !j->authed;
 }
 
@@ -846,6 +848,8 @@ static void conn_main(void *arg) {
   mpi_mutex_lock(srv->mu);
   pend_unlink(srv, job); /* when the handshake failed */
   mpi_mutex_unlock(srv->mu);
+  if (!ok && mp__load32(&job->drop) && !mp__load32(&srv->stopping))
+    mp_conn_send_bytes(c, "#FAILURE#", 9); /* dropped, not stopping */
   int authed = job->authed;
   free(job);
   ok = ok && authed;
