@@ -485,7 +485,11 @@ MP_API mp_conn *mp_args_conn(const mp_args *a, size_t i);
  * In the child the object is owned by the args (do not free it).  An
  * object is freed in one process with mp_X_free; it lives on while other
  * processes hold it, and the OS reclaims it when the last one goes, also
- * after a crash (nothing is named, so nothing can leak). */
+ * after a crash (nothing is named, so nothing can leak).
+ * A process killed between changing an object (a release, a set, a
+ * notify, a put) and waking the thread that sleeps on it strands no
+ * sleeper: sleeps are cut into slices of 50 ms growing to 1 s while
+ * nothing happens, so the sleeper sees the change within a second. */
 
 /* Lock and RLock.  A Lock may be released by any thread or process
  * (Python's semantics); an RLock is owned by one thread, which may

@@ -164,6 +164,9 @@ int mp_condition_wait(mp_condition *c, double timeout) {
   uint32_t depth = mp__lock_release_all(c->lock);
   mpi_shm *shm = mp__obj_shm(&c->base);
   int notified;
+  /* Sliced (see mp__rescue_slice): a notifier killed between marking
+   * our slot and waking us cannot leave us asleep. */
+  double rescue = MP__RESCUE_FIRST;
   for (;;) {
     if (slot_wait_try(slot)) {
       notified = 1;
@@ -174,7 +177,8 @@ int mp_condition_wait(mp_condition *c, double timeout) {
       notified = 0;
       break;
     }
-    mpi_word_wait(shm, &slot->w, SLOT_WAITING, wait);
+    mpi_word_wait(shm, &slot->w, SLOT_WAITING,
+                  mp__rescue_slice(wait, &rescue));
   }
   if (!notified) {
     /* Leave under the lock: either a notifier got here first (then it

@@ -161,6 +161,14 @@ uint32_t mp__self_pid(void) { return (uint32_t)mpi_getpid(); }
 static MP_THREAD_LOCAL char tid_anchor;
 uint64_t mp__self_tid(void) { return (uint64_t)(uintptr_t)&tid_anchor; }
 
+double mp__rescue_slice(double wait, double *rescue) {
+  if (wait < 0 || wait > *rescue) {
+    wait = *rescue;
+    *rescue = *rescue * 2 < MP__RESCUE_MAX ? *rescue * 2 : MP__RESCUE_MAX;
+  }
+  return wait;
+}
+
 int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
                 double deadline, double slice) {
   int rc = try_fn(arg);
@@ -194,6 +202,7 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
       }
     }
   }
+  double rescue = MP__RESCUE_FIRST; /* see mp__wq_wait in shared.h */
   for (;;) {
     mp__add32(&q->sleepers, 1);
     /* The generation first, then arm: a wake that takes this arm bumps
@@ -217,6 +226,8 @@ int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
     }
     if (slice > 0 && (wait < 0 || wait > slice))
       wait = slice;
+    else if (slice <= 0)
+      wait = mp__rescue_slice(wait, &rescue);
     mpi_word_wait(s, &q->gen, gen, wait);
     mp__add32(&q->sleepers, (uint32_t)-1);
     if ((rc = try_fn(arg)) != 0)

@@ -120,8 +120,13 @@ typedef int (*mp__try_fn)(void *arg);
 /* Wait until try(arg) is done, or until `deadline` (mpi_now() based;
  * negative: none) passes: then MP_ETIMEDOUT.  When `slice` > 0, the
  * sleep is cut into slices of at most that many seconds so that try()
- * runs at least that often (it checks owners' liveness).  Spins briefly
- * before the first sleep (see mp__spin_seconds). */
+ * runs at least that often (it checks owners' liveness).  Without one,
+ * the sleep is still cut, into slices that grow from MP__RESCUE_FIRST to
+ * MP__RESCUE_MAX while nothing happens: a waker killed between changing
+ * the state and waking, or between taking the arm and bumping the
+ * generation (which would leave every later wake unsent until this
+ * sleeper re-arms), cannot strand a sleeper.  Spins briefly before the
+ * first sleep (see mp__spin_seconds). */
 int mp__wq_wait(mpi_shm *s, mp__wq *q, mp__try_fn try_fn, void *arg,
                 double deadline, double slice);
 
@@ -159,6 +164,15 @@ void mp__plock_release(mpi_shm *s, mp__plock *l);
 
 /* How often sleepers check whether an owner is still alive (seconds). */
 #define MP__LIVENESS_SLICE 0.05
+
+/* The first and the longest sleep of a waiter without a slice of its own
+ * (seconds): what a wake lost with a killed waker costs at most. */
+#define MP__RESCUE_FIRST 0.05
+#define MP__RESCUE_MAX 1.0
+
+/* The next sleep of such a waiter: `wait` (seconds, < 0: none) cut to
+ * *rescue, which grows.  Start *rescue at MP__RESCUE_FIRST. */
+double mp__rescue_slice(double wait, double *rescue);
 
 /* ---- 5. Passing objects to a child -------------------------------------- */
 

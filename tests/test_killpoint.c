@@ -12,6 +12,10 @@
  *   - Lock, RLock (acquire, release): the next acquire succeeds within
  *     2 s, with MP_EOWNERDEAD exactly when the child held it, then 0;
  *   - Semaphore (acquire, release): the value is v or v-1 / v or v+1;
+ *   - a waker (queue put, semaphore release, event set) killed while a
+ *     thread of the parent sleeps on the object: what the child did
+ *     reaches the sleeper within 3 s by itself, and the parent's own
+ *     wake reaches it within 3 s when the child did nothing;
  *   - mp_shm_new of a named segment: the name goes within 5 s, can be
  *     created again, and no tracker process stays;
  *   - a pool worker killed while it answers a chunk: the map fails with
@@ -29,6 +33,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,8 +42,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
-#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -576,6 +581,254 @@ LTEST(rlock_release, 1, 1, 0)
 LTEST(semaphore_acquire, 2, 0, 3)
 LTEST(semaphore_release, 2, 1, 3)
 
+/* ---- a waker killed with a sleeper waiting ------------------------------ */
+
+/* The scenarios above have nobody asleep on the object while the child is
+ * stepped, so a wake is never sent.  Here a thread of the parent sleeps
+ * (in the futex, checked through /proc) in a get, an acquire or a wait
+ * before the child's put, release or set is stepped and killed.  Then
+ * the sleeper must not be stranded: what the child did must reach it on
+ * its own within WAKE_LIMIT seconds (a waker killed between the change
+ * and the wake), and if the child did nothing, the parent's own put,
+ * release or set must reach it within WAKE_LIMIT (a waker killed between
+ * taking the sleeper's arm and bumping the generation left every later
+ * wake unsent).  The object's state is exact afterwards. */
+
+#define WAKE_LIMIT 3.0
+
+enum { W_QUEUE = 0, W_SEMAPHORE = 1, W_EVENT = 2 };
+
+typedef struct wctx {
+  const char *name;
+  int kind;
+  mp_queue *q;
+  mp_semaphore *s;
+  mp_event *e;
+  /* the sleeping thread */
+  ts_thread *t;
+  mp_event *done; /* set when its call returned */
+  volatile pid_t tid;
+  int rc;
+  void *got;
+  size_t got_n;
+  void *x; /* the child's message (queue) */
+  size_t x_n;
+} wctx;
+
+#define W_MSG_LEN 24
+
+static void w_sleeper(void *arg) {
+  wctx *c = arg;
+  c->tid = (pid_t)syscall(SYS_gettid);
+  if (c->kind == W_QUEUE)
+    c->rc = mp_queue_get(c->q, &c->got, &c->got_n, 10.0);
+  else if (c->kind == W_SEMAPHORE)
+    c->rc = mp_semaphore_acquire(c->s, 10.0);
+  else
+    c->rc = mp_event_wait(c->e, 10.0);
+  mp_event_set(c->done);
+}
+
+/* 1 once thread `tid` of this process sleeps in futex(2). */
+static int in_futex(pid_t tid) {
+  char path[64], buf[64];
+  snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", (long)tid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  int ok = fgets(buf, sizeof buf, f) != NULL &&
+           strtol(buf, NULL, 10) == (long)SYS_futex;
+  fclose(f);
+  return ok;
+}
+
+static int w_new(wctx *c) {
+  if (c->kind == W_QUEUE)
+    return mp_queue_new(&c->q, 0);
+  if (c->kind == W_SEMAPHORE)
+    return mp_semaphore_new(&c->s, 0);
+  return mp_event_new(&c->e);
+}
+
+static void w_free(wctx *c) {
+  mp_queue_free(c->q);
+  mp_semaphore_free(c->s);
+  mp_event_free(c->e);
+  c->q = NULL;
+  c->s = NULL;
+  c->e = NULL;
+}
+
+/* The waker's call, in the child (and the parent's own, after a kill). */
+static int w_wake(wctx *c, size_t seed) {
+  if (c->kind == W_QUEUE) {
+    void *m = ts_make_message(W_MSG_LEN, seed);
+    int rc = mp_queue_put(c->q, m, W_MSG_LEN, 1.0);
+    free(m);
+    return rc;
+  }
+  if (c->kind == W_SEMAPHORE)
+    return mp_semaphore_release(c->s);
+  return mp_event_set(c->e);
+}
+
+static void w_warmup(void *arg) {
+  wctx *c = arg;
+  if (w_new(c) != 0)
+    return;
+  for (int i = 0; i < 2; i++) {
+    w_wake(c, 1);
+    if (c->kind == W_QUEUE) {
+      void *p = NULL;
+      size_t n = 0;
+      if (mp_queue_get(c->q, &p, &n, 1.0) == 0)
+        free(p);
+    } else if (c->kind == W_SEMAPHORE) {
+      mp_semaphore_acquire(c->s, 1.0);
+    } else {
+      mp_event_wait(c->e, 1.0);
+      mp_event_clear(c->e);
+    }
+  }
+  w_free(c);
+}
+
+/* The object, and the sleeper asleep on it (within 10 s). */
+static int w_setup(void *arg) {
+  wctx *c = arg;
+  c->tid = 0;
+  c->rc = -1;
+  c->got = NULL;
+  c->got_n = 0;
+  if (w_new(c) != 0 || mp_event_new(&c->done) != 0)
+    return -1;
+  c->t = ts_thread_start(w_sleeper, c);
+  double until = ts_now() + 10;
+  while (ts_now() < until && (c->tid == 0 || !in_futex(c->tid)))
+    sched_yield();
+  return c->tid != 0 && in_futex(c->tid) ? 0 : -1;
+}
+
+static void w_teardown(void *arg) {
+  wctx *c = arg;
+  if (c->t != NULL) {
+    if (mp_event_wait(c->done, 0) != 0)
+      w_wake(c, 3); /* release a sleeper a failed check left behind */
+    ts_thread_join(c->t);
+    c->t = NULL;
+  }
+  free(c->got);
+  c->got = NULL;
+  mp_event_free(c->done);
+  c->done = NULL;
+  w_free(c);
+}
+
+static int w_child_pre(void *arg) {
+  wctx *c = arg;
+  c->x_n = W_MSG_LEN;
+  c->x = ts_make_message(c->x_n, X_SEED);
+  return 0;
+}
+
+static void w_call(void *arg) {
+  wctx *c = arg;
+  if (c->kind == W_QUEUE)
+    mp_queue_put(c->q, c->x, c->x_n, 0);
+  else
+    w_wake(c, X_SEED);
+}
+
+/* Has the child's call taken effect (and not yet been consumed)? */
+static int w_pending(wctx *c) {
+  if (c->kind == W_QUEUE)
+    return mp_queue_qsize(c->q) > 0;
+  if (c->kind == W_SEMAPHORE)
+    return mp_semaphore_get_value(c->s) > 0;
+  return mp_event_is_set(c->e);
+}
+
+static int w_check(void *arg, const kp_point *pt, char *msg, size_t cap) {
+  (void)pt;
+  wctx *c = arg;
+  int bad = 0, mine = 0;
+  if (w_pending(c) && mp_event_wait(c->done, WAKE_LIMIT) != 0)
+    bad = fail_msg(msg, cap,
+                   "[stranded] what the killed waker did was there for "
+                   "%g s and the sleeper still slept",
+                   WAKE_LIMIT);
+  if (mp_event_wait(c->done, 0) != 0) {
+    mine = 1;
+    int rc = w_wake(c, 3);
+    if (rc != 0)
+      return fail_msg(msg, cap, "[after] the parent's own wake: %s",
+                      mp_err_name(rc));
+    if (mp_event_wait(c->done, WAKE_LIMIT) != 0)
+      return fail_msg(msg, cap,
+                      "[lost-arm] the sleeper slept through the parent's "
+                      "own wake for %g s",
+                      WAKE_LIMIT);
+  }
+  if (c->rc != 0)
+    return fail_msg(msg, cap, "[sleeper] its call gave %s", mp_err_name(c->rc));
+  if (c->kind == W_QUEUE) {
+    /* It took X or, when the child put nothing, the parent's message;
+     * what is left is the parent's message after X, or nothing. */
+    size_t first = c->got_n == W_MSG_LEN && ts_is_message(c->got, c->got_n,
+                                                          X_SEED)
+                       ? X_SEED
+                   : c->got_n == W_MSG_LEN && ts_is_message(c->got, c->got_n, 3)
+                       ? 3
+                       : 0;
+    if (first == 0)
+      bad = fail_msg(msg, cap, "[content] the sleeper got garbage");
+    int left = 0;
+    void *p = NULL;
+    size_t n = 0;
+    while (mp_queue_get_nowait(c->q, &p, &n) == 0) {
+      left++;
+      if (!mine || first != X_SEED || n != W_MSG_LEN ||
+          !ts_is_message(p, n, 3))
+        bad = fail_msg(msg, cap, "[content] message %d left over is not "
+                                 "the parent's after X",
+                       left);
+      free(p);
+      p = NULL;
+    }
+    if (mine && first == X_SEED && left != 1)
+      bad = fail_msg(msg, cap, "[count] the parent's message was lost");
+    if (mp_queue_qsize(c->q) != 0)
+      bad = fail_msg(msg, cap, "[qsize] qsize()=%lld after draining",
+                     (long long)mp_queue_qsize(c->q));
+  } else if (c->kind == W_SEMAPHORE) {
+    /* One unit taken; the child's release and the parent's (if any) put
+     * one each: 0 or 1 left with the parent's, 0 without. */
+    int v = mp_semaphore_get_value(c->s);
+    if (v < 0 || v > mine)
+      bad = fail_msg(msg, cap, "[sem-value] value %d after the sleeper's "
+                               "acquire (the parent released %d)",
+                     v, mine);
+  } else if (!mp_event_is_set(c->e)) {
+    bad = fail_msg(msg, cap, "[event] the event is clear after a set");
+  }
+  return bad;
+}
+
+#define WTEST(tname, kind_)                                                    \
+  Test(killpoint, tname, .timeout = KP_TEST_TIMEOUT) {                         \
+    wctx c;                                                                    \
+    memset(&c, 0, sizeof c);                                                   \
+    c.name = #tname;                                                           \
+    c.kind = kind_;                                                            \
+    kp_scenario s = {c.name, &c,      w_warmup,   w_setup, w_child_pre,        \
+                     w_call, w_check, w_teardown, 0};                          \
+    run_scenario(&s);                                                          \
+  }
+
+WTEST(put_to_sleeping_consumer, W_QUEUE)
+WTEST(release_to_sleeping_acquirer, W_SEMAPHORE)
+WTEST(set_to_sleeping_waiter, W_EVENT)
+
 /* ---- named shared memory ------------------------------------------------ */
 
 typedef struct sctx {
@@ -766,17 +1019,23 @@ static int pool_values_ok(const mp_args *res, int64_t base) {
   return 0;
 }
 
-/* A map on the pool: 0 with the right values, else the failure. */
+/* A map on the pool: 0 with the right values, else the failure.  It
+ * has 30 s (a hung pool is a failure to report, not a test timeout). */
 static int pool_map_ok(mp_pool *p, int64_t base, char *msg, size_t cap) {
-  mp_args *in = pool_items(base), *out = NULL;
-  int rc = mp_pool_map(p, kp_square, in, POOL_ITEMS, &out);
+  mp_args *in = pool_items(base);
+  const mp_args *out = NULL;
+  mp_async *a = NULL;
+  int rc = mp_pool_map_async(p, kp_square, in, POOL_ITEMS, NULL, NULL, NULL,
+                             &a);
+  if (rc == 0)
+    rc = mp_async_get(a, 30.0, &out);
   if (rc == 0 && pool_values_ok(out, base) != 0)
     rc = fail_msg(msg, cap, "[map] map gave wrong values");
   else if (rc != 0)
     fail_msg(msg, cap, "[map] map: %s (%s)", mp_err_name(rc),
              mp_last_error_message());
+  mp_async_free(a);
   mp_args_free(in);
-  mp_args_free(out);
   return rc;
 }
 
