@@ -5,7 +5,9 @@
  *
  * Closing while another thread waits in accept: close shuts the platform
  * listener down (the waiting accept returns MP_ECLOSED) and the last of
- * the two to leave releases it.
+ * the two to leave releases it.  An accept already in a client's
+ * handshake notices the close within a slice (auth.c's stop callback)
+ * and returns MP_ECLOSED too, rather than waiting out the handshake.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,15 @@ static void release_if_idle(mp_listener *l) {
   }
 }
 
+/* The handshake's stop callback: has the listener been closed? */
+static int listener_closed(void *arg) {
+  mp_listener *l = arg;
+  mpi_mutex_lock(l->mu);
+  int closed = l->closed;
+  mpi_mutex_unlock(l->mu);
+  return closed;
+}
+
 int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out) {
   const char *what = "mp_listener_accept";
   if (l == NULL || out == NULL)
@@ -140,16 +151,22 @@ int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out) {
   if (rc == 0 && l->key_n > 0) {
     /* The client proves it knows the key, then we prove it: a client
      * that stalls, sends garbage or part of a message is dropped once
-     * the handshake time (for the whole handshake) is over. */
+     * the handshake time (for the whole handshake) is over, or as soon
+     * as another thread closes the listener. */
+    mpi_mutex_lock(l->mu);
+    double handshake = l->handshake;
+    mpi_mutex_unlock(l->mu);
     rc = mp__conn_handshake_server(c, l->key, l->key_n,
-                                   mpi_now() + l->handshake, NULL, NULL,
-                                   NULL);
+                                   mpi_now() + handshake, listener_closed,
+                                   NULL, l);
     if (rc != 0) {
       char msg[256];
       mp__strlcpy(msg, mp_last_error_message(), sizeof msg);
       mp_conn_free(c);
       c = NULL;
-      rc = mp__error(MP_EAUTH, "%s: client refused: %s", what, msg);
+      rc = listener_closed(l)
+               ? mp__error(MP_ECLOSED, "%s: the listener was closed", what)
+               : mp__error(MP_EAUTH, "%s: client refused: %s", what, msg);
     }
   }
   mpi_mutex_lock(l->mu);

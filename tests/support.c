@@ -516,3 +516,17 @@ int ts_is_message(const void *p, size_t n, size_t seed) {
       return 0;
   return 1;
 }
+
+int ts_poll_paced(int (*pred)(void *), void *arg, double timeout,
+                  double every) {
+  /* An event nobody sets paces the looks (a wait with a timeout); the
+   * deadline, not the pace, bounds the whole. */
+  mp_event *pace = NULL;
+  cr_assert_eq(mp_event_new(&pace), 0, "ts_poll_paced: an event");
+  double end = ts_now() + timeout;
+  int v;
+  while (!(v = pred(arg)) && ts_now() < end)
+    mp_event_wait(pace, every);
+  mp_event_free(pace);
+  return v;
+}

@@ -122,4 +122,10 @@ double ts_now(void);
 /* Block forever (until killed), without burning CPU. */
 void ts_block_forever(void);
 
+/* ts_poll_until, looking every `every` seconds instead of spinning: for
+ * conditions that take a while, such as another process removing a
+ * file. */
+int ts_poll_paced(int (*pred)(void *), void *arg, double timeout,
+                  double every);
+
 #endif

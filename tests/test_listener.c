@@ -5,7 +5,9 @@
  * without stopping the listener; nobody listening; accept timeouts;
  * closing a listener another thread waits on; addresses in use; bad
  * arguments; owner-only socket files; a client in a child process under
- * each start method.
+ * each start method; hostile peers (part of a frame then silence, a
+ * frame a byte at a time) on both sides; a close that ends a handshake in
+ * progress; a killed listener's socket directory removed all the same.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -396,7 +398,8 @@ static void check_partial_peers(const char *where) {
     const char *what;
     size_t n;
     int slow;
-  } cases[] = {{"one byte of the length", 1, 0},
+  } cases[] = {{"nothing at all", 0, 0},
+               {"one byte of the length", 1, 0},
                {"a header and part of the body", sizeof partial_frame, 0},
                {"a byte every 0.1 s", sizeof partial_frame, 1}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -434,10 +437,12 @@ Test(listener, partial_frames_cannot_hold_accept_local, .timeout = 60) {
 }
 
 /* A server that accepts (without a key) and sends `n` bytes of a
- * challenge frame, then nothing until told. */
+ * challenge frame, then nothing until told; or, slow != 0, sends the
+ * whole challenge one byte every 0.1 s (6.3 s in all). */
 typedef struct half_server {
   mp_listener *l;
   size_t n;
+  int slow;
   mp_event *go;
 } half_server;
 
@@ -446,20 +451,36 @@ static void half_server_main(void *arg) {
   mp_conn *c = NULL;
   if (mp_listener_accept(s->l, 20.0, &c) != 0)
     return;
-  static const unsigned char challenge[] = {0, 0, 0, 59, '#', 'C', 'H', 'A',
-                                            'L', 'L', 'E', 'N', 'G', 'E'};
-  ts_raw_try_write(mp_conn_fileno(c), challenge,
-                   s->n < sizeof challenge ? s->n : sizeof challenge);
+  unsigned char challenge[4 + 19 + 40] = {0, 0, 0, 59};
+  memcpy(challenge + 4, "#CHALLENGE#{sha256}", 19);
+  memset(challenge + 23, 7, 40);
+  size_t n = s->slow || s->n > sizeof challenge ? sizeof challenge : s->n;
+  for (size_t i = 0; i < n; i += s->slow ? 1 : n) {
+    if (ts_raw_try_write(mp_conn_fileno(c), challenge + i,
+                         s->slow ? 1 : n) != 0)
+      break; /* the client has gone */
+    /* The slow sender's pace is what is under test, not a wait for an
+     * event: the event ends it early. */
+    if (s->slow && mp_event_wait(s->go, 0.1) == 0)
+      break;
+  }
   mp_event_wait(s->go, 30.0);
   mp_conn_free(c);
 }
 
 /* mp_client's timeout bounds its whole handshake: a server that sends
- * part of a challenge and falls silent cannot hold it. */
+ * part of a challenge and falls silent, or sends it too slowly, cannot
+ * hold it. */
 Test(listener, client_bounded_by_half_a_challenge, .timeout = 60) {
-  size_t sizes[] = {2, 14};
-  for (size_t i = 0; i < 2; i++) {
-    half_server s = {NULL, sizes[i], NULL};
+  struct {
+    const char *what;
+    size_t n;
+    int slow;
+  } cases[] = {{"2 bytes", 2, 0},
+               {"14 bytes", 14, 0},
+               {"a byte every 0.1 s", 0, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    half_server s = {NULL, cases[i].n, cases[i].slow, NULL};
     cr_assert_eq(mp_listener_new(&s.l, "127.0.0.1:0", MP_AF_DEFAULT, 0, NULL,
                                  0), 0);
     cr_assert_eq(mp_event_new(&s.go), 0);
@@ -469,14 +490,108 @@ Test(listener, client_bounded_by_half_a_challenge, .timeout = 60) {
     int rc = mp_client(&c, mp_listener_address(s.l), MP_AF_DEFAULT, key,
                        strlen(key), 1.0);
     double took = ts_now() - t0;
-    cr_expect_eq(rc, MP_ETIMEDOUT, "%zu bytes: mp_client gave %s (%s)",
-                 sizes[i], mp_err_name(rc), mp_last_error_message());
+    cr_expect_eq(rc, MP_ETIMEDOUT, "%s: mp_client gave %s (%s)",
+                 cases[i].what, mp_err_name(rc), mp_last_error_message());
     cr_expect_null(c);
-    cr_expect_lt(took, 3.0, "%zu bytes: returned after %.2f s (timeout 1 s)",
-                 sizes[i], took);
+    cr_expect_lt(took, 3.0, "%s: returned after %.2f s (timeout 1 s)",
+                 cases[i].what, took);
     mp_event_set(s.go);
     ts_thread_join(t);
     mp_event_free(s.go);
     mp_listener_free(s.l);
   }
 }
+
+/* ---- closing a listener whose accept is inside a handshake ------------ */
+
+typedef struct accept_job {
+  mp_listener *l;
+  int rc;
+  double ended; /* ts_now() when accept returned */
+} accept_job;
+
+static void accept_main(void *arg) {
+  accept_job *j = arg;
+  mp_conn *c = NULL;
+  j->rc = mp_listener_accept(j->l, 20.0, &c);
+  j->ended = ts_now();
+  mp_conn_free(c);
+}
+
+/* A silent client holds accept in its handshake (30 s here); another
+ * thread closes the listener: accept returns MP_ECLOSED at once, as it
+ * does when it waits for a client, not when the handshake time is over. */
+Test(listener, close_ends_a_handshake_in_progress, .timeout = 60) {
+  accept_job j = {NULL, -1, 0};
+  cr_assert_eq(mp_listener_new(&j.l, "127.0.0.1:0", MP_AF_DEFAULT, 0, key,
+                               strlen(key)), 0);
+  cr_assert_eq(mp_listener_set_handshake_timeout(j.l, 30.0), 0);
+  ts_thread *t = ts_thread_start(accept_main, &j);
+  mp_conn *silent = NULL;
+  cr_assert_eq(mp_client(&silent, mp_listener_address(j.l), MP_AF_DEFAULT,
+                         NULL, 0, 20.0), 0);
+  /* The challenge has come: accept is in the handshake. */
+  cr_assert_eq(mp_conn_poll(silent, 20.0), 1, "no challenge came");
+  double t0 = ts_now();
+  cr_expect_eq(mp_listener_close(j.l), 0);
+  ts_thread_join(t);
+  cr_expect_eq(j.rc, MP_ECLOSED, "accept gave %s", mp_err_name(j.rc));
+  cr_expect_lt(j.ended - t0, 3.0, "accept returned %.2f s after the close",
+               j.ended - t0);
+  mp_conn_free(silent);
+  mp_listener_free(j.l);
+}
+
+#if !defined(_WIN32)
+/* ---- a killed process leaves no socket directory ---------------------- */
+
+/* Listen at a generated local address, send it, and wait to be killed. */
+static int listen_then_block(const mp_args *a) {
+  mp_listener *l = NULL;
+  if (mp_listener_new(&l, NULL, MP_AF_LOCAL, 0, key, strlen(key)) != 0)
+    return 1;
+  const char *addr = mp_listener_address(l);
+  if (mp_queue_put(mp_args_queue(a, 0), addr, strlen(addr) + 1, 10.0) != 0)
+    return 2;
+  ts_block_forever();
+  return 3;
+}
+
+static int path_gone(void *arg) {
+  struct stat st;
+  return stat((const char *)arg, &st) != 0;
+}
+
+/* SIGKILL of a process listening at a generated local address: the
+ * socket's private directory (".mproc-XXXXXX" in the temporary
+ * directory) goes all the same, removed by the listener's janitor. */
+static void check_killed_listener_leaves_no_dir(const char *method) {
+  mp_queue *q;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_queue(a, q);
+  mp_process *p = ts_start(method, listen_then_block, a);
+  char addr[1024], dir[1024];
+  size_t n = 0;
+  cr_assert_eq(mp_queue_get_into(q, addr, sizeof addr, &n, 30.0), 0,
+               "the child's address: %s", mp_last_error_message());
+  snprintf(dir, sizeof dir, "%s", addr);
+  char *slash = strrchr(dir, '/');
+  cr_assert(slash != NULL && strstr(dir, "/.mproc-") != NULL,
+            "a socket in a private directory: %s", addr);
+  *slash = '\0';
+  cr_assert(!path_gone(dir), "%s is there while the child lives", dir);
+  ts_kill_pid(mp_process_pid(p));
+  cr_expect_eq(mp_process_join(p, 20.0), 0);
+  int code = 0;
+  cr_expect_eq(mp_process_exitcode(p, &code), 0);
+  cr_expect_eq(code, -9, "the child was killed: %d", code);
+  cr_expect(ts_poll_paced(path_gone, dir, 10.0, 0.02),
+            "%s still there 10 s after its owner was killed", dir);
+  mp_process_free(p);
+  mp_args_free(a);
+  mp_queue_free(q);
+}
+FOR_EACH_METHOD(check_killed_listener_leaves_no_dir)
+#endif
