@@ -752,6 +752,8 @@ typedef struct conn_job {
  * neither fill the server nor lock a real client out (a handshake takes
  * a few round trips; the dropped had theirs). */
 #define MAX_HANDSHAKES 64
+/* Connections the system queues for accept (see mp_manager_server_new). */
+#define LISTEN_BACKLOG 128
 
 static int max_connections(void) {
   const char *env = getenv("MPROC_MANAGER_MAX_CONNECTIONS");
@@ -965,10 +967,14 @@ int mp_manager_server_new(mp_manager_server **out,
   if (rc == 0)
     rc = authkey_of(opt, s->srv->key, &s->srv->key_n);
   /* The handshake runs in each connection's thread, so one slow client
-   * never holds up the others: the listener itself checks nothing. */
+   * never holds up the others: the listener itself checks nothing.  A
+   * deep backlog, so that a burst of connections (a flood of silent
+   * peers among them) does not make the system drop a client's connect
+   * (a TCP client then waits a second or more before it tries again). */
   if (rc == 0)
     rc = mp_listener_new(&s->srv->listener, opt ? opt->address : NULL,
-                         opt ? opt->family : MP_AF_DEFAULT, 0, NULL, 0);
+                         opt ? opt->family : MP_AF_DEFAULT, LISTEN_BACKLOG,
+                         NULL, 0);
   if (rc == 0 &&
       (s->srv->address = mp__strdup(mp_listener_address(s->srv->listener))) ==
           NULL)

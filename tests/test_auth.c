@@ -3,7 +3,9 @@
  * (mp_conn_deliver_challenge / mp_conn_answer_challenge): mutual success
  * with a child under each start method, a wrong key failing on both
  * sides, a silent peer timing out, garbage, oversized and truncated
- * answers, a peer that goes away, and bad arguments.
+ * answers, a peer that goes away, bad arguments, and hostile peers: part
+ * of a frame then silence, a frame sent a byte at a time for longer than
+ * the timeout.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -212,4 +214,110 @@ Test(auth, bad_arguments) {
   cr_expect_eq(mp_conn_deliver_challenge(a, "k", 1, 1.0), MP_ECLOSED);
   mp_conn_free(a);
   mp_conn_free(b);
+}
+
+/* ---- hostile peers: part of a frame, a frame that never ends ---------- */
+
+/* Frames a hostile peer starts and never finishes: one byte of the
+ * length; a header announcing a challenge (59 bytes) and the first few
+ * of them. */
+static const unsigned char length_byte[] = {0};
+static const unsigned char header_and_part[] = {0,   0,   0,   59,  '#',
+                                                'C', 'H', 'A', 'L', 'L'};
+
+/* `step` with a 0.3 s timeout against a peer that has sent p[0, n) and
+ * falls silent: MP_ETIMEDOUT once the time is over (every byte of the
+ * handshake is under its one deadline, not only the first), and the
+ * connection is out of step from then on (MP_EPROTO). */
+static void check_partial(auth_step step, const void *p, size_t n,
+                          const char *what) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  ts_raw_write(mp_conn_fileno(b), p, n);
+  double t0 = ts_now();
+  int rc = step(a, key_a, strlen(key_a), 0.3);
+  double took = ts_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "%s: %s (%s)", what, mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect(took >= 0.25 && took < 3.0, "%s: took %.2f s (timeout 0.3 s)",
+            what, took);
+  char buf[8];
+  size_t got = 0;
+  rc = mp_conn_recv_bytes_into(a, buf, sizeof buf, &got);
+  cr_expect_eq(rc, MP_EPROTO, "%s: then a receive gave %s", what,
+               mp_err_name(rc));
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, partial_frames_time_out, .timeout = 30) {
+  check_partial(mp_conn_deliver_challenge, length_byte, sizeof length_byte,
+                "answer: one byte of the length");
+  check_partial(mp_conn_deliver_challenge, header_and_part,
+                sizeof header_and_part, "answer: a header and part of it");
+  check_partial(mp_conn_answer_challenge, length_byte, sizeof length_byte,
+                "challenge: one byte of the length");
+  check_partial(mp_conn_answer_challenge, header_and_part,
+                sizeof header_and_part, "challenge: a header and part of it");
+}
+
+/* A peer that sends a whole frame one byte every 0.05 s (until told to
+ * stop, or its connection goes). */
+typedef struct slow_peer {
+  mp_handle h;
+  const unsigned char *p;
+  size_t n;
+  mp_event *stop;
+} slow_peer;
+
+static void slow_peer_main(void *arg) {
+  slow_peer *s = arg;
+  for (size_t i = 0; i < s->n; i++) {
+    if (ts_raw_try_write(s->h, s->p + i, 1) != 0)
+      break;
+    /* The pace is what is under test, not a wait for an event: the
+     * event only ends the sender early. */
+    if (mp_event_wait(s->stop, 0.05) == 0)
+      break;
+  }
+}
+
+/* `step` with a 0.5 s timeout against a peer that sends the frame
+ * p[0, n) a byte at a time, taking several seconds in all: the step
+ * must end when its time is over, not when the frame does. */
+static void check_slow(auth_step step, const unsigned char *p, size_t n,
+                       const char *what) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  slow_peer s = {mp_conn_fileno(b), p, n, NULL};
+  cr_assert_eq(mp_event_new(&s.stop), 0);
+  ts_thread *t = ts_thread_start(slow_peer_main, &s);
+  double t0 = ts_now();
+  int rc = step(a, key_a, strlen(key_a), 0.5);
+  double took = ts_now() - t0;
+  cr_expect_eq(rc, MP_ETIMEDOUT, "%s: %s (%s)", what, mp_err_name(rc),
+               mp_last_error_message());
+  cr_expect(took >= 0.45 && took < 1.5,
+            "%s: took %.2f s (timeout 0.5 s, the frame %.1f s)", what, took,
+            0.05 * (double)n);
+  mp_event_set(s.stop);
+  ts_thread_join(t);
+  mp_event_free(s.stop);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+Test(auth, slow_sender_is_bounded_as_a_whole, .timeout = 30) {
+  /* An answer of the right form (a wrong digest): 44 bytes, 2.2 s. */
+  unsigned char answer[4 + 8 + 32] = {0, 0, 0, 40};
+  memcpy(answer + 4, "{sha256}", 8);
+  memset(answer + 12, 0x5a, 32);
+  check_slow(mp_conn_deliver_challenge, answer, sizeof answer,
+             "a slow answer");
+  /* A challenge: 63 bytes, 3.15 s. */
+  unsigned char challenge[4 + 19 + 40] = {0, 0, 0, 59};
+  memcpy(challenge + 4, "#CHALLENGE#{sha256}", 19);
+  memset(challenge + 23, 7, 40);
+  check_slow(mp_conn_answer_challenge, challenge, sizeof challenge,
+             "a slow challenge");
 }
