@@ -237,12 +237,37 @@ static int read_exact(mp_conn *c, void *p, size_t n, size_t *got) {
       c->rpos += k;
       done += k;
     } else {
-      /* Bounded: each read takes only what has arrived, after a wait
-       * that the deadline (or stop) bounds. */
+      /* Bounded: each read takes only what has arrived: what is there
+       * already (one system call, the common case of a request that
+       * came whole), else after a wait that the deadline (or stop)
+       * bounds.  The deadline and stop are asked before every read, so
+       * a peer that trickles bytes cannot outlast them. */
       int bounded = c->deadline >= 0 || c->stop != NULL;
       size_t g = 0;
-      if (bounded && (rc = wait_bytes(c)) != 0)
-        break;
+      if (bounded) {
+        if (c->stop != NULL && c->stop(c->stop_arg)) {
+          rc = mp__error(MP_ECLOSED, "receive abandoned: stopping");
+          break;
+        }
+        if (c->deadline >= 0 && mpi_now() >= c->deadline) {
+          rc = mp__error(MP_ETIMEDOUT, "no whole message in time");
+          break;
+        }
+        int big = left >= sizeof c->rbuf;
+        rc = mpi_stream_recv_ready(c->h, big ? out + done : c->rbuf,
+                                   big ? left : sizeof c->rbuf, &g);
+        if (rc == 0 && g > 0) {
+          if (big) {
+            done += g;
+          } else {
+            c->rpos = 0;
+            c->rlen = g;
+          }
+          continue;
+        }
+        if (rc != 0 || (rc = wait_bytes(c)) != 0)
+          break;
+      }
       if (left < sizeof c->rbuf) {
         rc = mpi_stream_recv(c->h, c->rbuf, sizeof c->rbuf, &g);
         c->rpos = 0;

@@ -208,6 +208,12 @@ int mpi_stream_read(mpi_fd h, void *p, size_t n, size_t *got);
  * there is one).  MP_EEOF when the stream ended with nothing read. */
 int mpi_stream_recv(mpi_fd h, void *p, size_t n, size_t *got);
 
+/* Read what has arrived, at most n bytes, without waiting: 0 with *got
+ * bytes (0 when nothing has arrived yet); MP_EEOF when the stream has
+ * ended with nothing read.  One system call where the OS allows (a
+ * bounded receive uses it before it polls). */
+int mpi_stream_recv_ready(mpi_fd h, void *p, size_t n, size_t *got);
+
 /* 1 when a read would not block (data or end of stream), 0 when timeout
  * seconds (negative: forever) passed first; or an error code (MP_EPERM on
  * a write-only end: callers check the direction first). */

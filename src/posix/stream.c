@@ -102,6 +102,25 @@ int mpi_stream_recv(mpi_fd h, void *p, size_t n, size_t *got) {
   return read_min(h, p, n, n ? 1 : 0, got);
 }
 
+int mpi_stream_recv_ready(mpi_fd h, void *p, size_t n, size_t *got) {
+  *got = 0;
+  for (;;) {
+    ssize_t r = recv((int)h, p, n, MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (r == 0 && n > 0)
+      return MP_EEOF;
+    if (r < 0 && errno == ECONNRESET)
+      return MP_EEOF;
+    if (r < 0)
+      return mpi__errno_error("recv");
+    *got = (size_t)r;
+    return 0;
+  }
+}
+
 int mpi_stream_poll(mpi_fd h, double timeout) {
   int rc = mpi_wait(&h, 1, timeout, NULL);
   return rc == MP_ETIMEDOUT ? 0 : rc;

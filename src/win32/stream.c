@@ -359,6 +359,14 @@ void mpi__zero_read_end(HANDLE h, OVERLAPPED *ov, int state) {
   }
 }
 
+int mpi_stream_recv_ready(mpi_fd fd, void *p, size_t n, size_t *got) {
+  *got = 0;
+  int rc = mpi__stream_ready((HANDLE)fd);
+  if (rc <= 0)
+    return rc; /* nothing yet, or an error */
+  return read_min(fd, p, n, n ? 1 : 0, got);
+}
+
 int mpi_stream_poll(mpi_fd fd, double timeout) {
   HANDLE h = (HANDLE)fd;
   int rc = mpi__stream_ready(h);
