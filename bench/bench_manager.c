@@ -47,6 +47,11 @@
 #if !defined(_POSIX_C_SOURCE)
 #  define _POSIX_C_SOURCE 200809L
 #endif
+/* Apple's headers hide what POSIX leaves out (MAP_ANON, MSG_DONTWAIT,
+ * INADDR_LOOPBACK) once _POSIX_C_SOURCE is set, unless asked for. */
+#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
+#  define _DARWIN_C_SOURCE
+#endif
 
 #include <errno.h>
 #include <stdint.h>

@@ -4,6 +4,7 @@ set(CMAKE_SYSTEM_NAME Windows)
 set(CMAKE_SYSTEM_PROCESSOR x86_64)
 set(MINGW_PREFIX x86_64-w64-mingw32)
 set(CMAKE_C_COMPILER ${MINGW_PREFIX}-gcc)
+set(CMAKE_CXX_COMPILER ${MINGW_PREFIX}-g++) # used only by C++ projects
 set(CMAKE_RC_COMPILER ${MINGW_PREFIX}-windres)
 # Cross-built dependencies given as CMAKE_PREFIX_PATH (e.g. the Criterion
 # that scripts/criterion-mingw makes) are roots to search as well.

@@ -1166,7 +1166,8 @@ typedef struct mp_manager_method {
 } mp_manager_method;
 
 typedef struct mp_manager_type {
-  const char *typeid;
+  /* Python's typeid (spelled so because typeid is a C++ keyword). */
+  const char *type_id;
   int (*create)(void **obj, const mp_args *args);
   void (*destroy)(void *obj); /* may be NULL */
   const mp_manager_method *methods;
@@ -1180,7 +1181,7 @@ MP_API int mp_manager_register(const mp_manager_type *type);
  * "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
  * "Value", "Array", or yours) with constructor arguments; MP_ENOENT for
  * an unknown typeid. */
-MP_API int mp_manager_create(mp_manager *m, const char *typeid,
+MP_API int mp_manager_create(mp_manager *m, const char *type_id,
                              const mp_args *args, mp_proxy **out);
 
 /* Call a method by name: its arguments and return values are tuples

@@ -45,7 +45,7 @@ struct mp_manager {
 
 struct mp_proxy {
   mp_manager *m;
-  char typeid[MGR_TYPEID_MAX];
+  char type_id[MGR_TYPEID_MAX];
   int64_t id;
   int refs;           /* tuples and handles in this process */
   int64_t pid;        /* whose session holds server_refs */
@@ -232,7 +232,7 @@ static int convert_args(mp_manager *m, const mp_args *args, mp_args **conv) {
                      i + 1);
     } else {
       mp_args *blob = NULL;
-      rc = mp__proxy_blob(&blob, px->typeid, px->id, NULL, NULL, 0);
+      rc = mp__proxy_blob(&blob, px->type_id, px->id, NULL, NULL, 0);
       if (rc == 0) {
         size_t bn;
         const void *bp = mp__args_data(blob, &bn);
@@ -249,7 +249,7 @@ static int convert_args(mp_manager *m, const mp_args *args, mp_args **conv) {
   return 0;
 }
 
-static mp_proxy *proxy_new(mp_manager *m, const char *typeid, int64_t id);
+static mp_proxy *proxy_new(mp_manager *m, const char *type_id, int64_t id);
 
 /* The results of a reply: proxies in it become proxies here (each holds
  * the reference the server took for us). */
@@ -266,15 +266,15 @@ static int open_results(mp_manager *m, const void *p, size_t n,
     if (mp__args_get_object(r, i, &kind, &blob, &bn) != 0)
       continue;
     mp_args *h = NULL;
-    const char *typeid, *address;
+    const char *type_id, *address;
     const void *key;
     size_t key_n;
     int64_t id;
     mp_proxy *px = NULL;
     if (kind == MP__OBJ_PROXY &&
-        mp__proxy_blob_parse(blob, bn, &h, &typeid, &id, &address, &key,
+        mp__proxy_blob_parse(blob, bn, &h, &type_id, &id, &address, &key,
                              &key_n) == 0) {
-      px = proxy_new(m, typeid, id);
+      px = proxy_new(m, type_id, id);
       mp_args_free(h);
     }
     if (px == NULL) {
@@ -339,12 +339,12 @@ static int request(mp_manager *m, int op, int64_t id, const char *name,
 
 /* ---- proxies ------------------------------------------------------------- */
 
-static mp_proxy *proxy_new(mp_manager *m, const char *typeid, int64_t id) {
+static mp_proxy *proxy_new(mp_manager *m, const char *type_id, int64_t id) {
   mp_proxy *p = calloc(1, sizeof *p);
   if (p == NULL)
     return NULL;
   p->m = m;
-  mp__strlcpy(p->typeid, typeid, sizeof p->typeid);
+  mp__strlcpy(p->type_id, type_id, sizeof p->type_id);
   p->id = id;
   p->refs = 1;
   mpi_mutex_lock(m->mu);
@@ -408,7 +408,7 @@ void mp__proxy_release(void *obj) {
 
 void mp_proxy_free(mp_proxy *p) { mp__proxy_release(p); }
 
-const char *mp_proxy_typeid(const mp_proxy *p) { return p ? p->typeid : NULL; }
+const char *mp_proxy_typeid(const mp_proxy *p) { return p ? p->type_id : NULL; }
 
 mp_manager *mp_proxy_manager(mp_proxy *p) { return p ? p->m : NULL; }
 
@@ -416,7 +416,7 @@ int mp_args_add_proxy(mp_args *a, mp_proxy *p) {
   if (a == NULL || p == NULL)
     return mp__error(MP_EINVAL, "mp_args_add_proxy: NULL argument");
   mp_args *blob = NULL;
-  int rc = mp__proxy_blob(&blob, p->typeid, p->id, p->m->address, p->m->key,
+  int rc = mp__proxy_blob(&blob, p->type_id, p->id, p->m->address, p->m->key,
                           p->m->key_n);
   if (rc == 0) {
     size_t n;
@@ -441,11 +441,11 @@ static int manager_alloc(mp_manager **out, const char *address,
  * own taken at once so the object outlives the parent's. */
 int mp__proxy_open(const void *blob, size_t n, void **out) {
   mp_args *h = NULL;
-  const char *typeid, *address;
+  const char *type_id, *address;
   const void *key;
   size_t key_n;
   int64_t id;
-  int rc = mp__proxy_blob_parse(blob, n, &h, &typeid, &id, &address, &key,
+  int rc = mp__proxy_blob_parse(blob, n, &h, &type_id, &id, &address, &key,
                                 &key_n);
   if (rc != 0)
     return rc;
@@ -472,7 +472,7 @@ int mp__proxy_open(const void *blob, size_t n, void **out) {
     implicit_managers = m;
     mpi_unlock();
   }
-  mp_proxy *p = proxy_new(m, typeid, id);
+  mp_proxy *p = proxy_new(m, type_id, id);
   mp_args_free(h);
   if (p == NULL)
     return mp__error(MP_ENOMEM, "manager: out of memory");
@@ -722,20 +722,20 @@ void mp_manager_free(mp_manager *m) {
 
 /* ---- making objects -------------------------------------------------- */
 
-int mp_manager_create(mp_manager *m, const char *typeid, const mp_args *args,
+int mp_manager_create(mp_manager *m, const char *type_id, const mp_args *args,
                       mp_proxy **out) {
-  if (m == NULL || typeid == NULL || out == NULL)
+  if (m == NULL || type_id == NULL || out == NULL)
     return mp__error(MP_EINVAL, "mp_manager_create: NULL argument");
   *out = NULL;
-  if (strlen(typeid) >= MGR_TYPEID_MAX)
-    return mp__error(MP_ENOENT, "no type '%s' in this manager", typeid);
+  if (strlen(type_id) >= MGR_TYPEID_MAX)
+    return mp__error(MP_ENOENT, "no type '%s' in this manager", type_id);
   mp_args *r = NULL;
-  int rc = request(m, MGR_CREATE, 0, typeid, args, &r);
+  int rc = request(m, MGR_CREATE, 0, type_id, args, &r);
   if (rc != 0)
     return rc;
   int64_t id = mp_args_int(r, 0);
   mp_args_free(r);
-  mp_proxy *p = proxy_new(m, typeid, id);
+  mp_proxy *p = proxy_new(m, type_id, id);
   if (p == NULL) {
     mp_args *n = NULL;
     if (mp_args_pack(&n, "i", 1) == 0)
@@ -749,7 +749,7 @@ int mp_manager_create(mp_manager *m, const char *typeid, const mp_args *args,
   return 0;
 }
 
-static int createf(mp_manager *m, const char *typeid, mp_proxy **out,
+static int createf(mp_manager *m, const char *type_id, mp_proxy **out,
                    const char *fmt, ...) {
   mp_args *a = NULL;
   int rc = mp_args_new(&a);
@@ -760,7 +760,7 @@ static int createf(mp_manager *m, const char *typeid, mp_proxy **out,
     va_end(ap);
   }
   if (rc == 0)
-    rc = mp_manager_create(m, typeid, a, out);
+    rc = mp_manager_create(m, type_id, a, out);
   mp_args_free(a);
   return rc;
 }
@@ -795,10 +795,10 @@ int mp_manager_bounded_semaphore(mp_manager *m, unsigned value,
   return createf(m, "BoundedSemaphore", out, "I", (int64_t)value);
 }
 int mp_manager_condition(mp_manager *m, mp_proxy *lock, mp_proxy **out) {
-  if (lock != NULL && strcmp(lock->typeid, "Lock") != 0 &&
-      strcmp(lock->typeid, "RLock") != 0)
+  if (lock != NULL && strcmp(lock->type_id, "Lock") != 0 &&
+      strcmp(lock->type_id, "RLock") != 0)
     return mp__error(MP_ETYPE, "a Condition's lock must be a managed Lock "
-                     "or RLock, not a %s", lock->typeid);
+                     "or RLock, not a %s", lock->type_id);
   return lock ? createf(m, "Condition", out, "P", lock)
               : mp_manager_create(m, "Condition", NULL, out);
 }

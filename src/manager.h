@@ -42,10 +42,10 @@ int64_t mp__get_i64(const unsigned char *p);
 
 /* The blob of a proxy item: encode / decode.  address and key may be
  * empty.  Decoded strings point into *holder (free it after use). */
-int mp__proxy_blob(mp_args **out, const char *typeid, int64_t id,
+int mp__proxy_blob(mp_args **out, const char *type_id, int64_t id,
                    const char *address, const void *key, size_t key_n);
 int mp__proxy_blob_parse(const void *blob, size_t n, mp_args **holder,
-                         const char **typeid, int64_t *id,
+                         const char **type_id, int64_t *id,
                          const char **address, const void **key,
                          size_t *key_n);
 
@@ -74,7 +74,7 @@ typedef struct mgr_method {
 } mgr_method;
 
 typedef struct mgr_type {
-  const char *typeid;
+  const char *type_id;
   int (*create)(mgr_call *call, mgr_obj *obj);
   void (*destroy)(mgr_server *srv, mgr_obj *obj);
   const mgr_method *methods;

@@ -41,11 +41,11 @@ static uint32_t get_u32(const unsigned char *p) {
          (uint32_t)p[3] << 24;
 }
 
-int mp__proxy_blob(mp_args **out, const char *typeid, int64_t id,
+int mp__proxy_blob(mp_args **out, const char *type_id, int64_t id,
                    const char *address, const void *key, size_t key_n) {
   mp_args *b = NULL;
   int rc = mp_args_new(&b);
-  if (rc == 0) rc = mp_args_add_str(b, typeid);
+  if (rc == 0) rc = mp_args_add_str(b, type_id);
   if (rc == 0) rc = mp_args_add_int(b, id);
   if (rc == 0) rc = mp_args_add_str(b, address ? address : "");
   if (rc == 0) rc = mp_args_add_bytes(b, key, key_n);
@@ -58,7 +58,7 @@ int mp__proxy_blob(mp_args **out, const char *typeid, int64_t id,
 }
 
 int mp__proxy_blob_parse(const void *blob, size_t n, mp_args **holder,
-                         const char **typeid, int64_t *id,
+                         const char **type_id, int64_t *id,
                          const char **address, const void **key,
                          size_t *key_n) {
   mp_args *b = NULL;
@@ -70,7 +70,7 @@ int mp__proxy_blob_parse(const void *blob, size_t n, mp_args **holder,
     mp_args_free(b);
     return mp__error(MP_EPROTO, "malformed proxy reference");
   }
-  *typeid = mp_args_str(b, 0);
+  *type_id = mp_args_str(b, 0);
   *id = mp_args_int(b, 1);
   *address = mp_args_str(b, 2);
   *key = mp_args_bytes(b, 3, key_n);
@@ -177,7 +177,7 @@ static void user_type_free(mp_manager_type *t) {
   for (size_t i = 0; i < t->n_methods; i++)
     free((char *)t->methods[i].name);
   free((void *)t->methods);
-  free((char *)t->typeid);
+  free((char *)t->type_id);
   free(t);
 }
 
@@ -187,7 +187,7 @@ static int valid_name(const char *s, size_t max) {
 }
 
 int mp_manager_register(const mp_manager_type *type) {
-  if (type == NULL || !valid_name(type->typeid, MGR_TYPEID_MAX) ||
+  if (type == NULL || !valid_name(type->type_id, MGR_TYPEID_MAX) ||
       type->create == NULL || (type->n_methods > 0 && type->methods == NULL))
     return mp__error(MP_EINVAL, "mp_manager_register: a type needs a typeid "
                      "(1 to %d bytes) and a create function",
@@ -198,14 +198,14 @@ int mp_manager_register(const mp_manager_type *type) {
       return mp__error(MP_EINVAL, "mp_manager_register: method %zu needs a "
                        "name and a function", i);
   for (size_t i = 0; mp__mgr_builtin_types[i] != NULL; i++)
-    if (strcmp(mp__mgr_builtin_types[i]->typeid, type->typeid) == 0)
-      return mp__error(MP_EEXIST, "typeid '%s' is built in", type->typeid);
+    if (strcmp(mp__mgr_builtin_types[i]->type_id, type->type_id) == 0)
+      return mp__error(MP_EEXIST, "typeid '%s' is built in", type->type_id);
   mpi_lock();
   for (size_t i = 0; i < registry_n; i++)
-    if (strcmp(registry[i].typeid, type->typeid) == 0) {
+    if (strcmp(registry[i].type_id, type->type_id) == 0) {
       mpi_unlock();
       return mp__error(MP_EEXIST, "typeid '%s' is already registered",
-                       type->typeid);
+                       type->type_id);
     }
   mp_manager_type *copy = calloc(1, sizeof *copy);
   mp_manager_method *ms = calloc(type->n_methods + 1, sizeof *ms);
@@ -215,9 +215,9 @@ int mp_manager_register(const mp_manager_type *type) {
     registry = r;
   if (ok) {
     *copy = *type;
-    copy->typeid = mp__strdup(type->typeid);
+    copy->type_id = mp__strdup(type->type_id);
     copy->methods = ms;
-    ok = copy->typeid != NULL;
+    ok = copy->type_id != NULL;
     for (size_t i = 0; ok && i < type->n_methods; i++) {
       ms[i].fn = type->methods[i].fn;
       ok = (ms[i].name = mp__strdup(type->methods[i].name)) != NULL;
@@ -231,7 +231,7 @@ int mp_manager_register(const mp_manager_type *type) {
     return mp__error(MP_ENOMEM, "mp_manager_register: out of memory");
   }
   memset(&registry[registry_n], 0, sizeof registry[0]);
-  registry[registry_n].typeid = copy->typeid;
+  registry[registry_n].type_id = copy->type_id;
   registry[registry_n].user = copy;
   registry_n++;
   mpi_unlock();
@@ -262,7 +262,7 @@ static int registry_encode(mp_args *a) {
   int rc = mp_args_add_int(a, (int64_t)registry_n);
   for (size_t i = 0; rc == 0 && i < registry_n; i++) {
     const mp_manager_type *t = registry[i].user;
-    rc = mp_args_add_str(a, t->typeid);
+    rc = mp_args_add_str(a, t->type_id);
     if (rc == 0) rc = fn_add(a, (void (*)(void))t->create);
     if (rc == 0) rc = fn_add(a, (void (*)(void))t->destroy);
     if (rc == 0) rc = mp_args_add_int(a, (int64_t)t->n_methods);
@@ -281,7 +281,7 @@ static int registry_decode(const mp_args *a, size_t *i) {
   for (int64_t k = 0; k < n; k++) {
     mp_manager_type t;
     memset(&t, 0, sizeof t);
-    t.typeid = mp_args_str(a, (*i)++);
+    t.type_id = mp_args_str(a, (*i)++);
     void (*fn)(void);
     int rc = fn_get(a, *i, &fn);
     t.create = (int (*)(void **, const mp_args *))fn;
@@ -290,7 +290,7 @@ static int registry_decode(const mp_args *a, size_t *i) {
     t.destroy = (void (*)(void *))fn;
     *i += 2;
     int64_t nm = mp_args_int(a, (*i)++);
-    if (rc != 0 || t.typeid == NULL || nm < 0 || nm > 100000)
+    if (rc != 0 || t.type_id == NULL || nm < 0 || nm > 100000)
       return rc ? rc : mp__error(MP_EPROTO, "manager: malformed registry");
     mp_manager_method *ms = calloc((size_t)nm + 1, sizeof *ms);
     if (ms == NULL)
@@ -342,14 +342,14 @@ struct mgr_server {
   char *address;
 };
 
-static const mgr_type *find_type(const char *typeid) {
+static const mgr_type *find_type(const char *type_id) {
   for (size_t i = 0; mp__mgr_builtin_types[i] != NULL; i++)
-    if (strcmp(mp__mgr_builtin_types[i]->typeid, typeid) == 0)
+    if (strcmp(mp__mgr_builtin_types[i]->type_id, type_id) == 0)
       return mp__mgr_builtin_types[i];
   const mgr_type *t = NULL;
   mpi_lock();
   for (size_t i = 0; i < registry_n && t == NULL; i++)
-    if (strcmp(registry[i].typeid, typeid) == 0)
+    if (strcmp(registry[i].type_id, type_id) == 0)
       t = &registry[i];
   mpi_unlock();
   return t;
@@ -390,18 +390,18 @@ static int item_proxy(mgr_server *srv, const unsigned char *p, size_t n,
     return mp__error(MP_ETYPE, "only plain values and proxies of this "
                      "manager can be stored");
   mp_args *h = NULL;
-  const char *typeid, *address;
+  const char *type_id, *address;
   const void *key;
   size_t key_n;
   int64_t id;
-  int rc = mp__proxy_blob_parse(p + 9, get_u32(p + 5), &h, &typeid, &id,
+  int rc = mp__proxy_blob_parse(p + 9, get_u32(p + 5), &h, &type_id, &id,
                                 &address, &key, &key_n);
   if (rc != 0)
     return rc;
   mgr_obj *o = mp__mgr_find(srv, id);
-  if (o == NULL || strcmp(o->type->typeid, typeid) != 0)
+  if (o == NULL || strcmp(o->type->type_id, type_id) != 0)
     rc = mp__error(MP_ENOENT, "a proxy of an object this manager does not "
-                   "have (%s %lld)", typeid, (long long)id);
+                   "have (%s %lld)", type_id, (long long)id);
   mp_args_free(h);
   *obj = o;
   return rc;
@@ -524,10 +524,10 @@ static void session_unbind(mgr_server *srv, mgr_session *s) {
 
 /* ---- requests ---------------------------------------------------------- */
 
-static int do_create(mgr_call *call, const char *typeid) {
-  const mgr_type *t = find_type(typeid);
+static int do_create(mgr_call *call, const char *type_id) {
+  const mgr_type *t = find_type(type_id);
   if (t == NULL)
-    return mp__error(MP_ENOENT, "no type '%s' in this manager", typeid);
+    return mp__error(MP_ENOENT, "no type '%s' in this manager", type_id);
   mgr_obj *o = calloc(1, sizeof *o);
   if (o == NULL)
     return mp__error(MP_ENOMEM, "manager: out of memory");
@@ -582,7 +582,7 @@ static int do_call(mgr_call *call, int64_t id, const char *method) {
       if (strcmp(t->methods[i].name, method) == 0)
         return t->methods[i].fn(call, o);
   }
-  return mp__error(MP_ENOENT, "'%s' has no method '%s'", t->typeid, method);
+  return mp__error(MP_ENOENT, "'%s' has no method '%s'", t->type_id, method);
 }
 
 static int do_incref(mgr_call *call, int64_t id) {

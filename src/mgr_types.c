@@ -27,7 +27,7 @@ static int nargs(mgr_call *c, const mgr_obj *o, const char *method,
   size_t n = mp_args_count(c->args);
   if (n < min || n > max)
     return mp__error(MP_EINVAL, "%s.%s takes %zu%s%s arguments, not %zu",
-                     o->type->typeid, method, min, max > min ? " to " : "",
+                     o->type->type_id, method, min, max > min ? " to " : "",
                      max > min ? (max == min + 1 ? "one more" : "more") : "",
                      n);
   return 0;
@@ -997,7 +997,7 @@ typedef struct mlock {
 
 static int lock_create_common(mgr_call *c, mgr_obj *o, int recursive) {
   if (mp_args_count(c->args) != 0)
-    return mp__error(MP_EINVAL, "%s takes no arguments", o->type->typeid);
+    return mp__error(MP_EINVAL, "%s takes no arguments", o->type->type_id);
   mlock *l = new_data(o, sizeof *l);
   if (l == NULL)
     return MP_ENOMEM;
@@ -1109,7 +1109,7 @@ static int sem_create_common(mgr_call *c, mgr_obj *o, int bounded) {
   size_t n = mp_args_count(c->args);
   if (n > 1 || (n == 1 && arg_int(c, 0, &v) != 0))
     return mp__error(MP_EINVAL, "%s takes one integer value",
-                     o->type->typeid);
+                     o->type->type_id);
   if (v < 0 || v > INT32_MAX)
     return mp__error(MP_EINVAL, "semaphore value %lld is out of range",
                      (long long)v);
@@ -1196,12 +1196,12 @@ static int cond_create(mgr_call *c, mgr_obj *o) {
     const void *blob;
     size_t bn;
     mp_args *h = NULL;
-    const char *typeid, *address;
+    const char *type_id, *address;
     const void *key;
     size_t key_n;
     int64_t id = 0;
     if (mp__args_get_object(c->args, 0, &kind, &blob, &bn) != 0 ||
-        mp__proxy_blob_parse(blob, bn, &h, &typeid, &id, &address, &key,
+        mp__proxy_blob_parse(blob, bn, &h, &type_id, &id, &address, &key,
                              &key_n) != 0) {
       mp__mgr_drop(c->srv, p, pn);
       return mp__error(MP_ETYPE, "a Condition's lock must be a managed Lock "

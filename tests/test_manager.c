@@ -2129,11 +2129,11 @@ Test(manager, custom_type, .timeout = TS_TIMEOUT) {
 
 Test(manager, register_errors, .timeout = TS_TIMEOUT) {
   mp_manager_type t = counter_type;
-  t.typeid = "dict";
+  t.type_id = "dict";
   EXPECT_RC_MSG(mp_manager_register(&t), MP_EEXIST, "a built-in typeid");
-  t.typeid = NULL;
+  t.type_id = NULL;
   EXPECT_RC(mp_manager_register(&t), MP_EINVAL);
-  t.typeid = "NoCreate";
+  t.type_id = "NoCreate";
   t.create = NULL;
   EXPECT_RC(mp_manager_register(&t), MP_EINVAL);
 }

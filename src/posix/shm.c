@@ -49,6 +49,12 @@
 #if defined(__APPLE__)
 #  include <libproc.h>
 #  include <sys/proc_info.h>
+/* p_stat of a zombie (sys/proc.h; not declared in every SDK's). */
+#  if defined(SZOMB)
+#    define MPI_SZOMB SZOMB
+#  else
+#    define MPI_SZOMB 5
+#  endif
 #endif
 #if defined(__FreeBSD__)
 #  include <sys/types.h>
@@ -979,10 +985,12 @@ int mpi_pid_alive(int64_t pid) {
              ? 1
              : 0;
 #elif defined(__APPLE__)
+  /* arg 1: XNU looks among the zombies only when arg is non-zero (with
+   * 0, a dead unreaped holder would count as alive until reaped). */
   struct proc_bsdinfo info;
-  if (proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &info, sizeof info) ==
+  if (proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 1, &info, sizeof info) ==
       (int)sizeof info)
-    return info.pbi_status == SZOMB ? 0 : 1;
+    return info.pbi_status == MPI_SZOMB ? 0 : 1;
   return 1;
 #else
   return 1;

@@ -45,10 +45,17 @@
  * operations: as cheap as a thread-local event, but nothing is lost when
  * threads end.  The pool grows to the peak number of operations in flight
  * at once and lives as long as the process. */
+#if defined(_MSC_VER)
+#  pragma warning(push)
+#  pragma warning(disable : 4324) /* padded for SLIST_ENTRY's alignment */
+#endif
 typedef struct event_node {
   SLIST_ENTRY link; /* first: the node is the entry */
   HANDLE event;
 } event_node;
+#if defined(_MSC_VER)
+#  pragma warning(pop)
+#endif
 
 static SLIST_HEADER event_pool;
 static INIT_ONCE event_pool_once = INIT_ONCE_STATIC_INIT;
@@ -116,19 +123,24 @@ int mpi__user_only_sd(SECURITY_DESCRIPTOR *sd, void **mem) {
     free(buf);
     return rc;
   }
-  PSID sid = ((TOKEN_USER *)(void *)buf)->User.Sid;
+  /* The token data holds the SID and a pointer to it: copy the SID into
+   * a block of our own (a pointer into a block that realloc moved would
+   * dangle), then the ACL after it, DWORD aligned. */
+  PSID token_sid = ((TOKEN_USER *)(void *)buf)->User.Sid;
+  DWORD sid_size = GetLengthSid(token_sid);
   DWORD acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) -
-                           sizeof(DWORD) + GetLengthSid(sid));
-  /* The ACL after the token data, DWORD aligned. */
-  size_t off = (need + 7u) & ~(size_t)7u;
-  unsigned char *all = realloc(buf, off + acl_size);
+                           sizeof(DWORD) + sid_size);
+  size_t off = ((size_t)sid_size + 7u) & ~(size_t)7u;
+  unsigned char *all = malloc(off + acl_size);
   if (all == NULL) {
     free(buf);
     return mp__error(MP_ENOMEM, "out of memory");
   }
-  sid = ((TOKEN_USER *)(void *)all)->User.Sid;
+  PSID sid = (PSID)all;
+  BOOL copied = CopySid(sid_size, sid, token_sid);
+  free(buf);
   ACL *acl = (ACL *)(void *)(all + off);
-  if (!InitializeAcl(acl, acl_size, ACL_REVISION) ||
+  if (!copied || !InitializeAcl(acl, acl_size, ACL_REVISION) ||
       !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, sid) ||
       !InitializeSecurityDescriptor(sd, SECURITY_DESCRIPTOR_REVISION) ||
       !SetSecurityDescriptorDacl(sd, TRUE, acl, FALSE)) {
