@@ -87,11 +87,14 @@ static inline double ex_now(void) {
 
 /* The local time as Python's time.ctime() writes it into buf. */
 static inline const char *ex_ctime(char *buf, size_t cap) {
-  time_t t = time(NULL);
   struct tm tm;
 #ifdef _WIN32
-  localtime_s(&tm, &t);
+  /* The CRT's own name (localtime_s is an inline only some headers
+   * have). */
+  __time64_t t = _time64(NULL);
+  _localtime64_s(&tm, &t);
 #else
+  time_t t = time(NULL);
   localtime_r(&t, &tm);
 #endif
   strftime(buf, cap, "%a %b %d %H:%M:%S %Y", &tm);

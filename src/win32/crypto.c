@@ -7,6 +7,10 @@
 #include <bcrypt.h>
 #include <limits.h>
 
+#if !defined(BCRYPT_SUCCESS) /* not in every SDK's bcrypt.h (Wine's) */
+#  define BCRYPT_SUCCESS(status) (((NTSTATUS)(status)) >= 0)
+#endif
+
 int mpi_hmac_sha256(const void *key, size_t key_n, const void *msg,
                     size_t msg_n, unsigned char out[MPI_SHA256_SIZE]) {
   if (key_n > ULONG_MAX || msg_n > ULONG_MAX)

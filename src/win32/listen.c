@@ -297,13 +297,16 @@ static int format_address(const struct sockaddr *sa, char *buf,
   int n;
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
+    /* (void *): some SDKs' inet_ntop takes a PVOID. */
+    if (inet_ntop(AF_INET, (void *)&in->sin_addr, host, sizeof host) ==
+        NULL)
       return wsa_error(WSAGetLastError(), 0, "inet_ntop");
     port = ntohs(in->sin_port);
     n = snprintf(buf, cap, "%s:%u", host, port);
   } else {
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL)
+    if (inet_ntop(AF_INET6, (void *)&in6->sin6_addr, host, sizeof host) ==
+        NULL)
       return wsa_error(WSAGetLastError(), 0, "inet_ntop");
     if (in6->sin6_scope_id != 0) {
       size_t k = strlen(host);

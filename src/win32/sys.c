@@ -288,10 +288,18 @@ static int popcount(ULONG_PTR m) {
 
 /* The affinity mask covers one processor group: a process spread over
  * several groups may use every CPU of the machine. */
+typedef BOOL(WINAPI *group_affinity_fn)(HANDLE, PUSHORT, PUSHORT);
+
 int mpi_process_cpu_count(void) {
   USHORT groups[4];
   USHORT n_groups = 4;
-  if (!GetProcessGroupAffinity(GetCurrentProcess(), &n_groups, groups) ||
+  /* Looked up: kernel32 has it (Windows 7 on), not every SDK's headers
+   * declare it (Wine's). */
+  group_affinity_fn group_affinity = (group_affinity_fn)(void (*)(void))
+      GetProcAddress(GetModuleHandleW(L"kernel32.dll"),
+                     "GetProcessGroupAffinity");
+  if (group_affinity == NULL ||
+      !group_affinity(GetCurrentProcess(), &n_groups, groups) ||
       n_groups > 1)
     return mpi_cpu_count();
   DWORD_PTR mine = 0, sys = 0;
