@@ -426,6 +426,22 @@ int ts_wait_pid_gone(int64_t pid, double timeout) {
 #  endif
 }
 
+#  ifdef __linux__
+int ts_proc_stat(long pid, char *state, long *ppid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t r = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[r] = '\0';
+  /* The name (in parentheses) may hold anything: read after the last ')'. */
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && sscanf(rp + 1, " %c %ld", state, ppid) == 2 ? 0 : -1;
+}
+#  endif
+
 void ts_block_forever(void) {
   for (;;)
     pause();

@@ -80,6 +80,12 @@ void ts_kill_pid(int64_t pid);
 /* 1 once process `pid` (not our child) has ended, within timeout. */
 int ts_wait_pid_gone(int64_t pid, double timeout);
 
+#ifdef __linux__
+/* The state letter and parent of process `pid` from /proc/PID/stat: 0,
+ * or -1 when it is gone (Linux only: the kill-anywhere tests). */
+int ts_proc_stat(long pid, char *state, long *ppid);
+#endif
+
 /* A large argument: an mp_args holding TS_BIG patterned bytes, and a
  * target that returns 0 when it receives them intact (2: wrong size,
  * 3: wrong bytes). */

@@ -837,21 +837,6 @@ typedef struct sctx {
   mp_shm *shm; /* the child's */
 } sctx;
 
-/* The state letter and parent of a process from /proc; 0, or -1 when
- * it is gone. */
-static int proc_stat(long pid, char *state, long *ppid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t r = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[r] = '\0';
-  char *rp = strrchr(buf, ')');
-  return rp != NULL && sscanf(rp + 1, " %c %ld", state, ppid) == 2 ? 0 : -1;
-}
-
 /* Our children (orphans of the killed child come to us: we are a
  * subreaper). */
 static int list_children(pid_t *out, int cap) {
@@ -866,7 +851,7 @@ static int list_children(pid_t *out, int cap) {
     long pid = strtol(e->d_name, &end, 10), ppid;
     if (*end != '\0' || pid <= 0)
       continue;
-    if (proc_stat(pid, &state, &ppid) == 0 && ppid == me)
+    if (ts_proc_stat(pid, &state, &ppid) == 0 && ppid == me)
       out[n++] = (pid_t)pid;
   }
   closedir(d);
@@ -883,7 +868,7 @@ static int reap_orphans(void) {
   for (int i = 0; i < n; i++) {
     char state;
     long ppid;
-    if (proc_stat(kids[i], &state, &ppid) == 0 && state != 'Z')
+    if (ts_proc_stat(kids[i], &state, &ppid) == 0 && state != 'Z')
       alive++;
   }
   return alive;

@@ -139,25 +139,11 @@ static void spin(int n) {
 
 /* ---- processes ----------------------------------------------------------- */
 
-/* State letter and parent of a process; -1 when it is gone. */
-static int proc_stat(long pid, char *state, long *ppid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t r = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[r] = '\0';
-  char *rp = strrchr(buf, ')');
-  return rp != NULL && sscanf(rp + 1, " %c %ld", state, ppid) == 2 ? 0 : -1;
-}
-
 /* A process that runs (not gone, not a zombie). */
 static int alive(long pid) {
   char st;
   long pp;
-  return pid > 0 && proc_stat(pid, &st, &pp) == 0 && st != 'Z' && st != 'X';
+  return pid > 0 && ts_proc_stat(pid, &st, &pp) == 0 && st != 'Z' && st != 'X';
 }
 
 /* Our own fork server (MPROC_SOAK_METHOD=forkserver): it serves this
@@ -206,7 +192,7 @@ static int strays_fs(char *what, size_t cap, int *fs) {
   for (long p = runner; p > 1 && nup < 16;) {
     char st;
     up[nup++] = p;
-    if (proc_stat(p, &st, &p) != 0)
+    if (ts_proc_stat(p, &st, &p) != 0)
       break;
   }
   int count = 0;
@@ -235,7 +221,7 @@ static int strays_fs(char *what, size_t cap, int *fs) {
     for (int depth = 0; depth < 64; depth++) {
       char st;
       long pp;
-      if (proc_stat(p, &st, &pp) != 0 || pp <= 1 || pp == me)
+      if (ts_proc_stat(p, &st, &pp) != 0 || pp <= 1 || pp == me)
         break;
       if (pp == runner) { /* p is another worker of our runner */
         ours = 0;
@@ -273,7 +259,7 @@ static int zombies(void) {
     long pid = strtol(e->d_name, &end, 10), pp;
     if (*end != '\0' || pid <= 0)
       continue;
-    if (proc_stat(pid, &st, &pp) == 0 && pp == me && st == 'Z')
+    if (ts_proc_stat(pid, &st, &pp) == 0 && pp == me && st == 'Z')
       count++;
   }
   if (d != NULL)
@@ -1229,7 +1215,9 @@ Test(soak, semaphore, .timeout = SOAK_TIMEOUT) {
   slots_free_args(w, S_WORKERS);
   CHECK(&s, sh->over == 0, "more than %d processes inside a semaphore of %d",
         S_VALUE, S_VALUE);
-  CHECK(&s, epochs > 10, "only %ld epochs", epochs);
+  /* At least a few epochs, unless the share was too short for them
+   * (MPROC_SOAK_SECONDS of a few seconds). */
+  CHECK(&s, epochs > 10 || share(0.10) < 2.0, "only %ld epochs", epochs);
   s.checks += (long)sh->checks;
   fprintf(stderr, "soak semaphore: %ld epochs; Semaphore: %ld killed "
           "holding, %ld in acquire/release; BoundedSemaphore: %ld, %ld; %ld "
