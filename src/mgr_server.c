@@ -335,6 +335,11 @@ struct mgr_server {
   size_t key_n;
   volatile uint32_t stopping; /* read without the lock: atomics */
   int threads; /* connection threads alive */
+  /* Every connection thread, joined once it has ended (before the server
+   * returns): a thread still on its way out when the process exits runs
+   * its thread-local destructors concurrently with exit's (libcrypto's
+   * OPENSSL_cleanup freed the same per-thread block twice). */
+  struct conn_thread *thr_head;
   int max_threads; /* authenticated connections served at once */
   int authed;      /* authenticated connections being served */
   struct conn_job *pend_head, *pend_tail; /* handshakes, oldest first */
@@ -731,9 +736,16 @@ int mp__mgr_handle(mgr_server *srv, mgr_session **session, mp_conn *conn,
 
 /* ---- connections -------------------------------------------------- */
 
+typedef struct conn_thread {
+  mpi_thread *t;
+  int done; /* its function has returned (srv->mu) */
+  struct conn_thread *next;
+} conn_thread;
+
 typedef struct conn_job {
   mgr_server *srv;
   mp_conn *conn;
+  conn_thread *thr;
   volatile uint32_t drop;            /* its handshake is abandoned */
   struct conn_job *prev, *next;      /* in the handshake list */
   int listed;
@@ -853,6 +865,7 @@ static void conn_main(void *arg) {
   if (!ok && mp__load32(&job->drop) && !mp__load32(&srv->stopping))
     mp_conn_send_bytes(c, "#FAILURE#", 9); /* dropped, not stopping */
   int authed = job->authed;
+  conn_thread *thr = job->thr;
   free(job);
   ok = ok && authed;
   double spin = mp__spin_seconds();
@@ -881,8 +894,33 @@ static void conn_main(void *arg) {
   if (authed)
     srv->authed--;
   srv->threads--;
+  thr->done = 1;
   mp__mgr_notify(srv);
   mpi_mutex_unlock(srv->mu);
+}
+
+/* Join the connection threads that have ended (all of them when `all`,
+ * after srv->threads reached 0). */
+static void reap_threads(mgr_server *srv, int all) {
+  conn_thread *ended = NULL;
+  mpi_mutex_lock(srv->mu);
+  for (conn_thread **pp = &srv->thr_head; *pp != NULL;) {
+    conn_thread *r = *pp;
+    if (r->done || all) {
+      *pp = r->next;
+      r->next = ended;
+      ended = r;
+    } else {
+      pp = &r->next;
+    }
+  }
+  mpi_mutex_unlock(srv->mu);
+  while (ended != NULL) {
+    conn_thread *r = ended;
+    ended = r->next;
+    mpi_thread_join(r->t);
+    free(r);
+  }
 }
 
 static int server_alloc(mgr_server **out) {
@@ -1006,13 +1044,18 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
       break;
     if (rc != 0)
       continue;
+    reap_threads(srv, 0);
     conn_job *job = calloc(1, sizeof *job);
-    if (job == NULL) {
+    conn_thread *thr = calloc(1, sizeof *thr);
+    if (job == NULL || thr == NULL) {
+      free(job);
+      free(thr);
       mp_conn_free(c);
       continue;
     }
     job->srv = srv;
     job->conn = c;
+    job->thr = thr;
     mpi_mutex_lock(srv->mu);
     /* Threads are bounded too: the served, the handshakes, and those
      * dropped and not yet gone (each ends within a slice). */
@@ -1022,17 +1065,22 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
     srv->threads++;
     pend_add(srv, job);
     mpi_mutex_unlock(srv->mu);
-    mpi_thread *t = NULL;
-    if (mpi_thread_start(conn_main, job, &t) != 0) {
-      mp_conn_free(c);
-      mpi_mutex_lock(srv->mu);
+    /* The record is listed before the thread runs (under the lock,
+     * which conn_main takes before it ends), so its handle is there
+     * when it is done. */
+    mpi_mutex_lock(srv->mu);
+    if (mpi_thread_start(conn_main, job, &thr->t) != 0) {
       pend_unlink(srv, job);
       srv->threads--;
       mpi_mutex_unlock(srv->mu);
+      mp_conn_free(c);
       free(job);
+      free(thr);
       continue;
     }
-    mpi_thread_detach(t);
+    thr->next = srv->thr_head;
+    srv->thr_head = thr;
+    mpi_mutex_unlock(srv->mu);
   }
   server_stop(srv);
   /* The connection threads notice within a slice. */
@@ -1040,6 +1088,7 @@ int mp_manager_server_serve_forever(mp_manager_server *s) {
   while (srv->threads > 0)
     mpi_cond_wait(srv->cond, srv->mu, WAIT_SLICE);
   mpi_mutex_unlock(srv->mu);
+  reap_threads(srv, 1);
   return 0;
 }
 
@@ -1058,6 +1107,7 @@ void mp_manager_server_free(mp_manager_server *s) {
   while (s->srv->threads > 0)
     mpi_cond_wait(s->srv->cond, s->srv->mu, WAIT_SLICE);
   mpi_mutex_unlock(s->srv->mu);
+  reap_threads(s->srv, 1);
   server_free(s->srv);
   free(s);
 }
