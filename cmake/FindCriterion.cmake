@@ -3,10 +3,10 @@
 # Finds the Criterion test framework and defines the imported target
 # Criterion::Criterion.  Debian ships a pkg-config file but no CMake
 # config, so pkg-config is tried first, then a plain search (Criterion_ROOT
-# or CMAKE_PREFIX_PATH pointing at an install, e.g. the MinGW build made by
-# scripts/criterion-mingw).
+# or CMAKE_PREFIX_PATH pointing at an install, e.g. the MinGW or MSVC-mode
+# build made by scripts/criterion-cross mingw|msvc).
 #
-# A static Windows Criterion (MinGW) also needs its bundled nanomsg and
+# A static Windows Criterion (MinGW, MSVC) also needs its bundled nanomsg and
 # nanopb, the Winsock libraries and CRITERION_BUILDING_DLL; they are added
 # to the target's interface.
 

@@ -33,10 +33,13 @@ set(mproc_wine_inc /usr/include/wine/wine)
 set(mproc_cflags "--target=x86_64-pc-windows-msvc /imsvc ${mproc_wine_inc}/msvcrt /imsvc ${mproc_wine_inc}/windows")
 set(CMAKE_C_FLAGS_INIT "${mproc_cflags}")
 set(CMAKE_CXX_FLAGS_INIT "${mproc_cflags}")
-# The CRT: ucrtbase and vcruntime140 (Wine's DLLs), winecrt0 (the
-# program entry points) and the static pieces of mproc_crtsupport.lib;
-# no default libraries (libcmt, oldnames: not in Wine).
-set(mproc_link "/libpath:${mproc_sdk}/lib /manifest:no /nodefaultlib ucrtbase.lib vcruntime140.lib winecrt0.lib mproc_crtsupport.lib")
+# The CRT: ucrtbase and vcruntime140 (Wine's DLLs) and the static pieces
+# of mproc_crtsupport.lib (entry points that run the image's
+# initializers, TLS, /GS, atexit); no default libraries (libcmt,
+# oldnames: not in Wine).  mproc_crtsupport.lib first: Wine's
+# ucrtbase.lib has a mainCRTStartup of its own, which runs no
+# initializers.
+set(mproc_link "/libpath:${mproc_sdk}/lib /manifest:no /nodefaultlib mproc_crtsupport.lib ucrtbase.lib vcruntime140.lib")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "${mproc_link}")
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "${mproc_link}")
 set(CMAKE_MODULE_LINKER_FLAGS_INIT "${mproc_link}")

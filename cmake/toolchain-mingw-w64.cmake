@@ -7,7 +7,7 @@ set(CMAKE_C_COMPILER ${MINGW_PREFIX}-gcc)
 set(CMAKE_CXX_COMPILER ${MINGW_PREFIX}-g++) # used only by C++ projects
 set(CMAKE_RC_COMPILER ${MINGW_PREFIX}-windres)
 # Cross-built dependencies given as CMAKE_PREFIX_PATH (e.g. the Criterion
-# that scripts/criterion-mingw makes) are roots to search as well.
+# that scripts/criterion-cross mingw makes) are roots to search as well.
 set(CMAKE_FIND_ROOT_PATH /usr/${MINGW_PREFIX} ${CMAKE_PREFIX_PATH})
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
