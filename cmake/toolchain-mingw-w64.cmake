@@ -1,8 +1,15 @@
 # Cross-compile for 64-bit Windows with MinGW-w64; run the results (tests,
-# examples) under Wine.
+# examples) under Wine.  cmake/toolchain-mingw-w64-i686.cmake sets
+# MINGW_PREFIX first, for 32-bit Windows.
 set(CMAKE_SYSTEM_NAME Windows)
-set(CMAKE_SYSTEM_PROCESSOR x86_64)
-set(MINGW_PREFIX x86_64-w64-mingw32)
+if(NOT MINGW_PREFIX)
+  set(MINGW_PREFIX x86_64-w64-mingw32)
+endif()
+if(MINGW_PREFIX MATCHES "^i686")
+  set(CMAKE_SYSTEM_PROCESSOR x86)
+else()
+  set(CMAKE_SYSTEM_PROCESSOR x86_64)
+endif()
 set(CMAKE_C_COMPILER ${MINGW_PREFIX}-gcc)
 set(CMAKE_CXX_COMPILER ${MINGW_PREFIX}-g++) # used only by C++ projects
 set(CMAKE_RC_COMPILER ${MINGW_PREFIX}-windres)
@@ -16,6 +23,7 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 # Static C runtime parts so the .exe files need no MinGW DLLs under Wine.
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static-libgcc")
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "-static-libgcc")
-if(EXISTS /usr/lib/wine/wine64)
+# wine64 runs 64-bit programs only (32-bit ones need Wine's i386 half).
+if(EXISTS /usr/lib/wine/wine64 AND CMAKE_SYSTEM_PROCESSOR STREQUAL "x86_64")
   set(CMAKE_CROSSCOMPILING_EMULATOR /usr/lib/wine/wine64)
 endif()

@@ -192,9 +192,11 @@ int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n) {
     return rc;
   if (p == NULL && n != 0)
     return mp__error(MP_EINVAL, "mp_conn_send_bytes: NULL data");
+#if SIZE_MAX > 0xFFFFFFFFu /* a 32-bit size_t is never over the maximum */
   if ((uint64_t)n > MP_CONN_MAX_MESSAGE)
     return mp__error(MP_ERANGE, "message of %zu bytes is over the maximum",
                      n);
+#endif
   mpi_mutex_lock(c->send_mu);
   rc = send_locked(c, p, n);
   mpi_mutex_unlock(c->send_mu);

@@ -397,9 +397,14 @@ int mp_queue_put(mp_queue *q, const void *p, size_t n, double timeout) {
     return rc;
   if (p == NULL && n > 0)
     return mp__error(MP_EINVAL, "mp_queue_put: NULL message");
-  if ((uint64_t)n > MP_QUEUE_MAX_MESSAGE || n > (size_t)PTRDIFF_MAX)
+  if (n > (size_t)PTRDIFF_MAX)
     return mp__error(MP_ERANGE, "message of %zu bytes is over the maximum",
                      n);
+#if SIZE_MAX > 0xFFFFFFFFu /* a 32-bit size_t is never over the maximum */
+  if ((uint64_t)n > MP_QUEUE_MAX_MESSAGE)
+    return mp__error(MP_ERANGE, "message of %zu bytes is over the maximum",
+                     n);
+#endif
   queue_state *st = q->st;
   if (mp__load32(&st->closed))
     return mp__error(MP_ECLOSED, "put on a closed queue");
