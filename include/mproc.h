@@ -1027,7 +1027,9 @@ typedef struct mp_executor mp_executor;
 MP_API int mp_executor_new(mp_executor **out, int kind, int workers);
 MP_API int mp_executor_new_ex(mp_executor **out, const mp_pool_options *opt);
 
-/* A future for fn(args).  MP_ESTATE after shutdown. */
+/* A future for fn(args).  MP_ESTATE after shutdown.  future may be NULL
+ * (a dropped future, as `pool.submit(f)` whose result nobody keeps): the
+ * task still runs, and its result or error is discarded. */
 MP_API int mp_executor_submit(mp_executor *e, mp_task_fn fn,
                               const mp_args *args, mp_async **future);
 

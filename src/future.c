@@ -38,8 +38,8 @@ int mp_executor_submit(mp_executor *e, mp_task_fn fn, const mp_args *args,
                        mp_async **future) {
   if (future != NULL)
     *future = NULL;
-  if (e == NULL || future == NULL)
-    return mp__error(MP_EINVAL, "mp_executor_submit: NULL argument");
+  if (e == NULL)
+    return mp__error(MP_EINVAL, "mp_executor_submit: NULL executor");
   if (e->shut)
     return mp__error(MP_ESTATE, "cannot schedule new futures after shutdown");
   return mp_pool_apply_async(e->pool, fn, args, NULL, NULL, NULL, future);

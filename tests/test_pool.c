@@ -845,6 +845,75 @@ static void executor_basics(int kind) {
   mp_executor_free(e);
 }
 
+/* A dropped future (NULL handle) still runs its task: each adds its
+ * argument to a shared Value, which the workers get from the
+ * initializer (objects do not travel in task arguments). */
+static mp_value *g_sum;
+
+static int init_sum(const mp_args *a) {
+  g_sum = mp_args_value(a, 0);
+  return g_sum != NULL ? 0 : 1;
+}
+
+static int add_to_sum(const mp_args *a, mp_args *r) {
+  (void)r;
+  mp_lock *l = mp_value_get_lock(g_sum);
+  int rc = mp_lock_acquire(l, MP_FOREVER);
+  if (rc != 0)
+    return rc;
+  *(int64_t *)mp_value_ptr(g_sum) += mp_args_int(a, 0);
+  mp_lock_release(l);
+  return 0;
+}
+
+static int fails_value(const mp_args *a, mp_args *r) {
+  (void)a;
+  (void)r;
+  return mp_set_error(MP_EVALUE, "this task fails");
+}
+
+static void executor_dropped_futures(int kind) {
+  mp_value *v;
+  cr_assert_eq(mp_value_new(&v, 'q', NULL), 0);
+  mp_args *init;
+  cr_assert_eq(mp_args_new(&init), 0);
+  cr_assert_eq(mp_args_add_value(init, v), 0);
+  mp_pool_options opt = {0};
+  opt.kind = kind;
+  opt.workers = 2;
+  opt.initializer = init_sum;
+  opt.initargs = init;
+  mp_executor *e;
+  cr_assert_eq(mp_executor_new_ex(&e, &opt), 0, "%s",
+               mp_last_error_message());
+  mp_args_free(init);
+  for (int i = 1; i <= 10; i++) {
+    mp_args *a;
+    cr_assert_eq(mp_args_pack(&a, "i", i), 0);
+    cr_assert_eq(mp_executor_submit(e, add_to_sum, a, NULL), 0,
+                 "submit without a future: %s", mp_last_error_message());
+    mp_args_free(a);
+  }
+  /* A failing task whose future is dropped disturbs nothing. */
+  cr_assert_eq(mp_executor_submit(e, fails_value, NULL, NULL), 0);
+  cr_assert_eq(mp_executor_shutdown(e, 1, 0), 0);
+  int64_t sum = 0;
+  cr_assert_eq(mp_value_get_int(v, &sum), 0);
+  cr_expect_eq(sum, 55, "the dropped futures' tasks added up to %lld",
+               (long long)sum);
+  cr_assert_eq(mp_executor_submit(e, add_to_sum, NULL, NULL), MP_ESTATE);
+  cr_assert_eq(mp_executor_submit(NULL, add_to_sum, NULL, NULL), MP_EINVAL);
+  mp_executor_free(e);
+  mp_value_free(v);
+}
+
+Test(executor, process_dropped_futures_run, .timeout = TS_TIMEOUT) {
+  executor_dropped_futures(MP_POOL_PROCESS);
+}
+Test(executor, thread_dropped_futures_run, .timeout = TS_TIMEOUT) {
+  executor_dropped_futures(MP_POOL_THREAD);
+}
+
 Test(executor, process_basics, .timeout = TS_TIMEOUT) {
   executor_basics(MP_POOL_PROCESS);
 }
