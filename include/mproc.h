@@ -416,7 +416,8 @@ MP_API void mp_conn_free(mp_conn *c);
  * MP_AF_INET and MP_AF_INET6 (TCP).  MP_AF_DEFAULT infers the family from
  * the address: "host:port" is TCP ("[host]:port": IPv6), anything else
  * (a path, a "\\.\pipe\name") local; no address at all is a fresh
- * local name nobody else can reach.  TCP addresses are numeric or names;
+ * local name nobody else can reach (with MP_AF_INET or MP_AF_INET6: a
+ * free loopback port).  TCP addresses are numeric or names;
  * an empty host is the loopback ("":0 or ":0" gives a free port on
  * 127.0.0.1).
  *
@@ -435,7 +436,9 @@ enum { MP_AF_DEFAULT = 0, MP_AF_LOCAL = 1, MP_AF_INET = 2, MP_AF_INET6 = 3 };
 
 typedef struct mp_listener mp_listener;
 
-/* Listen at address (NULL: a fresh local name) with room for backlog
+/* Listen at address (NULL: a fresh local name; with MP_AF_INET or
+ * MP_AF_INET6 a free port on the loopback, "127.0.0.1:N" or "[::1]:N",
+ * as Python's Listener(family='AF_INET')) with room for backlog
  * waiting clients (0: a default).  The authkey is copied.  MP_EINVAL
  * (malformed address or family), MP_EEXIST (address in use or a file
  * there), MP_EPERM, MP_EOS. */

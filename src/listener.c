@@ -82,6 +82,12 @@ int mp_listener_new(mp_listener **out, const char *address, int family,
   int pf = to_mpi_family(family);
   if (pf == 0)
     return mp__error(MP_EINVAL, "%s: unknown family %d", what, family);
+  /* No address for TCP: a free port on the loopback, as Python's
+   * Listener(family='AF_INET') binds ('localhost', 0). */
+  if (address == NULL && family == MP_AF_INET)
+    address = "127.0.0.1:0";
+  else if (address == NULL && family == MP_AF_INET6)
+    address = "[::1]:0";
   mp_listener *l = calloc(1, sizeof *l);
   if (l == NULL)
     return mp__error(MP_ENOMEM, "%s: out of memory", what);

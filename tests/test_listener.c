@@ -110,6 +110,27 @@ Test(listener, tcp6_with_key) {
   round_trip("[::1]:0", MP_AF_DEFAULT, 1, MP_AF_INET6);
 }
 
+/* No address with a TCP family: a free loopback port (Python binds
+ * ('localhost', 0)). */
+static void no_address_is_loopback(int family, const char *prefix) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, NULL, family, 0, NULL, 0), 0, "%s",
+               mp_last_error_message());
+  const char *a = mp_listener_address(l);
+  size_t n = strlen(prefix);
+  cr_assert(strncmp(a, prefix, n) == 0, "%s", a);
+  cr_expect(atoi(a + n) > 0, "%s", a);
+  cr_expect_eq(mp_listener_family(l), family);
+  mp_listener_free(l);
+  round_trip(NULL, family, 1, family);
+}
+Test(listener, tcp4_no_address_is_a_free_loopback_port) {
+  no_address_is_loopback(MP_AF_INET, "127.0.0.1:");
+}
+Test(listener, tcp6_no_address_is_a_free_loopback_port) {
+  no_address_is_loopback(MP_AF_INET6, "[::1]:");
+}
+
 Test(listener, tcp_address_has_the_chosen_port) {
   mp_listener *l;
   cr_assert_eq(mp_listener_new(&l, "127.0.0.1:0", MP_AF_INET, 4, NULL, 0), 0);
