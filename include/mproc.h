@@ -314,7 +314,9 @@ MP_API int mp_get_context(const char *method, mp_context **out);
 MP_API const char *mp_context_start_method(const mp_context *ctx);
 
 /* Set the default start method once (MP_ESTATE if already set, unless
- * force is non-zero). */
+ * force is non-zero).  mp_get_start_method gives the default; in a child
+ * it starts as the method that started the child (a child of a spawn
+ * context reports "spawn" even where the parent's default is fork). */
 MP_API int mp_set_start_method(const char *method, int force);
 MP_API const char *mp_get_start_method(void);
 

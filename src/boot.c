@@ -5,9 +5,10 @@
  * Bootstrap tuple (built by process.c build_boot), items in order:
  *   0 magic "mproc-boot-1"   1 name           2 daemon
  *   3 identity ("1:2")       4 authkey        5 parent pid
- *   6 parent name            7 start method   8 kind (target/subclass)
- *   9 module ("" = main exe) 10 offset        11 payload (args / struct)
- *   12 executable override
+ *   6 parent name            7 start method (the child's own)
+ *   8 kind (target/subclass) 9 module ("" = main exe) 10 offset
+ *   11 payload (args / struct) 12 executable override
+ *   13 log level (mp_log_to_stderr's)
  * Exit record sent to the parent: ("mproc-exit-1", message).
  */
 #include <stdio.h>
@@ -16,7 +17,7 @@
 
 #include "process.h"
 
-#define BOOT_ITEMS 13
+#define BOOT_ITEMS 14
 
 static int guard_called;
 static char **guard_argv;
@@ -120,6 +121,7 @@ static void run_spawned(const mp_args *b) {
   enter_child(name, ident, daemon, key, key_n, ppid, pname);
   mp__at_exit_install();
   mp_set_start_method(method, 1);
+  mp_log_to_stderr((int)mp_args_int(b, 13));
   if (exe[0])
     mp_set_executable(exe);
   if (mpi_child_init(daemon, ppid) != 0)
@@ -163,6 +165,7 @@ void mp__fork_child_main(void *process) {
   mp_process *parent = mp_current_process();
   mp__threads_fork_child();
   mp__pools_fork_child();
+  mp__context_fork_child();
   enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
               parent->pid, parent->name);
   mp__conn_fork_child(p->kind == MP__KIND_TARGET ? p->args : NULL);

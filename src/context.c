@@ -64,6 +64,13 @@ int mp__context_method(const mp_context *ctx) {
   return (ctx ? ctx : current_default())->method;
 }
 
+/* A forked child's own method is fork whatever its parent's default
+ * (one thread, right after fork: no lock). */
+void mp__context_fork_child(void) {
+  if (current_default()->method != MPI_FORK)
+    default_ctx = by_method(MPI_FORK);
+}
+
 int mp_set_start_method(const char *method, int force) {
   mp_context *ctx = NULL;
   if (method != NULL) {

@@ -194,12 +194,21 @@ static int build_boot(mp_process *p, mp_args **out) {
   if (rc == 0) rc = mp_args_add_bytes(b, p->authkey, p->authkey_len);
   if (rc == 0) rc = mp_args_add_int(b, mp_getpid());
   if (rc == 0) rc = mp_args_add_str(b, me->name);
-  if (rc == 0) rc = mp_args_add_str(b, mp_get_start_method());
+  /* The process's own method (its context's), not our default: the
+   * child's mp_get_start_method() reports how it was started. */
+  if (rc == 0) {
+    mp_context *own = p->ctx;
+    if (own == NULL)
+      rc = mp_get_context(NULL, &own);
+    if (rc == 0)
+      rc = mp_args_add_str(b, mp_context_start_method(own));
+  }
   if (rc == 0) rc = mp_args_add_int(b, p->kind);
   if (rc == 0) rc = mp_args_add_str(b, module);
   if (rc == 0) rc = mp_args_add_int(b, (int64_t)offset);
   if (rc == 0) rc = mp_args_add_bytes(b, payload, payload_n);
   if (rc == 0) rc = mp_args_add_str(b, mp__executable());
+  if (rc == 0) rc = mp_args_add_int(b, mp_log_level());
   mpi_unlock();
   if (rc != 0) {
     mp_args_free(b);

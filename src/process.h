@@ -55,6 +55,7 @@ void mp__become_child(const char *name, const char *identity, int daemon,
 
 /* context.c */
 int mp__context_method(const mp_context *ctx);
+void mp__context_fork_child(void);
 const char *mp__executable(void);
 
 /* boot.c; mp__fork_child_main runs in a forked child with the

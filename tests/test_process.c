@@ -209,6 +209,27 @@ static void check_join_timeout(const char *method) {
 }
 FOR_EACH_METHOD(check_join_timeout)
 
+/* A child knows how it was started (its context's method, not the
+ * parent's default, which stays the platform's here) and has the
+ * parent's log level (mproc.h: "The level is inherited by children"). */
+static int report_method_and_level(const mp_args *a) {
+  (void)a;
+  return ts_report("%s|%d", mp_get_start_method(), mp_log_level());
+}
+
+static void check_own_method_and_log_level(const char *method) {
+  int old = mp_log_level();
+  mp_log_to_stderr(MP_LOG_ERROR);
+  mp_process *p = ts_start(method, report_method_and_level, NULL);
+  mp_log_to_stderr(old);
+  cr_assert_eq(ts_join(p), TS_REPORT, "%s", mp_process_error(p));
+  char expect[64];
+  snprintf(expect, sizeof expect, "%s|%d", method, MP_LOG_ERROR);
+  cr_expect_str_eq(mp_process_error(p), expect);
+  mp_process_free(p);
+}
+FOR_EACH_METHOD(check_own_method_and_log_level)
+
 static void check_identity(const char *method) {
   mp_process *p = ts_start(method, report_identity, NULL);
   cr_assert_eq(ts_join(p), TS_REPORT);
