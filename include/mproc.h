@@ -17,8 +17,11 @@
  *  12. executors     mp_executor: submit, futures, wait, as_completed
  *  13. logging       mp_log_to_stderr, mp_log
  *
- * Conventions: functions return 0 on success and a negative MP_E* code on
- * failure; mp_last_error_message() then says what went wrong.  Timeouts are
+ * Conventions: a failure is a negative MP_E* code, and
+ * mp_last_error_message() then says what went wrong.  Success is 0, except
+ * for functions that answer a question: 1/0 for yes/no (is_alive, poll,
+ * contains, ...) or a count or index (mp_wait, mp_barrier_wait, ...), as
+ * each one's comment says.  Timeouts are
  * in seconds (double); MP_FOREVER blocks.  Every object is opaque and safe
  * to use from several threads of one process.
  */
