@@ -727,7 +727,11 @@ MP_API int mp_value_set_double(mp_value *v, double x);
 
 /* The value's memory (a C object of the typecode's type) and its lock
  * (NULL for a raw value): `mp_lock_acquire(mp_value_get_lock(v), ...);
- * *(double *)mp_value_ptr(v) += 1;` is Python's `with v.get_lock():`. */
+ * *(double *)mp_value_ptr(v) += 1;` is Python's `with v.get_lock():`.
+ * With mp_value_new_with_lock, get_lock is the caller's own mp_lock (as
+ * Python's v.get_lock() is lock): the value keeps it, so the caller may
+ * free its reference first and get_lock stays valid while the value
+ * lives (the same for arrays and mp_condition_get_lock). */
 MP_API void *mp_value_ptr(mp_value *v);
 MP_API mp_lock *mp_value_get_lock(mp_value *v);
 MP_API char mp_value_typecode(const mp_value *v);

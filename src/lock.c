@@ -28,12 +28,18 @@ typedef struct lock_state {
 struct mp_lock {
   mp__obj base;
   lock_state *st;
+  /* Owners of this handle: its creator, and each Value, Array or
+   * Condition made with it (they keep it, so that their get_lock gives
+   * the caller's own object, as Python's get_lock() does). */
+  volatile uint32_t refs;
 };
 
 static int lock_wrap(mp__seg *seg, size_t off, mp_lock **out) {
   int rc = mp__obj_alloc(sizeof **out, MP__T_LOCK, seg, off, (void **)out);
-  if (rc == 0)
+  if (rc == 0) {
     (*out)->st = mp__obj_state(&(*out)->base);
+    (*out)->refs = 1;
+  }
   return rc;
 }
 
@@ -175,14 +181,17 @@ int mp__lock_reacquire(mp_lock *l, uint32_t depth) {
 }
 
 int mp__lock_dup(mp_lock *l, mp_lock **out) {
-  mp__seg_ref(l->base.seg);
-  int rc = lock_wrap(l->base.seg, l->base.off, out);
-  if (rc != 0)
-    mp__seg_unref(l->base.seg);
-  return rc;
+  mp__add32(&l->refs, 1);
+  *out = l;
+  return 0;
 }
 
-void mp_lock_free(mp_lock *l) { mp__obj_free(l, MP__T_LOCK); }
+void mp_lock_free(mp_lock *l) {
+  if (l == NULL || l->base.type != MP__T_LOCK)
+    return;
+  if (mp__add32(&l->refs, (uint32_t)-1) == 0)
+    mp__obj_free(l, MP__T_LOCK);
+}
 
 int mp_args_add_lock(mp_args *a, mp_lock *l) {
   return mp__args_add_shared(a, l, MP__T_LOCK, "mp_args_add_lock");

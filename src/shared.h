@@ -237,7 +237,7 @@ MP__OPENER(mp__named_open);
  * the state takes mp__lock_state_size() bytes, 64-byte aligned. */
 int mp__lock_embed(mp__seg *seg, size_t off, int recursive, mp_lock **out);
 size_t mp__lock_state_size(void);
-/* Another handle on the same lock (a new reference). */
+/* A new owner of the same handle (*out = l; mp_lock_free drops one). */
 int mp__lock_dup(mp_lock *l, mp_lock **out);
 /* The calling thread (RLock) or process (Lock) holds it. */
 int mp__lock_held_by_me(mp_lock *l);

@@ -107,12 +107,43 @@ Test(value, with_a_given_lock, .timeout = TS_TIMEOUT) {
   cr_assert_eq(mp_value_new_with_lock(&v, 'i', NULL, l), 0);
   mp_lock *vl = mp_value_get_lock(v);
   cr_assert_not_null(vl);
+  cr_expect_eq(vl, l, "get_lock gives the caller's own lock (Python: "
+               "v.get_lock() is lock)");
   cr_assert_eq(mp_lock_acquire(l, 0), 0);
   cr_expect_eq(mp_lock_locked(vl), 1, "the same lock");
   cr_expect_eq(mp_lock_acquire(vl, 0), MP_ETIMEDOUT);
   mp_lock_release(l);
   mp_lock_free(l);
   cr_expect_eq(mp_value_set_int(v, 3), 0, "the value keeps the lock alive");
+  cr_expect_eq(mp_value_get_lock(v), vl, "and get_lock still gives it");
+  cr_assert_eq(mp_lock_acquire(mp_value_get_lock(v), 0), 0);
+  mp_lock_release(mp_value_get_lock(v));
+  mp_value_free(v);
+}
+
+/* The same for an Array and a Condition made with a caller's lock, and
+ * two objects sharing one lock: each holds it, the last free ends it. */
+Test(value, array_and_condition_give_the_callers_lock,
+     .timeout = TS_TIMEOUT) {
+  mp_lock *l;
+  cr_assert_eq(mp_rlock_new(&l), 0);
+  mp_array *a;
+  mp_condition *c;
+  mp_value *v;
+  cr_assert_eq(mp_array_new_with_lock(&a, 'i', 4, NULL, l), 0);
+  cr_assert_eq(mp_condition_new(&c, l), 0);
+  cr_assert_eq(mp_value_new_with_lock(&v, 'd', NULL, l), 0);
+  cr_expect_eq(mp_array_get_lock(a), l);
+  cr_expect_eq(mp_condition_get_lock(c), l);
+  cr_expect_eq(mp_value_get_lock(v), l);
+  mp_lock_free(l);
+  mp_condition_free(c);
+  cr_assert_eq(mp_array_set_int(a, 3, 7), 0);
+  cr_assert_eq(mp_lock_acquire(mp_array_get_lock(a), 0), 0);
+  cr_expect_eq(mp_value_set_double(v, 2.5), 0, "an RLock: held, re-entered");
+  mp_lock_release(mp_array_get_lock(a));
+  mp_array_free(a);
+  cr_expect_eq(mp_value_set_double(v, 3.5), 0);
   mp_value_free(v);
 }
 
