@@ -945,8 +945,11 @@ MP_API int mp_pool_apply_async(mp_pool *p, mp_task_fn fn,
 /* map: fn(item) for each item of `items` (each item becomes a call's
  * single argument), in chunks of `chunksize` calls (0: Python's default
  * ceil(n / (4 * workers))).  *results: a new tuple with each call's value
- * in order.  When a call fails, the map fails with that call's error
- * (the first in input order). */
+ * in order.  When calls fail, the map fails with the error of the first
+ * in input order (reported once the calls before it have answered;
+ * Python reports whichever failure arrives first).  As in Python, the
+ * calls after a failing one in its chunk are not run; unlike Python, the
+ * map's chunks not yet started after a failed one are dropped too. */
 MP_API int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_args *items,
                        size_t chunksize, mp_args **results);
 MP_API int mp_pool_map_async(mp_pool *p, mp_task_fn fn, const mp_args *items,
@@ -981,8 +984,11 @@ MP_API int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
 
 /* The next result: 1 with *result (a new tuple: the values the call
  * added) and *index (may be NULL) the call's position in the input;
- * 0 at the end; MP_ETIMEDOUT; or that call's failure (MP_ETASK ...:
- * *index says which call; the iteration goes on with the next). */
+ * 0 at the end; MP_ETIMEDOUT; or a call's failure (MP_ETASK ...: *index
+ * says which call).  As in Python, a chunk in which a call fails gives
+ * that one failure: its later calls are not run and its other calls'
+ * results are dropped (none with chunksize 1).  Then the iteration goes
+ * on with the next chunk, where Python's imap with chunksize > 1 ends. */
 MP_API int mp_imap_next(mp_imap *it, mp_args **result, size_t *index,
                         double timeout);
 /* Stop early: calls not yet started are dropped. */

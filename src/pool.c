@@ -89,6 +89,7 @@ typedef struct err_rec {
 
 typedef struct ientry {
   int ready, rc, status;
+  int skip;             /* a call of a failed chunk: not yielded (Python) */
   size_t index;
   char *message;
   mp_args *result;
@@ -111,6 +112,10 @@ typedef struct mp__job {
   part *parts;          /* J_MAP: chunks answered ahead of their turn */
   mp_args *all;         /* J_MAP: the results so far, in order */
   size_t next_part;     /* J_MAP: the chunk `all` needs next */
+  size_t fail_part;     /* J_MAP: the first failed chunk (SIZE_MAX: none) */
+  int fail_rc, fail_status;
+  char *fail_msg;       /* its error, reported once the chunks before it
+                           have answered (the first failure in input order) */
   int done;             /* J_APPLY/J_MAP: the async is completed */
 } job;
 
@@ -550,11 +555,17 @@ static int worker_loop(wctx *c) {
           snprintf(text, sizeof text, "task returned status %d", st);
           m = text;
         }
-        if (add_err(&errs, &errs_n, &errs_cap, i, st, m) != 0 ||
-            mp_args_add_none(values) != 0) {
+        if (add_err(&errs, &errs_n, &errs_cap, i, st, m) != 0) {
           rc = MP_ENOMEM;
           goto done;
         }
+        /* As Python's mapstar: the chunk's later calls do not run. */
+        for (uint32_t k = i; k < th.ncalls; k++)
+          if (mp_args_add_none(values) != 0) {
+            rc = MP_ENOMEM;
+            goto done;
+          }
+        break;
       }
     }
     res_hdr h;
@@ -888,10 +899,12 @@ static void job_free_if_done(job *j) {
     free(j->parts);
   }
   mp_args_free(j->all);
+  free(j->fail_msg);
   free(j);
 }
 
-static void backlog_drop(mp_pool *p, job *j);
+static void backlog_drop_from(mp_pool *p, job *j, size_t from);
+static void backlog_drop(mp_pool *p, job *j) { backlog_drop_from(p, j, 0); }
 
 /* Complete a job's async (pool lock held; the completion runs once the
  * lock is released).  The pool's reference to the async goes with it:
@@ -914,7 +927,10 @@ static void job_fail(job *j, int rc, int status, const char *msg,
   backlog_drop(j->pool, j);
 }
 
-/* Hand one call's outcome to an imap iterator (async lock held). */
+/* Hand one call's outcome to an imap iterator (async lock held).
+ * rc IMAP_SKIP: a call whose outcome is not yielded. */
+enum { IMAP_SKIP = 1 };
+
 static void imap_deliver(mp_imap *it, size_t index, int rc, int status,
                          const char *msg, mp_args *result) {
   ientry *e;
@@ -933,11 +949,35 @@ static void imap_deliver(mp_imap *it, size_t index, int rc, int status,
     it->fifo_tail = e;
   }
   e->ready = 1;
-  e->rc = rc;
+  e->skip = rc == IMAP_SKIP;
+  e->rc = e->skip ? 0 : rc;
   e->status = status;
   e->index = index;
   e->message = msg ? mp__strdup(msg) : NULL;
   e->result = result;
+}
+
+/* The map fails with the first failure in input order: once the chunks
+ * before the failed one have all answered (pool lock held). */
+static void map_settle(job *j, done_list *dl) {
+  if (!j->done && j->fail_part != SIZE_MAX && j->next_part == j->fail_part)
+    job_fail(j, j->fail_rc, j->fail_status, j->fail_msg, dl);
+}
+
+/* Chunk c of a map failed: kept if it is the first failed so far, and the
+ * chunks after it still queued are dropped, never needed (pool lock held). */
+static void map_fail(job *j, chunk *c, int rc, int status, const char *msg,
+                     done_list *dl) {
+  if (j->done || c->index >= j->fail_part)
+    return;
+  char *m = msg ? mp__strdup(msg) : NULL;
+  free(j->fail_msg);
+  j->fail_msg = m;
+  j->fail_part = c->index;
+  j->fail_rc = rc;
+  j->fail_status = status;
+  backlog_drop_from(j->pool, j, c->index + 1);
+  map_settle(j, dl);
 }
 
 /* A chunk failed as a whole (its worker died, the pool ended ...). */
@@ -951,6 +991,8 @@ static void chunk_fail(chunk *c, int rc, const char *msg, done_list *dl) {
       async_broadcast();
       mp__async_unlock();
     }
+  } else if (j->type == J_MAP) {
+    map_fail(j, c, rc, 0, msg, dl);
   } else {
     job_fail(j, rc, 0, msg, dl);
   }
@@ -969,6 +1011,8 @@ static int map_part(job *j, chunk *c, const unsigned char *values,
   if (n < 8 || memcmp(values, "MPA1", 4) != 0)
     return mp__error(MP_EPROTO, "malformed result");
   const unsigned char *items = values + 8;
+  if (c->index > j->fail_part)
+    return 0; /* after the first failure: never needed */
   if (j->all == NULL && mp_args_new(&j->all) != 0)
     return MP_ENOMEM;
   if (c->index != j->next_part) {
@@ -1034,40 +1078,29 @@ static void chunk_answer(chunk *c, const res_hdr *h,
     }
   } else if (j->type == J_MAP && !j->done) {
     if (h->nerrors > 0) {
-      job_fail(j, MP_ETASK, first.status, first_msg, dl);
+      map_fail(j, c, MP_ETASK, first.status, first_msg, dl);
     } else if (map_part(j, c, values, h->values_len) != 0) {
       job_fail(j, mp_last_error_message()[0] ? MP_EPROTO : MP_ENOMEM, 0,
                "malformed result from a worker", dl);
+    } else if (map_settle(j, dl), j->done) {
+      /* failed: an earlier chunk's error, now first in input order */
     } else if (j->chunks_left == 1) { /* the last one: all in order */
       job_done(j, 0, 0, NULL, j->all, dl);
       j->all = NULL;
     }
   } else if (j->type == J_IMAP && j->it != NULL) {
+    /* As Python: a chunk with a failed call gives that one failure (its
+     * worker ran none of the chunk's later calls) and the results of its
+     * other calls are dropped. */
+    size_t fail_k = first.call < c->ncalls ? first.call : 0;
     mp__async_lock();
-    const unsigned char *e = errs;
-    size_t left = errs_n;
-    err_rec er;
-    int have_err = 0;
-    if (left >= sizeof er) {
-      memcpy(&er, e, sizeof er);
-      have_err = er.len <= left - sizeof er;
-    }
     for (size_t k = 0; k < c->ncalls; k++) {
-      if (have_err && er.call == k) {
-        char *m = malloc(er.len + 1);
-        if (m) {
-          memcpy(m, e + sizeof er, er.len);
-          m[er.len] = '\0';
-        }
-        imap_deliver(j->it, c->first + k, MP_ETASK, er.status, m, NULL);
-        free(m);
-        e += sizeof er + er.len;
-        left -= sizeof er + er.len;
-        have_err = 0;
-        if (left >= sizeof er) {
-          memcpy(&er, e, sizeof er);
-          have_err = er.len <= left - sizeof er;
-        }
+      if (h->nerrors > 0 && k == fail_k) {
+        imap_deliver(j->it, c->first + k,
+                     first.call < c->ncalls ? MP_ETASK : MP_EPROTO,
+                     first.status, first_msg, NULL);
+      } else if (h->nerrors > 0) {
+        imap_deliver(j->it, c->first + k, IMAP_SKIP, 0, NULL, NULL);
       } else if (prc != 0) {
         imap_deliver(j->it, c->first + k, MP_EPROTO, 0,
                      "malformed result from a worker", NULL);
@@ -1861,6 +1894,7 @@ static job *job_new(mp_pool *p, int type, size_t ncalls, size_t nchunks) {
   j->ncalls = ncalls;
   j->nchunks = nchunks;
   j->chunks_left = nchunks;
+  j->fail_part = SIZE_MAX;
   if (type == J_MAP && nchunks > 0 &&
       (j->parts = calloc(nchunks, sizeof *j->parts)) == NULL) {
     free(j);
@@ -2074,12 +2108,13 @@ int mp_pool_starmap(mp_pool *p, mp_task_fn fn, const mp_args *items,
 /* ---- cancel ---------------------------------------------------------------- */
 
 /* Drop a job's chunks not yet given to a worker (pool lock held). */
-static void backlog_drop(mp_pool *p, job *j) {
+/* Drop the job's queued chunks from index `from` on (pool lock held). */
+static void backlog_drop_from(mp_pool *p, job *j, size_t from) {
   chunk **pp = &p->backlog;
   chunk *prev = NULL;
   while (*pp != NULL) {
     chunk *c = *pp;
-    if (c->job == j) {
+    if (c->job == j && c->index >= from) {
       *pp = c->next;
       if (p->backlog_tail == c)
         p->backlog_tail = prev;
@@ -2435,6 +2470,13 @@ int mp_imap_next(mp_imap *it, mp_args **result, size_t *index,
         free(e);
         have = 1;
       }
+    }
+    if (have && taken.skip) {
+      it->yielded++;
+      mp__async_unlock();
+      free(taken.message);
+      mp_args_free(taken.result);
+      continue;
     }
     if (have) {
       it->yielded++;

@@ -749,7 +749,11 @@ Test(pool, imap_errors_and_timeout, .timeout = TS_TIMEOUT) {
   counter c = {0, 6, 0};
   mp_imap *it;
   cr_assert_eq(mp_pool_imap(p, fail_on_3, failing_input, &c, 2, 0, &it), 0);
-  for (size_t k = 0; k < 6; k++) {
+  /* Chunks {0,1} {2,3} {4,5}: as in Python, the chunk in which call 3
+   * fails gives that one failure; call 2's result is dropped. */
+  size_t expect[] = {0, 1, 3, 4, 5};
+  for (size_t n = 0; n < 5; n++) {
+    size_t k = expect[n];
     mp_args *r = NULL;
     size_t index = 99;
     int rc = mp_imap_next(it, &r, &index, 20.0);
@@ -767,6 +771,101 @@ Test(pool, imap_errors_and_timeout, .timeout = TS_TIMEOUT) {
   cr_assert_eq(mp_imap_next(it, NULL, NULL, 5.0), 0);
   mp_imap_free(it);
   cr_assert_eq(mp_imap_next(NULL, NULL, NULL, 1.0), MP_EINVAL);
+  mp_pool_free(p);
+}
+
+/* ---- the first failure in input order (issue 16, items 7 and 8) ---------- */
+
+/* Call 1 fails once released; call 2 fails at once, saying so. */
+static int fails_late_and_early(const mp_args *a, mp_args *r) {
+  int64_t x = mp_args_int(a, 0);
+  if (x == 1) {
+    if (mp_event_wait(g_release, 30.0) != 0)
+      return mp_set_error(9, "never released");
+    return mp_set_error(5, "first failure (%lld)", (long long)x);
+  }
+  if (x == 2) {
+    mp_event_set(g_started);
+    return mp_set_error(6, "later failure (%lld)", (long long)x);
+  }
+  return mp_args_add_int(r, x);
+}
+
+/* Four workers, four calls, one each: call 2's failure answers first, yet
+ * the map reports call 1's (the first in input order), once it has one. */
+static void first_failure_in_order(int kind, const char *method) {
+  blockers b;
+  mp_pool *p = new_blocker_pool(&b, kind, 4, method);
+  mp_args *in = ints(0, 4);
+  mp_async *r;
+  cb_state s;
+  memset(&s, 0, sizeof s);
+  cr_assert_eq(mp_event_new(&s.done), 0);
+  cr_assert_eq(mp_pool_map_async(p, fails_late_and_early, in, 1, NULL,
+                                 on_error, &s, &r), 0);
+  cr_assert_eq(mp_event_wait(b.started, 20.0), 0);
+  /* Call 1 has not answered: the map cannot know its first failure. */
+  cr_assert_eq(mp_async_wait(r, 0.5), MP_ETIMEDOUT);
+  cr_assert_eq(mp_async_ready(r), 0);
+  mp_event_set(b.release);
+  const mp_args *res;
+  cr_assert_eq(mp_async_get(r, 20.0, &res), MP_ETASK);
+  cr_assert_str_eq(mp_last_error_message(), "first failure (1)");
+  cr_assert_eq(mp_event_wait(s.done, 20.0), 0);
+  cr_assert_eq(s.status, 5);
+  cr_assert_str_eq(s.message, "first failure (1)");
+  mp_async_free(r);
+  /* The same through mp_pool_map (call 1 now fails at once). */
+  mp_args *out = NULL;
+  cr_assert_eq(mp_pool_map(p, fails_late_and_early, in, 1, &out), MP_ETASK);
+  cr_assert_str_eq(mp_last_error_message(), "first failure (1)");
+  cr_assert_null(out);
+  mp_args_free(in);
+  mp_event_free(s.done);
+  free_blockers(&b);
+}
+
+static void check_map_first_failure(const char *method) {
+  first_failure_in_order(MP_POOL_PROCESS, method);
+}
+FOR_EACH_METHOD(check_map_first_failure)
+Test(thread_pool, map_first_failure_in_input_order, .timeout = TS_TIMEOUT) {
+  first_failure_in_order(MP_POOL_THREAD, NULL);
+}
+
+/* As Python's mapstar: the calls after a failing one in its chunk do not
+ * run (a thread pool, so the count is in this process). */
+static int g_calls;
+
+static int count_fail_on_1(const mp_args *a, mp_args *r) {
+  g_calls++;
+  int64_t x = mp_args_int(a, 0);
+  if (x == 1)
+    return mp_set_error(3, "one");
+  return mp_args_add_int(r, x);
+}
+
+Test(thread_pool, chunk_stops_at_its_failure, .timeout = TS_TIMEOUT) {
+  mp_pool *p;
+  cr_assert_eq(mp_thread_pool_new(&p, 1), 0);
+  mp_args *in = ints(0, 4), *out = NULL;
+  g_calls = 0;
+  cr_assert_eq(mp_pool_map(p, count_fail_on_1, in, 4, &out), MP_ETASK);
+  cr_assert_eq(g_calls, 2);
+  /* imap: the chunk {0,1,2,3} gives one failure, then the end. */
+  counter c = {0, 4, 0};
+  mp_imap *it;
+  g_calls = 0;
+  cr_assert_eq(mp_pool_imap(p, count_fail_on_1, count_input, &c, 4, 0, &it),
+               0);
+  size_t index = 99;
+  cr_assert_eq(mp_imap_next(it, NULL, &index, 20.0), MP_ETASK);
+  cr_assert_eq(index, 1);
+  cr_assert_str_eq(mp_last_error_message(), "one");
+  cr_assert_eq(mp_imap_next(it, NULL, NULL, 20.0), 0);
+  cr_assert_eq(g_calls, 2);
+  mp_imap_free(it);
+  mp_args_free(in);
   mp_pool_free(p);
 }
 
