@@ -162,7 +162,10 @@ MP_API double mp_args_double(const mp_args *a, size_t i);
 MP_API const char *mp_args_str(const mp_args *a, size_t i);
 MP_API const void *mp_args_bytes(const mp_args *a, size_t i, size_t *n);
 
-/* A deep copy. */
+/* A deep copy of the values; objects in it (locks, queues, connections
+ * ...) are the same objects, borrowed from `a`, which must outlive the
+ * copy.  A child may hand the args it received (or a copy) on to
+ * processes and pools of its own, as Python allows (gh-108520). */
 MP_API int mp_args_copy(mp_args **out, const mp_args *a);
 
 MP_API void mp_args_free(mp_args *a);
@@ -224,7 +227,11 @@ MP_API size_t mp_process_authkey(const mp_process *p, void *buf, size_t cap);
 
 /* Start the child.  Errors: MP_ESTATE (started twice, or closed),
  * MP_EDAEMONIC (called in a daemonic process), MP_EBOOTSTRAP (a spawned
- * child still bootstrapping, or spawn without MP_MAIN_GUARD), MP_EOS. */
+ * child still bootstrapping, or spawn without MP_MAIN_GUARD), MP_EOS,
+ * MP_ECLOSED (spawn and forkserver: an object in the args was closed
+ * after mp_process_new; the objects go as they are at start, as Python
+ * pickles them then).  A failed start started nothing and may be tried
+ * again; it never returns 0 for a child that cannot have its objects. */
 MP_API int mp_process_start(mp_process *p);
 
 /* Run the target in the calling process (Python's Process.run()). */

@@ -562,10 +562,60 @@ const void *mp__args_data(const mp_args *a, size_t *n) {
   return a->buf;
 }
 
+/* Add an opened object to `a` again, as its own kind's mp_args_add_*
+ * would: a new reference naming the handles the object holds now. */
+static int object_add_again(mp_args *a, uint32_t kind, void *obj) {
+  if (kind == MP__OBJ_CONN)
+    return mp_args_add_conn(a, obj);
+  if (kind == MP__OBJ_PROXY)
+    return mp_args_add_proxy(a, obj);
+  switch (((mp__obj *)obj)->type) {
+  case MP__T_LOCK: return mp_args_add_lock(a, obj);
+  case MP__T_SEMAPHORE: return mp_args_add_semaphore(a, obj);
+  case MP__T_EVENT: return mp_args_add_event(a, obj);
+  case MP__T_CONDITION: return mp_args_add_condition(a, obj);
+  case MP__T_BARRIER: return mp_args_add_barrier(a, obj);
+  case MP__T_QUEUE: return mp_args_add_queue(a, obj);
+  case MP__T_VALUE: return mp_args_add_value(a, obj);
+  case MP__T_ARRAY: return mp_args_add_array(a, obj);
+  case MP__T_SHM: return mp_args_add_shm(a, obj);
+  default: return mp__error(MP_EPROTO, "mp_args: unknown object");
+  }
+}
+
+/* A copy of a tuple received by this process (one that owns its objects)
+ * is one of these: its handle table named the handles as they came, now
+ * owned by the objects opened from them (gh-108520: a child hands on what
+ * it received). */
+int mp__args_rebuild(mp_args **out, const mp_args *a) {
+  int rc = mp_args_new(out);
+  for (size_t i = 0; rc == 0 && i < a->count; i++) {
+    uint32_t kind;
+    const void *blob;
+    size_t n;
+    if (a->buf[a->off[i]] != MP_ARG_OBJECT)
+      rc = mp__args_add_item_of(*out, a, i);
+    else if (mp__args_get_object(a, i, &kind, &blob, &n) != 0)
+      rc = mp__error(MP_EPROTO, "mp_args: malformed object %zu", i);
+    else if (a->objects[i] == NULL)
+      rc = mp__error(MP_ENOENT, "mp_args: object %zu is not available here",
+                     i);
+    else
+      rc = object_add_again(*out, kind, a->objects[i]);
+  }
+  if (rc != 0) {
+    mp_args_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 /* A copy borrows the original's handles and objects. */
 int mp_args_copy(mp_args **out, const mp_args *a) {
   if (out == NULL || a == NULL)
     return mp__error(MP_EINVAL, "mp_args_copy: NULL argument");
+  if (a->owns && mp__args_has_objects(a))
+    return mp__args_rebuild(out, a);
   int rc = mp__args_from_bytes(out, a->buf, a->len);
   for (size_t i = 0; rc == 0 && i < a->n_handles; i++) {
     uint32_t index;

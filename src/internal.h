@@ -60,6 +60,11 @@ const mpi_fd *mp__args_handles(const mp_args *a, size_t *n);
 int mp__args_has_objects(const mp_args *a);
 int mp__args_holds(const mp_args *a, const void *obj);
 int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n);
+/* A new tuple (borrowing) with each object added again as it is now: its
+ * handle table names the handles the objects hold at this moment.  For a
+ * received tuple (whose table went to its objects) and at a start, so a
+ * closed object is MP_ECLOSED rather than a child without its handle. */
+int mp__args_rebuild(mp_args **out, const mp_args *a);
 
 /* conn.c: a connection from its blob; takes its handle out of the table
  * (sets it to MPI_BAD_FD). */

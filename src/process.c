@@ -165,7 +165,7 @@ mp_handle mp_process_sentinel(const mp_process *p) {
 /* ---- 2. Start and run --------------------------------------------- */
 
 /* The bootstrap tuple a child decodes (see boot.c for the reader). */
-static int build_boot(mp_process *p, mp_args **out) {
+static int build_boot(mp_process *p, const mp_args *args, mp_args **out) {
   mp_process *me = mp_current_process();
   void (*fn)(void) = p->kind == MP__KIND_TARGET ? (void (*)(void))p->target
                                                  : (void (*)(void))p->run;
@@ -177,7 +177,7 @@ static int build_boot(mp_process *p, mp_args **out) {
   const void *payload;
   size_t payload_n;
   if (p->kind == MP__KIND_TARGET)
-    payload = mp__args_data(p->args, &payload_n);
+    payload = mp__args_data(args, &payload_n);
   else {
     payload = p->self;
     payload_n = p->self_size;
@@ -273,9 +273,20 @@ static int start_claimed(mp_process *p) {
         method == MPI_SPAWN ? "spawn" : "forkserver");
   /* A forked child reads everything from its copy of *p; the others get
    * the bootstrap tuple. */
-  mp_args *boot = NULL;
-  if (method != MPI_FORK && (rc = build_boot(p, &boot)) != 0)
+  mp_args *boot = NULL, *live = NULL;
+  const mp_args *args = p->args;
+  if (method != MPI_FORK && p->kind == MP__KIND_TARGET &&
+      mp__args_has_objects(p->args)) {
+    /* The objects as they are now, like Python pickling at start: one
+     * closed since mp_process_new is MP_ECLOSED here. */
+    if ((rc = mp__args_rebuild(&live, p->args)) != 0)
+      return rc;
+    args = live;
+  }
+  if (method != MPI_FORK && (rc = build_boot(p, args, &boot)) != 0) {
+    mp_args_free(live);
     return rc;
+  }
   mpi_start_info si;
   memset(&si, 0, sizeof si);
   si.method = method;
@@ -286,8 +297,8 @@ static int start_claimed(mp_process *p) {
   si.fork_arg = p;
   si.exe = mp__executable()[0] ? mp__executable() : NULL;
   si.argv = mp__guard_argv();
-  if (p->kind == MP__KIND_TARGET)
-    si.handles = mp__args_handles(p->args, &si.n_handles);
+  if (p->kind == MP__KIND_TARGET && method != MPI_FORK)
+    si.handles = mp__args_handles(args, &si.n_handles);
   mp__at_exit_install();
   fflush(NULL); /* nothing buffered is printed twice, or out of order */
   rc = mpi_child_start(&si, &p->child);
@@ -299,6 +310,7 @@ static int start_claimed(mp_process *p) {
     mpi_unlock();
   }
   mp_args_free(boot);
+  mp_args_free(live);
   return rc;
 }
 

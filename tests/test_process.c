@@ -280,6 +280,138 @@ static void check_grandchild(const char *method) {
 }
 FOR_EACH_METHOD(check_grandchild)
 
+/* gh-108520: a child hands what it received (a queue, a connection and
+ * a Value with its lock) to grandchildren, as its own args and as a copy
+ * of them; each grandchild uses all three. */
+static int use_handed(const mp_args *a) {
+  mp_queue *q = mp_args_queue(a, 1);
+  mp_conn *c = mp_args_conn(a, 2);
+  mp_value *v = mp_args_value(a, 3);
+  if (q == NULL || c == NULL || v == NULL)
+    return 60;
+  int64_t me = mp_getpid();
+  if (mp_queue_put(q, &me, sizeof me, 10.0) != 0 ||
+      mp_conn_send_bytes(c, &me, sizeof me) != 0)
+    return 61;
+  mp_lock *l = mp_value_get_lock(v);
+  int64_t x = 0;
+  if (mp_lock_acquire(l, 10.0) != 0 || mp_value_get_int(v, &x) != 0 ||
+      mp_value_set_int(v, x + 1) != 0 || mp_lock_release(l) != 0)
+    return 62;
+  return 0;
+}
+
+static int hand_on(const mp_args *a) {
+  mp_context *ctx;
+  if (mp_get_context(mp_args_str(a, 0), &ctx) != 0)
+    return 70;
+  mp_args *copy = NULL;
+  if (mp_args_copy(&copy, a) != 0)
+    return 71;
+  const mp_args *given[2] = {a, copy};
+  mp_process *g[2] = {NULL, NULL};
+  int code = 0;
+  for (int k = 0; k < 2 && code == 0; k++) {
+    if (mp_process_new(&g[k], use_handed, given[k]) != 0 ||
+        mp_process_set_context(g[k], ctx) != 0)
+      code = 72;
+    else if (mp_process_start(g[k]) != 0)
+      code = ts_report("start %d: %s", k, mp_last_error_message());
+  }
+  for (int k = 0; k < 2; k++) {
+    int ec = -1;
+    if (g[k] != NULL && code == 0 &&
+        (mp_process_join(g[k], 30) != 0 ||
+         mp_process_exitcode(g[k], &ec) != 0 || ec != 0))
+      code = ts_report("grandchild %d: exit %d %s", k, ec,
+                       mp_process_error(g[k]) ? mp_process_error(g[k]) : "");
+    mp_process_free(g[k]);
+  }
+  mp_args_free(copy);
+  return code;
+}
+
+static void check_hand_on_received(const char *method) {
+  mp_queue *q;
+  mp_conn *r, *w;
+  mp_value *v;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  cr_assert_eq(mp_pipe(0, &r, &w), 0);
+  cr_assert_eq(mp_value_new(&v, 'q', NULL), 0);
+  mp_args *a;
+  cr_assert_eq(mp_args_new(&a), 0);
+  mp_args_add_str(a, method);
+  cr_assert_eq(mp_args_add_queue(a, q), 0);
+  cr_assert_eq(mp_args_add_conn(a, w), 0);
+  cr_assert_eq(mp_args_add_value(a, v), 0);
+  mp_process *p = ts_start(method, hand_on, a);
+  mp_args_free(a);
+  int64_t from_q[2], from_c[2];
+  for (int k = 0; k < 2; k++) {
+    void *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(mp_queue_get(q, &m, &n, 30.0), 0, "%s",
+                 mp_last_error_message());
+    cr_assert_eq(n, sizeof(int64_t));
+    memcpy(&from_q[k], m, n);
+    mp_free(m);
+    cr_assert_eq(mp_conn_poll(r, 30.0), 1);
+    cr_assert_eq(mp_conn_recv_bytes(r, &m, &n), 0);
+    cr_assert_eq(n, sizeof(int64_t));
+    memcpy(&from_c[k], m, n);
+    mp_free(m);
+  }
+  cr_assert_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  cr_expect_neq(from_q[0], from_q[1]);
+  cr_expect(from_c[0] == from_q[0] || from_c[0] == from_q[1]);
+  int64_t x = 0;
+  cr_assert_eq(mp_value_get_int(v, &x), 0);
+  cr_expect_eq(x, 2);
+  mp_process_free(p);
+  mp_value_free(v);
+  mp_conn_free(r);
+  mp_conn_free(w);
+  mp_queue_free(q);
+}
+FOR_EACH_METHOD(check_hand_on_received)
+
+/* A start whose objects cannot go with the child fails (and may be
+ * tried again): never 0 for a child that will not run.  Under fork the
+ * child has the parent's memory, closed connection included. */
+static int conn_is_closed(const mp_args *a) {
+  mp_conn *c = mp_args_conn(a, 0);
+  return c == NULL ? 80 : mp_conn_send_bytes(c, "x", 1) == MP_ECLOSED ? 0 : 81;
+}
+
+static void check_closed_object_refused(const char *method) {
+  mp_conn *r, *w;
+  cr_assert_eq(mp_pipe(0, &r, &w), 0);
+  mp_args *a;
+  cr_assert_eq(mp_args_new(&a), 0);
+  cr_assert_eq(mp_args_add_conn(a, w), 0);
+  mp_context *ctx;
+  mp_process *p;
+  cr_assert_eq(mp_get_context(method, &ctx), 0);
+  cr_assert_eq(mp_process_new(&p, conn_is_closed, a), 0);
+  mp_args_free(a);
+  mp_process_set_context(p, ctx);
+  cr_assert_eq(mp_conn_close(w), 0);
+  if (strcmp(method, "fork") == 0) {
+    cr_assert_eq(mp_process_start(p), 0);
+    cr_expect_eq(ts_join(p), 0);
+  } else {
+    cr_assert_eq(mp_process_start(p), MP_ECLOSED);
+    cr_expect(strstr(mp_last_error_message(), "closed") != NULL, "%s",
+              mp_last_error_message());
+    cr_expect_eq(mp_process_pid(p), 0);
+    cr_expect_eq(mp_process_is_alive(p), 0);
+  }
+  mp_process_free(p);
+  mp_conn_free(r);
+  mp_conn_free(w);
+}
+FOR_EACH_METHOD(check_closed_object_refused)
+
 typedef struct counter_proc {
   mp_process *base;
   int count;

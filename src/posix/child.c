@@ -312,6 +312,8 @@ static int own_exe(const mpi_start_info *si, char *buf, size_t cap) {
 static int start_spawn(const mpi_start_info *si, mpi_child *c) {
   char exe[4096];
   int rc = own_exe(si, exe, sizeof exe);
+  if (rc == 0)
+    rc = mpi__fds_open(si->handles, si->n_handles);
   if (rc != 0)
     return rc;
   int sv[2], st[2];
@@ -349,8 +351,18 @@ static int start_spawn(const mpi_start_info *si, mpi_child *c) {
    * child that dies before reading them is seen at join. */
   unsigned char count[4];
   mpi__put_u32(count, (uint32_t)si->n_handles);
-  if (send_all(sv[0], count, 4) == 0 && si->n_handles > 0)
-    send_handles(sv[0], si->handles, si->n_handles);
+  if (send_all(sv[0], count, 4) == 0 && si->n_handles > 0 &&
+      (rc = send_handles(sv[0], si->handles, si->n_handles)) != 0) {
+    /* Its objects cannot reach it: it must not run without them. */
+    kill(c->pid, SIGKILL);
+    while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    close(sv[0]);
+    close(st[0]);
+    c->pid = 0;
+    c->status_fd = c->boot_fd = -1;
+    return rc;
+  }
   send_boot(sv[0], si->boot, si->boot_len);
   return 0;
 }

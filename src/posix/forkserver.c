@@ -131,13 +131,16 @@ static int send_request(const mpi_start_info *si, int status_wr) {
   uint64_t n = si->boot_len;
   for (int i = 0; i < 8; i++)
     head[8 + i] = (unsigned char)(n >> (8 * i));
+  int rc = mpi__fds_open(si->handles, si->n_handles);
+  if (rc != 0)
+    return rc;
   int *fds = malloc((1 + si->n_handles) * sizeof *fds);
   if (fds == NULL)
     return mp__error(MP_ENOMEM, "forkserver: out of memory");
   fds[0] = status_wr;
   for (size_t i = 0; i < si->n_handles; i++)
     fds[1 + i] = (int)si->handles[i];
-  int rc = send_bytes(head, sizeof head);
+  rc = send_bytes(head, sizeof head);
   if (rc == 0 && mpi__send_fds(ctl_fd, fds, 1 + si->n_handles) != 0)
     rc = mp__error(MP_EPIPE, "the fork server is gone");
   free(fds);

@@ -39,6 +39,10 @@ uint32_t mpi__get_u32(const unsigned char *p);
 /* stream.c: CLOEXEC (and no-SIGPIPE) socket pairs; descriptor passing. */
 int mpi__socketpair(int sv[2]);
 int mpi__send_fds(int sock, const int *fds, size_t n);
+/* 0 when every handle is an open descriptor, else MP_ECLOSED: checked
+ * before a start, so a child never waits for a descriptor that cannot
+ * be sent. */
+int mpi__fds_open(const mpi_fd *h, size_t n);
 int mpi__recv_fds(int sock, int *fds, size_t n);
 #define MPI_HANDLES_MAX 65536 /* handles one child may receive */
 

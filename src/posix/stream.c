@@ -137,6 +137,14 @@ void mpi_stream_close(mpi_fd h) {
 
 /* Send n descriptors: messages of one byte, each carrying up to
  * FDS_PER_MESSAGE of them.  The receiver reads one byte at a time. */
+int mpi__fds_open(const mpi_fd *h, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (h[i] < 0 || fcntl((int)h[i], F_GETFD) == -1)
+      return mp__error(MP_ECLOSED, "start: handle %zu of the arguments is "
+                                   "not open in this process", i);
+  return 0;
+}
+
 int mpi__send_fds(int sock, const int *fds, size_t n) {
   while (n > 0) {
     size_t k = n < FDS_PER_MESSAGE ? n : FDS_PER_MESSAGE;
