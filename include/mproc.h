@@ -308,7 +308,10 @@ MP_API int mp_process_cpu_count(void);
 /* ------------------------------------------------------------------ */
 
 /* "fork" (POSIX), "spawn" (everywhere), "forkserver" (POSIX).
- * Defaults: fork on Linux and the BSDs, spawn on macOS and Windows. */
+ * Defaults: fork on Linux and the BSDs, spawn on macOS and Windows.
+ * A spawned child and the fork server hold only stdin, stdout, stderr and
+ * the handles of the objects in the args, as Python's: nothing else the
+ * parent has open, close-on-exec or not.  A forked child has them all. */
 #if !defined(_WIN32)
 #  define MP_HAS_FORK 1
 #  define MP_HAS_FORKSERVER 1

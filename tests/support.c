@@ -17,11 +17,13 @@
 #  include <windows.h>
 #else
 #  include <errno.h>
+#  include <fcntl.h>
 #  include <poll.h>
 #  include <pthread.h>
 #  include <signal.h>
 #  include <sched.h>
 #  include <sys/mman.h>
+#  include <sys/stat.h>
 #  include <sys/syscall.h>
 #  include <time.h>
 #  include <sys/socket.h>
@@ -206,6 +208,23 @@ void ts_pipe_open(ts_pipe *p) {
   p->owner = (int64_t)GetCurrentProcessId();
 }
 
+void ts_inheritable_pipe(intptr_t *rd, intptr_t *wr) {
+  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+  HANDLE r, w;
+  cr_assert(CreatePipe(&r, &w, &sa, 0));
+  SetHandleInformation(r, HANDLE_FLAG_INHERIT, 0);
+  *rd = (intptr_t)r;
+  *wr = (intptr_t)w;
+}
+
+int ts_pipe_writers_gone(intptr_t rd) {
+  DWORD avail = 0;
+  return !PeekNamedPipe((HANDLE)rd, NULL, 0, NULL, &avail, NULL) &&
+         GetLastError() == ERROR_BROKEN_PIPE;
+}
+
+void ts_close_raw(intptr_t h) { CloseHandle((HANDLE)h); }
+
 void ts_pipe_close(ts_pipe *p) {
   CloseHandle((HANDLE)p->rd);
   if (p->wr != -1)
@@ -351,15 +370,50 @@ void ts_raw_write(mp_handle h, const void *p, size_t n) {
 
 #else
 
-void ts_pipe_open(ts_pipe *p) {
+void ts_inheritable_pipe(intptr_t *rd, intptr_t *wr) {
   int fds[2];
   cr_assert_eq(pipe(fds), 0);
-  p->rd = fds[0];
-  p->wr = fds[1]; /* inherited by fork and posix_spawn alike */
-  p->owner = 0;
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  *rd = fds[0];
+  *wr = fds[1];
+}
+
+int ts_pipe_writers_gone(intptr_t rd) {
+  struct pollfd pfd = {(int)rd, POLLIN, 0};
+  return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP) != 0;
+}
+
+void ts_close_raw(intptr_t h) { close((int)h); }
+
+/* A named FIFO: spawned children and the fork server hold only the
+ * descriptors mproc gives them (as Python's), so a child opens the pipe
+ * by its name, made of the owner's pid and the read end's number. */
+static void fifo_path(char *buf, size_t cap, long long owner, long long rd) {
+  snprintf(buf, cap, "/tmp/mproc-test-fifo-%lld-%lld", owner, rd);
+}
+
+void ts_pipe_open(ts_pipe *p) {
+  static int seq;
+  char tmp[128], path[128];
+  snprintf(tmp, sizeof tmp, "/tmp/mproc-test-fifo-%lld-new-%d",
+           (long long)getpid(), seq++);
+  unlink(tmp);
+  cr_assert_eq(mkfifo(tmp, 0600), 0, "mkfifo: %s", strerror(errno));
+  int rd = open(tmp, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int wr = open(tmp, O_WRONLY | O_CLOEXEC);
+  cr_assert(rd >= 0 && wr >= 0, "open fifo: %s", strerror(errno));
+  fifo_path(path, sizeof path, (long long)getpid(), rd);
+  cr_assert_eq(rename(tmp, path), 0);
+  p->rd = rd;
+  p->wr = wr;
+  p->owner = getpid();
 }
 
 void ts_pipe_close(ts_pipe *p) {
+  char path[128];
+  fifo_path(path, sizeof path, (long long)p->owner, (long long)p->rd);
+  if (p->owner == getpid())
+    unlink(path);
   close((int)p->rd);
   if (p->wr != -1)
     close((int)p->wr);
@@ -367,13 +421,18 @@ void ts_pipe_close(ts_pipe *p) {
 
 void ts_pipe_add_args(const ts_pipe *p, mp_args *a) {
   mp_args_add_int(a, p->owner);
-  mp_args_add_int(a, p->wr);
+  mp_args_add_int(a, p->rd);
 }
 
+/* Without a reader (the test has gone) the open fails: exit 97. */
 void ts_pipe_put(const mp_args *a, size_t i, int64_t v) {
-  int fd = (int)mp_args_int(a, i + 1);
-  if (write(fd, &v, sizeof v) != (ssize_t)sizeof v)
+  char path[128];
+  fifo_path(path, sizeof path, (long long)mp_args_int(a, i),
+            (long long)mp_args_int(a, i + 1));
+  int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 || write(fd, &v, sizeof v) != (ssize_t)sizeof v)
     _exit(97);
+  close(fd);
 }
 
 void ts_pipe_send(ts_pipe *p, int64_t v) {
@@ -381,17 +440,20 @@ void ts_pipe_send(ts_pipe *p, int64_t v) {
     cr_log_error("ts_pipe_send failed");
 }
 
-/* The child inherited both ends: it closes the write end first, so that
- * its read ends (EOF) if the test dies instead of sending. */
+/* The child opens the pipe's read side by name; it reads EOF if the test
+ * dies (closing the only write end) instead of sending. */
 int64_t ts_pipe_take(const char *spec) {
   long long owner = 0, rd = -1, wr = -1;
   sscanf(spec, "%lld:%lld:%lld", &owner, &rd, &wr);
-  if (wr >= 0)
-    close((int)wr);
+  char path[128];
+  fifo_path(path, sizeof path, owner, rd);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   int64_t v = -1;
-  if (read((int)rd, &v, sizeof v) != (ssize_t)sizeof v)
+  if (fd < 0)
     return -1;
-  return v;
+  ssize_t r = read(fd, &v, sizeof v);
+  close(fd);
+  return r == (ssize_t)sizeof v ? v : -1;
 }
 
 int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v) {

@@ -74,6 +74,13 @@ void ts_pipe_spec(const ts_pipe *p, char *buf, size_t cap);
 /* In the parent: read one value, waiting at most timeout seconds. */
 int ts_pipe_get(ts_pipe *p, double timeout, int64_t *v);
 
+/* An OS pipe whose write end any child could inherit (no close-on-exec;
+ * HANDLE_FLAG_INHERIT on Windows), and whether its write end is closed
+ * everywhere: 1 when a read would see end-of-file now, else 0. */
+void ts_inheritable_pipe(intptr_t *rd, intptr_t *wr);
+int ts_pipe_writers_gone(intptr_t rd);
+void ts_close_raw(intptr_t h);
+
 /* Kill process `pid` at once (SIGKILL; TerminateProcess as a crash). */
 void ts_kill_pid(int64_t pid);
 

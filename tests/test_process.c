@@ -412,6 +412,40 @@ static void check_closed_object_refused(const char *method) {
 }
 FOR_EACH_METHOD(check_closed_object_refused)
 
+/* Python's TestCloseFds: a spawned child (and the fork server, for its
+ * children) holds only what mproc gave it, not a descriptor the parent
+ * left inheritable; a forked child has them all, as in Python.  The child
+ * waits on an event while the parent closes its own write end: the read
+ * end sees end-of-file only if no child holds a copy. */
+static int wait_for_event(const mp_args *a) {
+  return mp_event_wait(mp_args_event(a, 0), 30.0) == 0 ? 0 : 90;
+}
+
+static void check_parent_descriptors_stay(const char *method) {
+  intptr_t rd, wr;
+  ts_inheritable_pipe(&rd, &wr);
+  mp_event *go;
+  cr_assert_eq(mp_event_new(&go), 0);
+  mp_args *a;
+  cr_assert_eq(mp_args_new(&a), 0);
+  cr_assert_eq(mp_args_add_event(a, go), 0);
+  mp_process *p = ts_start(method, wait_for_event, a);
+  mp_args_free(a);
+  ts_close_raw(wr);
+  int gone = ts_pipe_writers_gone(rd);
+  cr_assert_eq(mp_event_set(go), 0);
+  cr_assert_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  if (strcmp(method, "fork") == 0)
+    cr_expect_eq(gone, 0, "a forked child has the parent's descriptors");
+  else
+    cr_expect_eq(gone, 1, "the %s child holds the parent's pipe", method);
+  cr_expect_eq(ts_pipe_writers_gone(rd), 1);
+  ts_close_raw(rd);
+  mp_process_free(p);
+  mp_event_free(go);
+}
+FOR_EACH_METHOD(check_parent_descriptors_stay)
+
 typedef struct counter_proc {
   mp_process *base;
   int count;

@@ -208,13 +208,63 @@ static int send_handles(int sock, const mpi_fd *h, size_t n) {
   return rc;
 }
 
+/* The descriptors a spawned program holds: 0, 1 and 2, and keep[i] as
+ * descriptor 3 + i (what mproc gives it), nothing else, as Python's
+ * close_fds: no parent socket or pipe leaks into it, whatever its
+ * close-on-exec flag.  glibc 2.34+ and FreeBSD 13+ close the rest with a
+ * closefrom action, macOS with POSIX_SPAWN_CLOEXEC_DEFAULT; elsewhere the
+ * descriptors open now are closed one by one. */
+#if (defined(__GLIBC__) &&                                              \
+     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))) ||   \
+    (defined(__FreeBSD__) && __FreeBSD_version >= 1300000)
+#  define MPI_SPAWN_CLOSEFROM 1
+#endif
+
+static int spawn_actions(posix_spawn_file_actions_t *fa, short *flags,
+                         const int *keep, size_t nkeep, int *moved) {
+  int first_free = 3 + (int)nkeep;
+  /* Each kept descriptor is first moved above the targets, so that no
+   * dup2 overwrites one still to be moved. */
+  for (size_t i = 0; i < nkeep; i++) {
+    moved[i] = fcntl(keep[i], F_DUPFD_CLOEXEC, first_free);
+    if (moved[i] < 0)
+      return mpi__errno_error("spawn: fcntl F_DUPFD_CLOEXEC");
+  }
+  for (size_t i = 0; i < nkeep; i++)
+    if (posix_spawn_file_actions_adddup2(fa, moved[i], 3 + (int)i) != 0)
+      return mp__error(MP_ENOMEM, "spawn: out of memory");
+#if defined(MPI_SPAWN_CLOSEFROM)
+  (void)flags;
+  if (posix_spawn_file_actions_addclosefrom_np(fa, first_free) != 0)
+    return mp__error(MP_ENOMEM, "spawn: out of memory");
+#elif defined(__APPLE__)
+  for (int fd = 0; fd < 3; fd++)
+    posix_spawn_file_actions_addinherit_np(fa, fd);
+  *flags |= POSIX_SPAWN_CLOEXEC_DEFAULT;
+#else
+  (void)flags;
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536)
+    max = 65536;
+  for (int fd = first_free; fd < (int)max; fd++)
+    if (fcntl(fd, F_GETFD) != -1 && (fd < moved[0] || fd > moved[nkeep - 1]) &&
+        posix_spawn_file_actions_addclose(fa, fd) != 0)
+      return mp__error(MP_ENOMEM, "spawn: out of memory");
+#endif
+  return 0;
+}
+
 /* Start `exe` with argv and this environment plus one entry (replacing
- * any mproc marker inherited from our own parent). */
+ * any mproc marker inherited from our own parent); keep[i] becomes its
+ * descriptor 3 + i (at most 4). */
 int mpi__spawn_program(const char *exe, char *const *argv,
-                       const char *env_entry, pid_t *pid) {
+                       const char *env_entry, const int *keep, size_t nkeep,
+                       pid_t *pid) {
   char *exe_only[2] = {(char *)exe, NULL};
   if (argv == NULL || argv[0] == NULL)
     argv = exe_only;
+  if (nkeep < 1 || nkeep > 4)
+    return mp__error(MP_EINVAL, "spawn: %zu descriptors to keep", nkeep);
   size_t n = 0;
   while (environ[n] != NULL)
     n++;
@@ -231,19 +281,31 @@ int mpi__spawn_program(const char *exe, char *const *argv,
   envp[k] = NULL;
 
   posix_spawnattr_t attr;
+  posix_spawn_file_actions_t fa;
   sigset_t none;
+  short flags = POSIX_SPAWN_SETSIGMASK;
+  int moved[4] = {-1, -1, -1, -1};
   sigemptyset(&none);
   posix_spawnattr_init(&attr);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  int err = posix_spawn(pid, exe, NULL, &attr, argv, envp);
+  int err = posix_spawn_file_actions_init(&fa);
+  int rc = err != 0 ? mp__error(MP_ENOMEM, "spawn: out of memory")
+                    : spawn_actions(&fa, &flags, keep, nkeep, moved);
+  if (rc == 0) {
+    posix_spawnattr_setflags(&attr, flags);
+    err = posix_spawn(pid, exe, &fa, &attr, argv, envp);
+    if (err != 0) {
+      errno = err;
+      rc = mpi__errno_error("posix_spawn");
+    }
+  }
+  for (size_t i = 0; i < nkeep; i++)
+    if (moved[i] >= 0)
+      close(moved[i]);
+  posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   free(envp);
-  if (err != 0) {
-    errno = err;
-    return mpi__errno_error("posix_spawn");
-  }
-  return 0;
+  return rc;
 }
 
 /* ---- 2. Starting ------------------------------------------------------ */
@@ -324,20 +386,12 @@ static int start_spawn(const mpi_start_info *si, mpi_child *c) {
     close(sv[1]);
     return rc;
   }
-  /* Inheritable copies, alive only inside the start lock. */
-  int boot_child = dup(sv[1]), status_child = dup(st[1]);
+  /* The child's ends become its descriptors 3 and 4. */
   char env[128];
-  snprintf(env, sizeof env, MPI_ENV_SPAWN "=%d:%d:%ld:%d", boot_child,
-           status_child, (long)getpid(),
+  snprintf(env, sizeof env, MPI_ENV_SPAWN "=3:4:%ld:%d", (long)getpid(),
            mpi__is_main_thread() ? MPI_FLAG_MAIN_THREAD : 0);
-  if (boot_child < 0 || status_child < 0)
-    rc = mpi__errno_error("dup");
-  else
-    rc = mpi__spawn_program(exe, si->argv, env, &c->pid);
-  if (boot_child >= 0)
-    close(boot_child);
-  if (status_child >= 0)
-    close(status_child);
+  int keep[2] = {sv[1], st[1]};
+  rc = mpi__spawn_program(exe, si->argv, env, keep, 2, &c->pid);
   close(sv[1]);
   close(st[1]);
   if (rc != 0) {

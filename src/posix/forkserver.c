@@ -64,15 +64,12 @@ static int start_server(const mpi_start_info *si) {
   int one = 1;
   setsockopt(sv[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
-  int child_end = dup(sv[1]); /* inheritable, inside the start lock */
+  /* The server's end becomes its descriptor 3: the server holds only
+   * that and 0, 1, 2 (never what this process had open). */
   char env[96];
-  snprintf(env, sizeof env, MPI_ENV_FORKSERVER "=%d:%ld", child_end,
-           (long)getpid());
+  snprintf(env, sizeof env, MPI_ENV_FORKSERVER "=3:%ld", (long)getpid());
   pid_t pid = 0;
-  rc = child_end < 0 ? mpi__errno_error("dup")
-                     : mpi__spawn_program(exe, si->argv, env, &pid);
-  if (child_end >= 0)
-    close(child_end);
+  rc = mpi__spawn_program(exe, si->argv, env, &sv[1], 1, &pid);
   close(sv[1]);
   if (rc != 0) {
     close(sv[0]);

@@ -67,8 +67,10 @@ int mpi__watch_parent(pid_t parent, int started_from_main_thread);
 /* NULL when fd is a socket of our user made by process ppid, our parent
  * (a spawn bootstrap or fork-server channel); else why it is refused. */
 const char *mpi__check_boot_channel(int fd, pid_t ppid);
+/* Start `exe` holding only descriptors 0-2 and keep[i] as 3 + i. */
 int mpi__spawn_program(const char *exe, char *const *argv,
-                       const char *env_entry, pid_t *pid);
+                       const char *env_entry, const int *keep, size_t nkeep,
+                       pid_t *pid);
 void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n);
 
 /* forkserver.c */
