@@ -125,8 +125,17 @@ MP_API int mp_args_new(mp_args **out);
  *   'i' int, 'I' int64_t (pass a real int64_t: a plain int literal is
  *   undefined behaviour through varargs), 'd' double, 's' const char *,
  *   'y' bytes as (const void *, size_t), 'n' None (takes no argument),
- *   'P' a manager proxy (mp_proxy *, see section 13).
- *     mp_args_pack(&a, "sid", "bob", 42, 1.5);                            */
+ *   and one capital letter per kind of object (the object is borrowed,
+ *   as by its mp_args_add_*):
+ *   'C' mp_conn *        'L' mp_lock * (Lock or RLock)
+ *   'S' mp_semaphore *   'E' mp_event *      'W' mp_condition *
+ *   'B' mp_barrier *     'Q' mp_queue *      'V' mp_value *
+ *   'A' mp_array *       'M' mp_shm *        'P' mp_proxy * (section 13)
+ *     mp_args_pack(&a, "sid", "bob", 42, 1.5);
+ *     mp_args_pack(&a, "VAi", num, arr, 3);     Python: args=(num, arr, 3)
+ * Integers are stored as int64_t whichever letter packed them: 'i' and
+ * 'I' both read back with mp_args_int (an int64_t), or with unpack's 'i'
+ * (into an int, MP_ERANGE if it does not fit) or 'I' (into an int64_t). */
 MP_API int mp_args_pack(mp_args **out, const char *fmt, ...);
 
 MP_API int mp_args_add_int(mp_args *a, int64_t v);
@@ -151,9 +160,20 @@ MP_API int mp_args_type(const mp_args *a, size_t i);
 
 /* Read items by format, as mp_args_pack writes them ('i' int *,
  * 'I' int64_t *, 'd' double *, 's' const char **, 'y' const void **,
- * size_t *).  Pointers point into `a` and live as long as it does.
- * MP_ETYPE on a type mismatch, MP_EINVAL when the count differs. */
+ * size_t *, 'n' None: no pointer; objects: 'L' mp_lock **, 'Q'
+ * mp_queue ** ... with mp_args_pack's letters).  Pointers point into `a`
+ * and live as long as it does.  MP_ETYPE on a type mismatch, MP_ENOENT
+ * for an object not available in this process, MP_EINVAL when the count
+ * differs:
+ *     mp_value *num; mp_array *arr; int i;
+ *     mp_args_unpack(args, "VAi", &num, &arr, &i);                        */
 MP_API int mp_args_unpack(const mp_args *a, const char *fmt, ...);
+
+/* Python's repr of the tuple, e.g. "(1, 'bob', 2.5, None, b'\x00',
+ * <Queue>)" (a single item: "(1,)"), into buf: like snprintf, it writes
+ * at most cap - 1 characters and a NUL, and returns the length of the
+ * whole text (larger than cap - 1: truncated); MP_EINVAL for NULLs. */
+MP_API int mp_args_repr(const mp_args *a, char *buf, size_t cap);
 
 /* Lenient accessors for the common case: the item's value, or 0 / NULL
  * (with the last error set) when i is out of range or of another type. */
@@ -192,6 +212,17 @@ typedef int (*mp_run_fn)(void *self);
  * grandchild), daemon to the creating process's own daemon flag. */
 MP_API int mp_process_new(mp_process **out, mp_target_fn target,
                           const mp_args *args);
+
+/* Python's Process(target=f, args=(...)).start() in one call: the args
+ * from a format (mp_args_pack's letters), a new process with the default
+ * start method, started.  0 with *out running; on failure *out is NULL,
+ * nothing was started and nothing needs freeing.  Free it as usual:
+ *     mp_process *p;
+ *     mp_process_startf(&p, worker, "VAi", num, arr, 3);
+ *     mp_process_join(p, MP_FOREVER);
+ *     mp_process_free(p);                                                 */
+MP_API int mp_process_startf(mp_process **out, mp_target_fn target,
+                             const char *fmt, ...);
 
 /* The "subclass" form of Python's `class P(Process): def run(self)`.
  * `self` points to a user struct of `size` bytes whose FIRST MEMBER is an
@@ -261,6 +292,15 @@ MP_API int64_t mp_process_pid(const mp_process *p);
  * signal numbers (access violation -11, illegal instruction -4, ...).
  * MP_ESTATE (and *code untouched) while running or before start. */
 MP_API int mp_process_exitcode(mp_process *p, int *code);
+
+/* Python's repr(process) into buf (snprintf's contract: returns the
+ * whole length; MP_EINVAL for NULLs), e.g.
+ *   <Process name='Process-1' parent=4241 initial>
+ *   <Process name='Process-1' pid=4242 parent=4241 started daemon>
+ *   <Process name='Process-1' pid=4242 parent=4241 stopped exitcode=-SIGTERM>
+ *   <_MainProcess name='MainProcess' parent=None started>
+ * ("unknown" for a process object made by another process, as Python). */
+MP_API int mp_process_repr(mp_process *p, char *buf, size_t cap);
 
 /* The message the child reported with mp_set_error before exiting with a
  * non-zero status, or a description of how it died; NULL if none. */

@@ -19,6 +19,9 @@
  * mp__args_from_bytes validates everything against the given length, so a
  * truncated or forged buffer is MP_EPROTO, never an out-of-bounds read.
  */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -474,6 +477,27 @@ static int pack_one(mp_args *a, char f, va_list *ap) {
     return mp_args_add_none(a);
   case 'P':
     return mp_args_add_proxy(a, va_arg(*ap, mp_proxy *));
+  /* Objects: one capital letter per kind (mproc.h lists them). */
+  case 'C':
+    return mp_args_add_conn(a, va_arg(*ap, mp_conn *));
+  case 'L':
+    return mp_args_add_lock(a, va_arg(*ap, mp_lock *));
+  case 'S':
+    return mp_args_add_semaphore(a, va_arg(*ap, mp_semaphore *));
+  case 'E':
+    return mp_args_add_event(a, va_arg(*ap, mp_event *));
+  case 'W':
+    return mp_args_add_condition(a, va_arg(*ap, mp_condition *));
+  case 'B':
+    return mp_args_add_barrier(a, va_arg(*ap, mp_barrier *));
+  case 'Q':
+    return mp_args_add_queue(a, va_arg(*ap, mp_queue *));
+  case 'V':
+    return mp_args_add_value(a, va_arg(*ap, mp_value *));
+  case 'A':
+    return mp_args_add_array(a, va_arg(*ap, mp_array *));
+  case 'M':
+    return mp_args_add_shm(a, va_arg(*ap, mp_shm *));
   default:
     return mp__error(MP_EINVAL, "mp_args_pack: unknown format '%c'", f);
   }
@@ -510,6 +534,18 @@ int mp_args_pack(mp_args **out, const char *fmt, ...) {
   return rc;
 }
 
+/* An object for mp_args_unpack: `obj` is what the typed getter gave for
+ * item i, `dst` the caller's `T **` (every object pointer has the same
+ * representation as void *, as on every platform mproc supports). */
+static int unpack_obj(const mp_args *a, size_t i, void *obj, void *dst) {
+  if (obj == NULL) /* the getter said why */
+    return a->buf[a->off[i]] == MP_ARG_OBJECT && a->objects[i] == NULL
+               ? MP_ENOENT
+               : MP_ETYPE;
+  memcpy(dst, &obj, sizeof obj);
+  return 0;
+}
+
 static int unpack_one(const mp_args *a, size_t i, char f, va_list *ap) {
   switch (f) {
   case 'i': {
@@ -533,6 +569,24 @@ static int unpack_one(const mp_args *a, size_t i, char f, va_list *ap) {
     size_t *n = va_arg(*ap, size_t *);
     return get_bytes(a, i, p, n);
   }
+  case 'n':
+    return mp_args_type(a, i) == MP_ARG_NONE
+               ? 0
+               : mp__error(MP_ETYPE, "mp_args: item %zu is not None", i);
+  case 'C': return unpack_obj(a, i, mp_args_conn(a, i), va_arg(*ap, void *));
+  case 'L': return unpack_obj(a, i, mp_args_lock(a, i), va_arg(*ap, void *));
+  case 'S':
+    return unpack_obj(a, i, mp_args_semaphore(a, i), va_arg(*ap, void *));
+  case 'E': return unpack_obj(a, i, mp_args_event(a, i), va_arg(*ap, void *));
+  case 'W':
+    return unpack_obj(a, i, mp_args_condition(a, i), va_arg(*ap, void *));
+  case 'B':
+    return unpack_obj(a, i, mp_args_barrier(a, i), va_arg(*ap, void *));
+  case 'Q': return unpack_obj(a, i, mp_args_queue(a, i), va_arg(*ap, void *));
+  case 'V': return unpack_obj(a, i, mp_args_value(a, i), va_arg(*ap, void *));
+  case 'A': return unpack_obj(a, i, mp_args_array(a, i), va_arg(*ap, void *));
+  case 'M': return unpack_obj(a, i, mp_args_shm(a, i), va_arg(*ap, void *));
+  case 'P': return unpack_obj(a, i, mp_args_proxy(a, i), va_arg(*ap, void *));
   default:
     return mp__error(MP_EINVAL, "mp_args_unpack: unknown format '%c'", f);
   }
@@ -1007,4 +1061,169 @@ static int order_items(const unsigned char *a, const unsigned char *b,
  * them (different kinds, objects). */
 int mp__args_item_order(const void *a, const void *b, int *out) {
   return order_items(a, b, out);
+}
+
+/* ---- repr ----------------------------------------------------------- */
+
+/* Text into a caller's buffer, truncated at cap - 1 but counted whole,
+ * as snprintf counts. */
+typedef struct text {
+  char *buf;
+  size_t cap, len;
+} text;
+
+static void put_text(text *t, const char *s, size_t n) {
+  if (t->len < t->cap) {
+    size_t room = t->cap - 1 - t->len;
+    memcpy(t->buf + t->len, s, n < room ? n : room);
+  }
+  t->len += n;
+}
+
+static void put_cstr(text *t, const char *s) { put_text(t, s, strlen(s)); }
+
+/* Python's quoting: ' unless the text has ' and no ". */
+static void put_quoted(text *t, const unsigned char *s, size_t n,
+                       int bytes) {
+  int single = 0, dbl = 0;
+  for (size_t i = 0; i < n; i++) {
+    single |= s[i] == '\'';
+    dbl |= s[i] == '"';
+  }
+  char q = single && !dbl ? '"' : '\'';
+  if (bytes)
+    put_cstr(t, "b");
+  put_text(t, &q, 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    char esc[8];
+    if (c == '\\' || c == (unsigned char)q) {
+      esc[0] = '\\';
+      esc[1] = (char)c;
+      put_text(t, esc, 2);
+    } else if (c == '\n') {
+      put_cstr(t, "\\n");
+    } else if (c == '\r') {
+      put_cstr(t, "\\r");
+    } else if (c == '\t') {
+      put_cstr(t, "\\t");
+    } else if (c < 0x20 || c == 0x7f || (bytes && c > 0x7f)) {
+      snprintf(esc, sizeof esc, "\\x%02x", c);
+      put_cstr(t, esc);
+    } else { /* printable ASCII, or UTF-8 text as Python shows it */
+      put_text(t, (const char *)&c, 1);
+    }
+  }
+  put_text(t, &q, 1);
+}
+
+/* Python's repr(float): the shortest digits that read back the same,
+ * positional from 1e-4 up to 1e16, with ".0" when integral. */
+static void put_double(text *t, double v) {
+  char b[64];
+  if (v != v) {
+    put_cstr(t, "nan");
+    return;
+  }
+  if (v == HUGE_VAL || v == -HUGE_VAL) {
+    put_cstr(t, v < 0 ? "-inf" : "inf");
+    return;
+  }
+  int p = 1;
+  for (; p < 17; p++) {
+    snprintf(b, sizeof b, "%.*e", p - 1, v);
+    if (strtod(b, NULL) == v)
+      break;
+  }
+  snprintf(b, sizeof b, "%.*e", p - 1, v);
+  const char *e = strchr(b, 'e');
+  int exp = e ? atoi(e + 1) : 0;
+  if (exp >= -4 && exp < 16) {
+    int decimals = p - 1 - exp;
+    snprintf(b, sizeof b, "%.*f", decimals > 0 ? decimals : 0, v);
+    put_cstr(t, b);
+    if (strchr(b, '.') == NULL)
+      put_cstr(t, ".0");
+  } else {
+    put_cstr(t, b);
+  }
+}
+
+static const char *object_name(const mp_args *a, size_t i) {
+  uint32_t kind;
+  const void *blob;
+  size_t n;
+  if (mp__args_get_object(a, i, &kind, &blob, &n) != 0)
+    return "object";
+  if (kind == MP__OBJ_CONN)
+    return "Connection";
+  if (kind == MP__OBJ_PROXY)
+    return "Proxy";
+  static const char *const names[MP__T_COUNT] = {
+      "object", "Lock",  "Semaphore", "Event", "Condition", "Barrier",
+      "Queue",  "Value", "Array",     "SharedMemory"};
+  uint32_t type = 0;
+  if (a->objects[i] != NULL)
+    type = ((const mp__obj *)a->objects[i])->type;
+  else if (n >= 8)
+    type = get_u32((const unsigned char *)blob + 4);
+  return type < MP__T_COUNT ? names[type] : "object";
+}
+
+static void put_tuple(text *t, const mp_args *a) {
+  put_cstr(t, "(");
+  for (size_t i = 0; i < a->count; i++) {
+    if (i > 0)
+      put_cstr(t, ", ");
+    char b[32];
+    const void *p;
+    size_t n;
+    switch (mp_args_type(a, i)) {
+    case MP_ARG_INT:
+      snprintf(b, sizeof b, "%lld", (long long)mp_args_int(a, i));
+      put_cstr(t, b);
+      break;
+    case MP_ARG_DOUBLE:
+      put_double(t, mp_args_double(a, i));
+      break;
+    case MP_ARG_STR:
+      p = mp_args_str(a, i);
+      put_quoted(t, p, strlen(p), 0);
+      break;
+    case MP_ARG_BYTES:
+      p = mp_args_bytes(a, i, &n);
+      put_quoted(t, p, n, 1);
+      break;
+    case MP_ARG_NONE:
+      put_cstr(t, "None");
+      break;
+    case MP_ARG_TUPLE: {
+      const mp_args *sub = mp_args_tuple(a, i);
+      if (sub != NULL)
+        put_tuple(t, sub);
+      else
+        put_cstr(t, "(...)"); /* no memory to decode it */
+      break;
+    }
+    default: /* MP_ARG_OBJECT */
+      put_cstr(t, "<");
+      put_cstr(t, object_name(a, i));
+      put_cstr(t, ">");
+    }
+  }
+  put_cstr(t, a->count == 1 ? ",)" : ")");
+}
+
+int mp_args_repr(const mp_args *a, char *buf, size_t cap) {
+  if (buf == NULL && cap > 0)
+    return mp__error(MP_EINVAL, "mp_args_repr: NULL buffer");
+  if (a == NULL)
+    return mp__error(MP_EINVAL, "mp_args_repr: NULL tuple");
+  text t = {buf, cap, 0};
+  put_tuple(&t, a);
+  if (cap > 0)
+    buf[t.len < cap ? t.len : cap - 1] = '\0';
+  if (t.len > INT_MAX)
+    return mp__error(MP_ERANGE, "mp_args_repr: longer than INT_MAX");
+  return (int)t.len;
 }

@@ -43,6 +43,7 @@ static int new_process(mp_process **out) {
     return mp__error(MP_ENOMEM, "mp_process: out of memory");
   }
   p->kind = MP__KIND_TARGET;
+  p->creator_pid = mp_getpid();
   p->daemon = me->daemon;
   memcpy(p->authkey, me->authkey, me->authkey_len);
   p->authkey_len = me->authkey_len;
@@ -73,6 +74,36 @@ int mp_process_new(mp_process **out, mp_target_fn target,
   }
   *out = p;
   return 0;
+}
+
+int mp_process_startf(mp_process **out, mp_target_fn target,
+                      const char *fmt, ...) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_process_startf: out is NULL");
+  *out = NULL;
+  if (fmt == NULL)
+    return mp__error(MP_EINVAL, "mp_process_startf: NULL format");
+  mp_args *a;
+  int rc = mp_args_new(&a);
+  if (rc != 0)
+    return rc;
+  va_list ap;
+  va_start(ap, fmt);
+  rc = mp__args_vpack(a, fmt, &ap);
+  va_end(ap);
+  mp_process *p = NULL;
+  if (rc == 0)
+    rc = mp_process_new(&p, target, a);
+  mp_args_free(a);
+  if (rc == 0 && (rc = mp_process_start(p)) != 0) {
+    char msg[512];
+    mp__strlcpy(msg, mp_last_error_message(), sizeof msg);
+    mp_process_free(p);
+    return mp__error(rc, "%s", msg);
+  }
+  if (rc == 0)
+    *out = p;
+  return rc;
 }
 
 int mp_process_new_subclass(void *self, size_t size, mp_run_fn run) {
@@ -417,6 +448,52 @@ int mp_process_join(mp_process *p, double timeout) {
   if (p->boot_failed)
     return mp__error(MP_EBOOTSTRAP, "%s", p->error);
   return 0;
+}
+
+/* Python's repr(process), e.g. "<Process name='Process-1' pid=4242
+ * parent=4241 stopped exitcode=-SIGTERM daemon>". */
+int mp_process_repr(mp_process *p, char *buf, size_t cap) {
+  if (buf == NULL && cap > 0)
+    return mp__error(MP_EINVAL, "mp_process_repr: NULL buffer");
+  if (p == NULL)
+    return mp__error(MP_EINVAL, "mp_process_repr: NULL process");
+  const char *type = "Process", *status;
+  char parent[32] = "None", pid[40] = "", exitcode[48] = "";
+  if (p->kind == MP__KIND_SELF) {
+    status = "started";
+    if (mp_parent_process() == NULL)
+      type = "_MainProcess";
+    else
+      snprintf(parent, sizeof parent, "%lld", (long long)mp_getppid());
+  } else if (p->kind == MP__KIND_PARENT) {
+    type = "_ParentProcess";
+    status = "unknown";
+  } else {
+    snprintf(parent, sizeof parent, "%lld", (long long)p->creator_pid);
+    if (p->creator_pid != mp_getpid()) {
+      status = "unknown";
+    } else if (p->state < MP__RUNNING) {
+      status = "initial";
+    } else {
+      int code = 0;
+      if (mp_process_is_alive(p) || mp_process_exitcode(p, &code) != 0) {
+        status = "started";
+      } else {
+        status = "stopped";
+        const char *sig = code < 0 ? mpi_signal_name(-code) : "signal";
+        if (strcmp(sig, "signal") != 0) /* a name Python knows */
+          snprintf(exitcode, sizeof exitcode, " exitcode=-%s", sig);
+        else
+          snprintf(exitcode, sizeof exitcode, " exitcode=%d", code);
+      }
+    }
+    if (p->state >= MP__RUNNING)
+      snprintf(pid, sizeof pid, " pid=%lld", (long long)p->pid);
+  }
+  int n = snprintf(buf, cap, "<%s name='%s'%s parent=%s %s%s%s>", type,
+                   p->name ? p->name : "", pid, parent, status, exitcode,
+                   p->daemon ? " daemon" : "");
+  return n < 0 ? mp__error(MP_EINVAL, "mp_process_repr: cannot format") : n;
 }
 
 int mp_process_is_alive(mp_process *p) {

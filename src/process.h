@@ -35,6 +35,7 @@ struct mp_process {
   size_t authkey_len;
   mpi_child *child;
   int64_t pid;
+  int64_t creator_pid; /* Python's _parent_pid: who made this object */
   int exitcode;
   int boot_failed;     /* spawned child ended before reaching the guard */
   int signalled;       /* terminate or kill was sent */

@@ -151,3 +151,120 @@ Test(args, none_and_nested_tuples) {
   mp_args_free(a);
   mp_args_free(inner);
 }
+
+/* Every kind of object has a letter in mp_args_pack and mp_args_unpack
+ * (issue 16: Python's args=(num, arr, i) in one call). */
+Test(args, object_letters, .timeout = TS_TIMEOUT) {
+  mp_conn *r, *w;
+  mp_lock *l;
+  mp_semaphore *s;
+  mp_event *e;
+  mp_condition *c;
+  mp_barrier *b;
+  mp_queue *q;
+  mp_value *v;
+  mp_array *arr;
+  mp_shm *m;
+  cr_assert_eq(mp_pipe(1, &r, &w), 0);
+  cr_assert_eq(mp_lock_new(&l), 0);
+  cr_assert_eq(mp_semaphore_new(&s, 2), 0);
+  cr_assert_eq(mp_event_new(&e), 0);
+  cr_assert_eq(mp_condition_new(&c, NULL), 0);
+  cr_assert_eq(mp_barrier_new(&b, 2, NULL, MP_FOREVER), 0);
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  cr_assert_eq(mp_value_new(&v, 'i', NULL), 0);
+  cr_assert_eq(mp_array_new(&arr, 'd', 4, NULL), 0);
+  cr_assert_eq(mp_shm_new(&m, NULL, 64), 0, "%s", mp_last_error_message());
+  mp_args *a;
+  cr_assert_eq(mp_args_pack(&a, "CLSEWBQVAMin", r, l, s, e, c, b, q, v, arr,
+                            m, 7),
+               0, "%s", mp_last_error_message());
+  cr_assert_eq(mp_args_count(a), 12);
+  mp_conn *r2;
+  mp_lock *l2;
+  mp_semaphore *s2;
+  mp_event *e2;
+  mp_condition *c2;
+  mp_barrier *b2;
+  mp_queue *q2;
+  mp_value *v2;
+  mp_array *arr2;
+  mp_shm *m2;
+  int i;
+  cr_assert_eq(mp_args_unpack(a, "CLSEWBQVAMin", &r2, &l2, &s2, &e2, &c2,
+                              &b2, &q2, &v2, &arr2, &m2, &i),
+               0, "%s", mp_last_error_message());
+  cr_expect(r2 == r && l2 == l && s2 == s && e2 == e && c2 == c);
+  cr_expect(b2 == b && q2 == q && v2 == v && arr2 == arr && m2 == m);
+  cr_expect_eq(i, 7);
+  char text[256];
+  int n = mp_args_repr(a, text, sizeof text);
+  const char *expect = "(<Connection>, <Lock>, <Semaphore>, <Event>, "
+                       "<Condition>, <Barrier>, <Queue>, <Value>, <Array>, "
+                       "<SharedMemory>, 7, None)";
+  cr_expect_str_eq(text, expect);
+  cr_expect_eq(n, (int)strlen(expect));
+  /* The wrong letter for an object, or a value for an object. */
+  cr_expect_eq(mp_args_unpack(a, "QLSEWBQVAMin", &q2, &l2, &s2, &e2, &c2,
+                              &b2, &q2, &v2, &arr2, &m2, &i),
+               MP_ETYPE);
+  cr_expect_eq(mp_args_unpack(a, "CLSEWBQVAMLn", &r2, &l2, &s2, &e2, &c2,
+                              &b2, &q2, &v2, &arr2, &m2, &l2),
+               MP_ETYPE);
+  cr_expect_eq(mp_args_unpack(a, "CLSEWBQVAMii", &r2, &l2, &s2, &e2, &c2,
+                              &b2, &q2, &v2, &arr2, &m2, &i, &i),
+               MP_ETYPE, "None is not an int");
+  mp_args_free(a);
+  /* Packing a NULL object fails, and frees what was built. */
+  a = (mp_args *)1;
+  cr_expect_eq(mp_args_pack(&a, "iQ", 1, (mp_queue *)NULL), MP_EINVAL);
+  cr_expect_null(a);
+  cr_expect_eq(mp_args_pack(&a, "iZ", 1), MP_EINVAL);
+  mp_conn_free(r);
+  mp_conn_free(w);
+  mp_lock_free(l);
+  mp_semaphore_free(s);
+  mp_event_free(e);
+  mp_condition_free(c);
+  mp_barrier_free(b);
+  mp_queue_free(q);
+  mp_value_free(v);
+  mp_array_free(arr);
+  mp_shm_free(m);
+}
+
+/* Python's repr of a tuple: quoting, escapes, floats, nesting. */
+Test(args, repr_like_python) {
+  mp_args *a, *t;
+  cr_assert_eq(mp_args_pack(&t, "is", 1, "x"), 0);
+  cr_assert_eq(mp_args_pack(&a, "idddddsssyn", -3, 2.0, 0.1, 1e16, 1.5e-5,
+                            -1.0 / 3, "it's", "say \"hi\"", "a\tb\n\x01é",
+                            "\x00\xff'", (size_t)3),
+               0);
+  cr_assert_eq(mp_args_add_tuple(a, t), 0);
+  char text[512];
+  mp_args_repr(a, text, sizeof text);
+  cr_expect_str_eq(text, "(-3, 2.0, 0.1, 1e+16, 1.5e-05, "
+                         "-0.3333333333333333, \"it's\", 'say \"hi\"', "
+                         "'a\\tb\\n\\x01é', b\"\\x00\\xff'\", None, "
+                         "(1, 'x'))");
+  /* Truncation: at most cap - 1 characters, the whole length returned. */
+  char small[6];
+  int n = mp_args_repr(a, small, sizeof small);
+  cr_expect_str_eq(small, "(-3, ");
+  cr_expect_eq(n, (int)strlen(text));
+  cr_expect_eq(mp_args_repr(a, NULL, 0), n, "a size query");
+  mp_args *one, *none;
+  cr_assert_eq(mp_args_pack(&one, "d", 123456789.0), 0);
+  mp_args_repr(one, text, sizeof text);
+  cr_expect_str_eq(text, "(123456789.0,)");
+  cr_assert_eq(mp_args_new(&none), 0);
+  mp_args_repr(none, text, sizeof text);
+  cr_expect_str_eq(text, "()");
+  cr_expect_eq(mp_args_repr(NULL, text, sizeof text), MP_EINVAL);
+  cr_expect_eq(mp_args_repr(none, NULL, 5), MP_EINVAL);
+  mp_args_free(none);
+  mp_args_free(one);
+  mp_args_free(a);
+  mp_args_free(t);
+}

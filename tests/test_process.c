@@ -446,6 +446,95 @@ static void check_parent_descriptors_stay(const char *method) {
 }
 FOR_EACH_METHOD(check_parent_descriptors_stay)
 
+/* One call starts a process with args from a format (objects included):
+ * Python's Process(target=f, args=(num, arr, 3)).start(). */
+static int add_to_shared(const mp_args *a) {
+  mp_value *num;
+  mp_array *arr;
+  int k;
+  if (mp_args_unpack(a, "VAi", &num, &arr, &k) != 0)
+    return 70;
+  int64_t x = 0;
+  if (mp_value_get_int(num, &x) != 0 || mp_value_set_int(num, x + k) != 0 ||
+      mp_array_set_int(arr, 1, k) != 0)
+    return 71;
+  return 0;
+}
+
+static void check_startf_and_repr(const char *method) {
+  cr_assert_eq(mp_set_start_method(method, 1), 0);
+  mp_value *num;
+  mp_array *arr;
+  cr_assert_eq(mp_value_new(&num, 'i', NULL), 0);
+  cr_assert_eq(mp_array_new(&arr, 'i', 3, NULL), 0);
+  mp_process *p = NULL;
+  cr_assert_eq(mp_process_startf(&p, add_to_shared, "VAi", num, arr, 3), 0,
+               "%s", mp_last_error_message());
+  char text[256], expect[256];
+  cr_assert_gt(mp_process_repr(p, text, sizeof text), 0);
+  cr_expect(strstr(text, "<Process name='Process-") == text, "%s", text);
+  cr_assert_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  snprintf(expect, sizeof expect,
+           "<Process name='%s' pid=%lld parent=%lld stopped exitcode=0>",
+           mp_process_name(p), (long long)mp_process_pid(p),
+           (long long)mp_getpid());
+  cr_assert_eq(mp_process_repr(p, text, sizeof text), (int)strlen(expect));
+  cr_expect_str_eq(text, expect);
+  int64_t x = 0;
+  cr_assert_eq(mp_value_get_int(num, &x), 0);
+  cr_expect_eq(x, 3);
+  cr_assert_eq(mp_array_get_int(arr, 1, &x), 0);
+  cr_expect_eq(x, 3);
+  mp_process_free(p);
+  /* A bad format or a NULL object starts nothing and leaves *out NULL. */
+  p = (mp_process *)1;
+  cr_expect_eq(mp_process_startf(&p, add_to_shared, "VA?", num, arr), MP_EINVAL);
+  cr_expect_null(p);
+  cr_expect_eq(mp_process_startf(&p, add_to_shared, "VAi", (mp_value *)NULL,
+                                 arr, 3),
+               MP_EINVAL);
+  cr_expect_eq(mp_process_startf(&p, NULL, "i", 1), MP_EINVAL);
+  cr_expect_eq(mp_process_startf(NULL, add_to_shared, "i", 1), MP_EINVAL);
+  cr_expect_eq(mp_process_startf(&p, add_to_shared, NULL), MP_EINVAL);
+  mp_value_free(num);
+  mp_array_free(arr);
+}
+FOR_EACH_METHOD(check_startf_and_repr)
+
+Test(process_api, repr_like_python, .timeout = TS_TIMEOUT) {
+  char text[256], expect[256];
+  mp_process *p;
+  cr_assert_eq(mp_process_new(&p, block, NULL), 0);
+  mp_process_set_daemon(p, 1);
+  snprintf(expect, sizeof expect, "<Process name='%s' parent=%lld initial "
+           "daemon>", mp_process_name(p), (long long)mp_getpid());
+  mp_process_repr(p, text, sizeof text);
+  cr_expect_str_eq(text, expect);
+  cr_assert_eq(mp_process_start(p), 0);
+  snprintf(expect, sizeof expect,
+           "<Process name='%s' pid=%lld parent=%lld started daemon>",
+           mp_process_name(p), (long long)mp_process_pid(p),
+           (long long)mp_getpid());
+  mp_process_repr(p, text, sizeof text);
+  cr_expect_str_eq(text, expect);
+  cr_assert_eq(mp_process_terminate(p), 0);
+  cr_assert_eq(mp_process_join(p, 30), 0);
+  snprintf(expect, sizeof expect,
+           "<Process name='%s' pid=%lld parent=%lld stopped "
+           "exitcode=-SIGTERM daemon>",
+           mp_process_name(p), (long long)mp_process_pid(p),
+           (long long)mp_getpid());
+  mp_process_repr(p, text, sizeof text);
+  cr_expect_str_eq(text, expect);
+  mp_process_free(p);
+  mp_process_repr(mp_current_process(), text, sizeof text);
+  cr_expect_str_eq(text, "<_MainProcess name='MainProcess' parent=None "
+                         "started>");
+  cr_expect_eq(mp_process_repr(NULL, text, sizeof text), MP_EINVAL);
+  cr_expect_eq(mp_process_repr(mp_current_process(), NULL, 4), MP_EINVAL);
+  cr_expect_gt(mp_process_repr(mp_current_process(), NULL, 0), 0);
+}
+
 typedef struct counter_proc {
   mp_process *base;
   int count;
