@@ -868,6 +868,14 @@ typedef int (*mp_thread_fn)(void *arg);
  * thread). */
 MP_API int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg);
 
+/* Python's Thread(target=f, args=(...)).start() with a process target:
+ * the same `int f(const mp_args *)` as mp_process_startf (args from the
+ * same format; objects borrowed, not copied), run in a new thread of this
+ * process; its return value is the thread's exit code.  0 with *out
+ * started (free it with mp_thread_free); on failure *out is NULL. */
+MP_API int mp_thread_startf(mp_thread **out, mp_target_fn target,
+                            const char *fmt, ...);
+
 MP_API int mp_thread_set_name(mp_thread *t, const char *name);
 MP_API const char *mp_thread_name(const mp_thread *t);
 /* Before start only (MP_ESTATE after). */

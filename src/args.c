@@ -516,21 +516,25 @@ void mp__args_set_object(mp_args *a, size_t i, void *obj) {
   a->objects[i] = obj;
 }
 
-int mp_args_pack(mp_args **out, const char *fmt, ...) {
+int mp__args_vnew(mp_args **out, const char *fmt, va_list *ap) {
+  *out = NULL;
   if (fmt == NULL)
-    return mp__error(MP_EINVAL, "mp_args_pack: NULL format");
+    return mp__error(MP_EINVAL, "NULL format");
   int rc = mp_args_new(out);
-  if (rc != 0)
-    return rc;
-  va_list ap;
-  va_start(ap, fmt);
-  for (const char *f = fmt; *f && rc == 0; f++)
-    rc = pack_one(*out, *f, &ap);
-  va_end(ap);
-  if (rc != 0) {
+  if (rc == 0 && (rc = mp__args_vpack(*out, fmt, ap)) != 0) {
     mp_args_free(*out);
     *out = NULL;
   }
+  return rc;
+}
+
+int mp_args_pack(mp_args **out, const char *fmt, ...) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_args_pack: NULL out");
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = mp__args_vnew(out, fmt, &ap);
+  va_end(ap);
   return rc;
 }
 

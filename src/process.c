@@ -81,15 +81,10 @@ int mp_process_startf(mp_process **out, mp_target_fn target,
   if (out == NULL)
     return mp__error(MP_EINVAL, "mp_process_startf: out is NULL");
   *out = NULL;
-  if (fmt == NULL)
-    return mp__error(MP_EINVAL, "mp_process_startf: NULL format");
   mp_args *a;
-  int rc = mp_args_new(&a);
-  if (rc != 0)
-    return rc;
   va_list ap;
   va_start(ap, fmt);
-  rc = mp__args_vpack(a, fmt, &ap);
+  int rc = mp__args_vnew(&a, fmt, &ap);
   va_end(ap);
   mp_process *p = NULL;
   if (rc == 0)

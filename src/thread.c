@@ -44,6 +44,8 @@ struct mp_thread {
   int state;
   mp_thread_fn fn;
   void *arg;
+  mp_target_fn target; /* mp_thread_startf: target(targs) instead */
+  mp_args *targs;
   name_node *names;  /* the current name first */
   int daemon;
   int refs;          /* T_USER: creator + running thread */
@@ -105,6 +107,7 @@ static void names_free(name_node *node, name_node *keep) {
 
 static void destroy(mp_thread *t) {
   names_free(t->names, NULL);
+  mp_args_free(t->targs);
   free(t);
 }
 
@@ -340,6 +343,41 @@ int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg) {
   return 0;
 }
 
+/* A process target runs in a thread as it would in a process. */
+static int run_target(void *arg) {
+  (void)arg;
+  return 0; /* not called: thread_main calls t->target */
+}
+
+int mp_thread_startf(mp_thread **out, mp_target_fn target, const char *fmt,
+                     ...) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_thread_startf: out is NULL");
+  *out = NULL;
+  if (target == NULL || fmt == NULL)
+    return mp__error(MP_EINVAL, "mp_thread_startf: NULL argument");
+  mp_args *a;
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = mp__args_vnew(&a, fmt, &ap);
+  va_end(ap);
+  mp_thread *t = NULL;
+  if (rc == 0)
+    rc = mp_thread_new(&t, run_target, NULL);
+  if (rc != 0) {
+    mp_args_free(a);
+    return rc;
+  }
+  t->target = target;
+  t->targs = a;
+  if ((rc = mp_thread_start(t)) != 0) {
+    mp_thread_free(t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
 /* Runs in the new thread. */
 static void thread_main(void *arg) {
   mp_thread *t = arg;
@@ -349,7 +387,7 @@ static void thread_main(void *arg) {
   t->state = T_RUNNING;
   mpi_unlock();
   wake_all(); /* mp_thread_start waits for this */
-  int code = t->fn(t->arg);
+  int code = t->target != NULL ? t->target(t->targs) : t->fn(t->arg);
   mpi_lock();
   t->exitcode = code;
   t->state = T_ENDED;

@@ -991,3 +991,40 @@ Test(thread, in_a_spawned_child, .timeout = TS_TIMEOUT) {
                    "a fresh process numbers its threads from 1");
   mp_process_free(p);
 }
+
+/* A process target runs in a thread too (Python's Thread(target=f,
+ * args=(...))): the same function, the same format, objects shared. */
+static int put_and_return(const mp_args *a) {
+  mp_queue *q;
+  const char *s;
+  int k;
+  if (mp_args_unpack(a, "Qsi", &q, &s, &k) != 0)
+    return 90;
+  return mp_queue_put(q, s, strlen(s), 10.0) == 0 ? k : 91;
+}
+
+Test(thread, startf_runs_a_process_target, .timeout = TS_TIMEOUT) {
+  mp_queue *q;
+  cr_assert_eq(mp_queue_new(&q, 0), 0);
+  mp_thread *t = NULL;
+  cr_assert_eq(mp_thread_startf(&t, put_and_return, "Qsi", q, "hi", 7), 0,
+               "%s", mp_last_error_message());
+  char buf[8];
+  size_t n = 0;
+  cr_assert_eq(mp_queue_get_into(q, buf, sizeof buf, &n, 20.0), 0);
+  cr_expect_eq(n, 2);
+  cr_expect_eq(memcmp(buf, "hi", 2), 0);
+  cr_assert_eq(mp_thread_join(t, 20.0), 0);
+  int code = -1;
+  cr_assert_eq(mp_thread_exitcode(t, &code), 0);
+  cr_expect_eq(code, 7);
+  mp_thread_free(t);
+  /* Errors start nothing and leave *out NULL. */
+  t = (mp_thread *)1;
+  cr_expect_eq(mp_thread_startf(&t, put_and_return, "Q?", q), MP_EINVAL);
+  cr_expect_null(t);
+  cr_expect_eq(mp_thread_startf(&t, NULL, "i", 1), MP_EINVAL);
+  cr_expect_eq(mp_thread_startf(&t, put_and_return, NULL), MP_EINVAL);
+  cr_expect_eq(mp_thread_startf(NULL, put_and_return, "i", 1), MP_EINVAL);
+  mp_queue_free(q);
+}
