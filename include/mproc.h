@@ -15,7 +15,9 @@
  *  10. threads       mp_thread, mp_current_thread
  *  11. pools         mp_pool (process and thread kinds), mp_async, mp_imap
  *  12. executors     mp_executor: submit, futures, wait, as_completed
- *  13. logging       mp_log_to_stderr, mp_log
+ *  13. managers      mp_manager, mp_proxy (also remote), listeners
+ *  14. logging       mp_log_to_stderr, mp_log, mp_log_set_handler
+ *  15. finalizers    mp_finalize, mp_register_after_fork
  *
  * Conventions: a failure is a negative MP_E* code, and
  * mp_last_error_message() then says what went wrong.  Success is 0, except
@@ -1436,6 +1438,47 @@ MP_API void mp_log_to_stderr(int level);
 MP_API int mp_log_level(void);
 /* Log a message of the program's own through the same channel. */
 MP_API void mp_log(int level, const char *fmt, ...) MP_PRINTF(2, 3);
+
+/* Route mproc's messages (and mp_log's) to fn instead of stderr: every
+ * message at `level` or above calls fn(level, process name, text, arg),
+ * from whichever thread logs it (fn must be thread-safe; it must not call
+ * mp_log).  fn NULL goes back to stderr.  Set it, as mp_log_to_stderr,
+ * before starting the threads and pools whose messages it is for (the
+ * setting is not synchronised with threads logging meanwhile).  Python's
+ * get_logger().addHandler(...).  A forked child keeps the handler; a
+ * spawned child has the level (as Python passes it) and logs to stderr
+ * unless the code above its MP_MAIN_GUARD sets a handler of its own. */
+typedef void (*mp_log_fn)(int level, const char *process_name,
+                          const char *message, void *arg);
+MP_API void mp_log_set_handler(mp_log_fn fn, void *arg, int level);
+
+/* ------------------------------------------------------------------ */
+/* 15. Finalizers and after-fork callbacks (multiprocessing.util)      */
+/* ------------------------------------------------------------------ */
+
+/* Python's util.Finalize(obj, callback, exitpriority=...): fn(arg) runs
+ * once, at the latest when this process exits: finalizers with an exit
+ * priority run by priority, highest first (later-made first among
+ * equals); those >= 0 before the process ends its children (a pool's own
+ * ends running pools at priority 15, as in Python), negative ones after.
+ * MP_FINALIZE_NO_EXIT: not at exit (Python's None), only through
+ * mp_finalizer_call.  *out (may be NULL when an exit priority is given)
+ * is the handle; it is freed when the finalizer runs or is cancelled.
+ * A child starts with no finalizers (its parent's are not its own). */
+#define MP_FINALIZE_NO_EXIT (-2147483647 - 1) /* INT_MIN */
+typedef struct mp_finalizer mp_finalizer;
+MP_API int mp_finalize(mp_finalizer **out, void (*fn)(void *), void *arg,
+                       int exitpriority);
+/* Run it now (Python's f()) or drop it (f.cancel()); either frees it.
+ * MP_ESTATE when it already ran or is not this process's. */
+MP_API int mp_finalizer_call(mp_finalizer *f);
+MP_API int mp_finalizer_cancel(mp_finalizer *f);
+
+/* Python's util.register_after_fork: fn(arg) runs in every child this
+ * process starts afterwards, before its target, in the order registered
+ * (a spawned child runs those the code above its MP_MAIN_GUARD
+ * registered). */
+MP_API int mp_register_after_fork(void (*fn)(void *), void *arg);
 
 /* Release memory mproc allocated for the caller (mp_conn_recv_bytes,
  * mp_queue_get). */

@@ -41,9 +41,15 @@ void mp__child_finish(void) {
     return;
   finished = 1;
   mp__threads_finish(); /* Python joins the non-daemonic threads first */
-  mp__pools_finish();   /* then pools still running are terminated */
+  /* Then Python's _exit_function: the finalizers of priority >= 0 (a
+   * pool's own is 15: pools still running are terminated among them),
+   * the children, then the finalizers of negative priority. */
+  mp__finalizers_run(16);
+  mp__pools_finish();
+  mp__finalizers_run(0);
   fflush(NULL); /* what this process printed comes before its children's */
   mp__cleanup_children();
+  mp__finalizers_run_all();
   fflush(NULL);
   /* A record only when there is something to say: a clean exit costs the
    * parent no extra wake-up. */
@@ -142,12 +148,14 @@ static void run_spawned(const mp_args *b) {
       boot_fail("malformed target arguments");
     if (mp__args_adopt(args, handles, n_handles) != 0)
       boot_fail("malformed object arguments");
+    mp__child_hooks();
     rc = ((mp_target_fn)fn)(args);
   } else if (kind == MP__KIND_SUBCLASS && payload_n >= sizeof(mp_process *)) {
     void *self = malloc(payload_n);
     if (self == NULL)
       boot_fail("out of memory");
     memcpy(self, payload, payload_n);
+    mp__child_hooks();
     rc = run_subclass((mp_run_fn)fn, self);
   } else {
     boot_fail("unknown process kind");
@@ -169,6 +177,7 @@ void mp__fork_child_main(void *process) {
   enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
               parent->pid, parent->name);
   mp__conn_fork_child(p->kind == MP__KIND_TARGET ? p->args : NULL);
+  mp__child_hooks();
   int rc = p->kind == MP__KIND_TARGET ? p->target(p->args)
                                        : run_subclass(p->run, p->self);
   mp__child_finish();

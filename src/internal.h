@@ -163,4 +163,12 @@ void mp__threads_fork_child(void);
 void mp__pools_finish(void);
 void mp__pools_fork_child(void);
 
+/* finalize.c: at exit, the finalizers with an exit priority >= min, then
+ * all the rest; in a child before its target, a fresh registry and the
+ * after-fork callbacks. */
+void mp__finalizers_run(int min);
+void mp__finalizers_run_all(void);
+void mp__finalizers_forget(void);
+void mp__child_hooks(void);
+
 #endif /* MPROC_INTERNAL_H */

@@ -7,8 +7,19 @@
 #include "pool.h"
 
 static int log_level = MP_LOG_OFF;
+static mp_log_fn handler; /* NULL: stderr */
+static void *handler_arg;
 
-void mp_log_to_stderr(int level) { log_level = level; }
+void mp_log_to_stderr(int level) {
+  handler = NULL;
+  log_level = level;
+}
+
+void mp_log_set_handler(mp_log_fn fn, void *arg, int level) {
+  handler_arg = arg;
+  handler = fn;
+  log_level = level;
+}
 
 int mp_log_level(void) { return log_level; }
 
@@ -26,8 +37,14 @@ static void vlog(int level, const char *fmt, va_list ap) {
   if (level < log_level || log_level >= MP_LOG_OFF)
     return;
   char line[1024];
-  int n = snprintf(line, sizeof line, "[%s/%s] ", level_name(level),
-                   mp_process_name(mp_current_process()));
+  const char *who = mp_process_name(mp_current_process());
+  mp_log_fn fn = handler;
+  if (fn != NULL) {
+    vsnprintf(line, sizeof line, fmt, ap);
+    fn(level, who, line, handler_arg);
+    return;
+  }
+  int n = snprintf(line, sizeof line, "[%s/%s] ", level_name(level), who);
   if (n < 0 || (size_t)n >= sizeof line)
     n = 0;
   vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);

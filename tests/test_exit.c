@@ -12,6 +12,8 @@
 #include "mproc.h"
 #include "support.h"
 
+TS_SUITE(finalize);
+
 static int block(const mp_args *a) {
   (void)a;
   ts_block_forever();
@@ -151,3 +153,108 @@ static void check_child_sees_parent_die(const char *method) {
   ts_pipe_close(&pipe);
 }
 FOR_EACH_METHOD(check_child_sees_parent_die)
+
+/* ---- finalizers, after-fork callbacks, a log handler (issue 16) -------- */
+
+static char g_path[512];
+
+static void append_letter(void *arg) { ts_append_file(g_path, arg); }
+
+/* In the child: one finalizer called now, one cancelled, one never run
+ * (no exit priority), and four that run at exit by priority. */
+static int register_finalizers(const mp_args *a) {
+  snprintf(g_path, sizeof g_path, "%s", mp_args_str(a, 0));
+  mp_finalizer *now, *dropped, *never;
+  if (mp_finalize(NULL, append_letter, "A", 5) != 0 ||
+      mp_finalize(NULL, append_letter, "B", 20) != 0 ||
+      mp_finalize(&now, append_letter, "C", 1) != 0 ||
+      mp_finalize(NULL, append_letter, "D", 5) != 0 ||
+      mp_finalize(NULL, append_letter, "E", -3) != 0 ||
+      mp_finalize(&dropped, append_letter, "X", 50) != 0 ||
+      mp_finalize(&never, append_letter, "Y", MP_FINALIZE_NO_EXIT) != 0)
+    return 80;
+  if (mp_finalizer_call(now) != 0 || mp_finalizer_cancel(dropped) != 0)
+    return 81;
+  return 0;
+}
+
+static void check_finalizers_and_after_fork(const char *method) {
+  ts_temp_path(g_path, sizeof g_path, "finalizers");
+  /* The parent's own: never the child's (Python clears them there). */
+  mp_finalizer *mine;
+  cr_assert_eq(mp_finalize(&mine, append_letter, "P", 100), 0);
+  /* Inherited by a forked child only: the fork server and a spawned
+   * child re-ran the program up to its guard, and this was registered
+   * after it. */
+  cr_assert_eq(mp_register_after_fork(append_letter, "F"), 0);
+  mp_args *a;
+  mp_args_pack(&a, "s", g_path);
+  mp_process *p = ts_start(method, register_finalizers, a);
+  mp_args_free(a);
+  cr_assert_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  char text[64];
+  ts_read_file(g_path, text, sizeof text);
+  cr_expect_str_eq(text, strcmp(method, "fork") == 0 ? "FCBDAE" : "CBDAE");
+  mp_process_free(p);
+  cr_assert_eq(mp_finalizer_cancel(mine), 0);
+  remove(g_path);
+}
+FOR_EACH_METHOD(check_finalizers_and_after_fork)
+
+Test(finalize, errors_and_exit_order_here, .timeout = TS_TIMEOUT) {
+  cr_expect_eq(mp_finalize(NULL, NULL, NULL, 0), MP_EINVAL);
+  cr_expect_eq(mp_finalize(NULL, append_letter, "Z", MP_FINALIZE_NO_EXIT),
+               MP_EINVAL, "a finalizer nobody could ever run");
+  cr_expect_eq(mp_finalizer_call(NULL), MP_EINVAL);
+  cr_expect_eq(mp_finalizer_cancel(NULL), MP_EINVAL);
+  cr_expect_eq(mp_register_after_fork(NULL, NULL), MP_EINVAL);
+  ts_temp_path(g_path, sizeof g_path, "finalize-here");
+  mp_finalizer *f;
+  cr_assert_eq(mp_finalize(&f, append_letter, "1", MP_FINALIZE_NO_EXIT), 0);
+  cr_assert_eq(mp_finalizer_call(f), 0);
+  char text[16];
+  cr_expect_eq(ts_read_file(g_path, text, sizeof text), 1);
+  remove(g_path);
+}
+
+/* A log handler gets mproc's messages and the program's own (mp_log) at
+ * its level or above; a forked child keeps it, a spawned one logs to
+ * stderr at the inherited level instead. */
+static void to_file(int level, const char *who, const char *msg, void *arg) {
+  char line[256];
+  snprintf(line, sizeof line, "%d|%s|%s|%s\n", level, who, msg,
+           (const char *)arg);
+  ts_append_file(g_path, line);
+}
+
+static int log_something(const mp_args *a) {
+  (void)a;
+  mp_log(MP_LOG_WARNING, "from the child %d", 7);
+  return mp_log_level() == MP_LOG_INFO ? 0 : 85;
+}
+
+static void check_log_handler(const char *method) {
+  ts_temp_path(g_path, sizeof g_path, "loghandler");
+  mp_log_set_handler(to_file, "ctx", MP_LOG_INFO);
+  mp_log(MP_LOG_INFO, "hello %s", "there");
+  mp_log(MP_LOG_DEBUG, "not at this level");
+  mp_process *p = ts_start(method, log_something, NULL);
+  cr_assert_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  char text[1024], expect[1024];
+  ts_read_file(g_path, text, sizeof text);
+  int n = snprintf(expect, sizeof expect, "%d|MainProcess|hello there|ctx\n",
+                   MP_LOG_INFO);
+  if (strcmp(method, "fork") == 0)
+    snprintf(expect + n, sizeof expect - (size_t)n,
+             "%d|%s|from the child 7|ctx\n", MP_LOG_WARNING,
+             mp_process_name(p));
+  mp_log_to_stderr(MP_LOG_OFF);
+  cr_expect(strstr(text, expect) == text, "%s", text);
+  cr_expect((strstr(text, "from the child") != NULL) ==
+                (strcmp(method, "fork") == 0),
+            "only a forked child has the handler: %s", text);
+  cr_expect(strstr(text, "not at this level") == NULL);
+  mp_process_free(p);
+  remove(g_path);
+}
+FOR_EACH_METHOD(check_log_handler)
