@@ -787,6 +787,25 @@ MP_API int mp_value_set_double(mp_value *v, double x);
 MP_API void *mp_value_ptr(mp_value *v);
 MP_API mp_lock *mp_value_get_lock(mp_value *v);
 MP_API char mp_value_typecode(const mp_value *v);
+/* The value's size in bytes (the typecode's, or the struct's). */
+MP_API size_t mp_value_size(const mp_value *v);
+
+/* Value(MyStructure, ...) and Array(MyStructure, n) of a ctypes
+ * Structure: a C struct of `size` bytes (1 to 2^30, aligned to 16 in
+ * the shared memory), initial bytes copied from `initial` (NULL: zeros),
+ * with its own RLock.  Read and write it through mp_value_ptr /
+ * mp_array_ptr (or mp_array_read / _write) under mp_value_get_lock; the
+ * typed get/set calls give MP_ETYPE, the typecode is MP_TYPECODE_STRUCT.
+ * The struct travels as bytes: it must hold plain data (no pointers),
+ * as under spawn.
+ *     struct point { double x, y; } p0 = {1, 2};
+ *     mp_value *v;  mp_value_new_struct(&v, sizeof p0, &p0);
+ *     mp_lock_acquire(mp_value_get_lock(v), MP_FOREVER);
+ *     ((struct point *)mp_value_ptr(v))->x += 1;
+ *     mp_lock_release(mp_value_get_lock(v));                              */
+#define MP_TYPECODE_STRUCT 'S'
+MP_API int mp_value_new_struct(mp_value **out, size_t size,
+                               const void *initial);
 MP_API void mp_value_free(mp_value *v);
 
 /* Array(typecode, length or initial values). `initial` (NULL: zeros)
@@ -802,6 +821,8 @@ MP_API int mp_array_new_with_lock(mp_array **out, char typecode,
                                   mp_lock *lock);
 
 MP_API size_t mp_array_len(const mp_array *a);
+MP_API int mp_array_new_struct(mp_array **out, size_t itemsize,
+                               size_t length, const void *initial);
 MP_API char mp_array_typecode(const mp_array *a);
 MP_API size_t mp_array_itemsize(const mp_array *a);
 /* Element i (MP_ERANGE past the end), with the rules of mp_value_*. */

@@ -18,9 +18,20 @@
 
 typedef struct typecode_info {
   char code;
-  unsigned char size;
-  signed char kind; /* 1 signed, 0 unsigned, -1 floating */
+  size_t size;
+  signed char kind; /* 1 signed, 0 unsigned, -1 floating, 2 a C struct */
 } typecode_info;
+
+#define KIND_STRUCT 2
+#define STRUCT_MAX ((size_t)1 << 30) /* an item's bytes, at most */
+#define STRUCT_ALIGN 16u             /* max_align_t on the platforms */
+
+static int not_a_struct(const typecode_info *t) {
+  return t->kind == KIND_STRUCT
+             ? mp__error(MP_ETYPE, "a struct value: read and write it "
+                                   "through its pointer, under its lock")
+             : 0;
+}
 
 static const typecode_info typecodes[] = {
     {'c', sizeof(char), 0},         {'b', sizeof(signed char), 1},
@@ -40,6 +51,8 @@ static const typecode_info *typecode_find(char code) {
 
 /* Read element p as int64 / double; write x into it. */
 static int elem_get_int(const typecode_info *t, const void *p, int64_t *out) {
+  if (t->kind == KIND_STRUCT)
+    return not_a_struct(t);
   if (t->kind < 0)
     return mp__error(MP_ETYPE, "typecode '%c' holds floating point values",
                      t->code);
@@ -63,6 +76,8 @@ static int elem_get_int(const typecode_info *t, const void *p, int64_t *out) {
 }
 
 static int elem_set_int(const typecode_info *t, void *p, int64_t x) {
+  if (t->kind == KIND_STRUCT)
+    return not_a_struct(t);
   if (t->kind < 0)
     return mp__error(MP_ETYPE, "typecode '%c' holds floating point values",
                      t->code);
@@ -88,6 +103,8 @@ static int elem_set_int(const typecode_info *t, void *p, int64_t x) {
 
 static int elem_get_double(const typecode_info *t, const void *p,
                            double *out) {
+  if (t->kind == KIND_STRUCT)
+    return not_a_struct(t);
   if (t->code == 'f') {
     *out = *(const float *)p;
     return 0;
@@ -108,6 +125,8 @@ static int elem_get_double(const typecode_info *t, const void *p,
 }
 
 static int elem_set_double(const typecode_info *t, void *p, double x) {
+  if (t->kind == KIND_STRUCT)
+    return not_a_struct(t);
   if (t->code == 'f') {
     *(float *)p = (float)x;
     return 0;
@@ -152,7 +171,7 @@ int mp__elem_set_double(char code, void *p, double x) {
 typedef struct va_state {
   mp__shobj hdr;
   uint32_t typecode;
-  uint32_t reserved;
+  uint32_t itemsize; /* MP_TYPECODE_STRUCT: the struct's size */
   uint64_t length;
   uint64_t data_off; /* from the segment's start */
 } va_state;
@@ -162,7 +181,8 @@ typedef struct va_state {
 /* mp_value and mp_array are one struct; base.type tells them apart. */
 typedef struct va {
   mp__obj base;
-  const typecode_info *t;
+  const typecode_info *t; /* a typecode's, or `own` for a struct */
+  typecode_info own;
   size_t length;
   unsigned char *data;
   mp_lock *lock;
@@ -171,15 +191,21 @@ typedef struct va {
 struct mp_value { va v; };
 struct mp_array { va v; };
 
-static int va_new(va **out, uint32_t type, char typecode, size_t length,
-                  const void *initial, int own_lock, mp_lock *lock) {
+static int va_new(va **out, uint32_t type, char typecode, size_t itemsize,
+                  size_t length, const void *initial, int own_lock,
+                  mp_lock *lock) {
   const char *what = type == MP__T_VALUE ? "mp_value_new" : "mp_array_new";
   if (out == NULL)
     return mp__error(MP_EINVAL, "%s: NULL out", what);
-  const typecode_info *t = typecode_find(typecode);
+  typecode_info st = {MP_TYPECODE_STRUCT, itemsize, KIND_STRUCT};
+  const typecode_info *t =
+      typecode == MP_TYPECODE_STRUCT ? &st : typecode_find(typecode);
   if (t == NULL)
     return mp__error(MP_EINVAL, "%s: unknown typecode '%c'", what,
                      typecode);
+  if (t == &st && (itemsize == 0 || itemsize > STRUCT_MAX))
+    return mp__error(MP_EINVAL, "%s: a struct of %zu bytes (1 to 2^30)",
+                     what, itemsize);
   if (lock != NULL) {
     int rc = mp__obj_check(lock, MP__T_LOCK, what);
     if (rc != 0)
@@ -192,6 +218,8 @@ static int va_new(va **out, uint32_t type, char typecode, size_t length,
   size_t data_off = own_lock ? VA_LOCK_OFF + mp__lock_state_size()
                              : sizeof(va_state);
   data_off = (data_off + 7u) & ~(size_t)7u;
+  if (t == &st)
+    data_off = (data_off + STRUCT_ALIGN - 1) & ~(size_t)(STRUCT_ALIGN - 1);
   if (type == MP__T_ARRAY && length * t->size >= 64)
     data_off = (data_off + 63u) & ~(size_t)63u;
   size_t bytes = length * t->size;
@@ -200,13 +228,15 @@ static int va_new(va **out, uint32_t type, char typecode, size_t length,
                           data_off + (bytes ? bytes : 1), (void **)&v);
   if (rc != 0)
     return rc;
-  va_state *st = mp__obj_state(&v->base);
-  st->typecode = (unsigned char)typecode;
-  st->length = length;
-  st->data_off = data_off;
-  v->t = t;
+  va_state *state = mp__obj_state(&v->base);
+  state->typecode = (unsigned char)typecode;
+  state->itemsize = (uint32_t)t->size;
+  state->length = length;
+  state->data_off = data_off;
+  v->own = *t;
+  v->t = t == &st ? &v->own : t;
   v->length = length;
-  v->data = (unsigned char *)st + data_off;
+  v->data = (unsigned char *)state + data_off;
   if (initial != NULL && bytes > 0)
     memcpy(v->data, initial, bytes);
   if (own_lock)
@@ -229,7 +259,12 @@ static int va_open(uint32_t type, mp__seg *seg, size_t off,
     return mp__error(MP_EPROTO, "malformed value reference");
   const va_state *st =
       (const va_state *)((const char *)mpi_shm_addr(seg->shm) + off);
-  const typecode_info *t = typecode_find((char)st->typecode);
+  typecode_info own = {MP_TYPECODE_STRUCT, st->itemsize, KIND_STRUCT};
+  const typecode_info *t = (char)st->typecode == MP_TYPECODE_STRUCT
+                               ? (own.size > 0 && own.size <= STRUCT_MAX
+                                      ? &own
+                                      : NULL)
+                               : typecode_find((char)st->typecode);
   size_t size = mpi_shm_size(seg->shm);
   if (t == NULL || st->data_off > size - off ||
       st->length > (size - off - st->data_off) / t->size)
@@ -251,7 +286,8 @@ static int va_open(uint32_t type, mp__seg *seg, size_t off,
     mp_lock_free(lock);
     return rc;
   }
-  v->t = t;
+  v->own = *t;
+  v->t = t == &own ? &v->own : t;
   v->length = (size_t)st->length;
   v->data = (unsigned char *)mp__obj_state(&v->base) + st->data_off;
   v->lock = lock;
@@ -332,16 +368,26 @@ static int va_access(va *v, uint32_t type, size_t i, va_op op, void *io,
 /* ---- Value -------------------------------------------------------------- */
 
 int mp_value_new(mp_value **out, char typecode, const void *initial) {
-  return va_new((va **)out, MP__T_VALUE, typecode, 1, initial, 1, NULL);
+  return va_new((va **)out, MP__T_VALUE, typecode, 0, 1, initial, 1, NULL);
 }
 int mp_raw_value_new(mp_value **out, char typecode, const void *initial) {
-  return va_new((va **)out, MP__T_VALUE, typecode, 1, initial, 0, NULL);
+  return va_new((va **)out, MP__T_VALUE, typecode, 0, 1, initial, 0, NULL);
 }
 int mp_value_new_with_lock(mp_value **out, char typecode, const void *initial,
                            mp_lock *lock) {
   if (lock == NULL)
     return mp__error(MP_EINVAL, "mp_value_new_with_lock: NULL lock");
-  return va_new((va **)out, MP__T_VALUE, typecode, 1, initial, 0, lock);
+  return va_new((va **)out, MP__T_VALUE, typecode, 0, 1, initial, 0, lock);
+}
+
+int mp_value_new_struct(mp_value **out, size_t size, const void *initial) {
+  return va_new((va **)out, MP__T_VALUE, MP_TYPECODE_STRUCT, size, 1,
+                initial, 1, NULL);
+}
+
+size_t mp_value_size(const mp_value *v) {
+  return mp__obj_check(v, MP__T_VALUE, "mp_value_size") == 0 ? v->v.t->size
+                                                             : 0;
 }
 
 int mp_value_get_int(mp_value *v, int64_t *out) {
@@ -387,17 +433,26 @@ mp_value *mp_args_value(const mp_args *a, size_t i) {
 
 int mp_array_new(mp_array **out, char typecode, size_t length,
                  const void *initial) {
-  return va_new((va **)out, MP__T_ARRAY, typecode, length, initial, 1, NULL);
+  return va_new((va **)out, MP__T_ARRAY, typecode, 0, length, initial,
+               1, NULL);
 }
 int mp_raw_array_new(mp_array **out, char typecode, size_t length,
                      const void *initial) {
-  return va_new((va **)out, MP__T_ARRAY, typecode, length, initial, 0, NULL);
+  return va_new((va **)out, MP__T_ARRAY, typecode, 0, length, initial,
+               0, NULL);
 }
 int mp_array_new_with_lock(mp_array **out, char typecode, size_t length,
                            const void *initial, mp_lock *lock) {
   if (lock == NULL)
     return mp__error(MP_EINVAL, "mp_array_new_with_lock: NULL lock");
-  return va_new((va **)out, MP__T_ARRAY, typecode, length, initial, 0, lock);
+  return va_new((va **)out, MP__T_ARRAY, typecode, 0, length, initial,
+               0, lock);
+}
+
+int mp_array_new_struct(mp_array **out, size_t itemsize, size_t length,
+                        const void *initial) {
+  return va_new((va **)out, MP__T_ARRAY, MP_TYPECODE_STRUCT, itemsize,
+                length, initial, 1, NULL);
 }
 
 size_t mp_array_len(const mp_array *a) {

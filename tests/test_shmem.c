@@ -228,6 +228,107 @@ static void check_value_lock_between_processes(const char *method) {
 }
 FOR_EACH_METHOD(check_value_lock_between_processes)
 
+/* Value and Array of a struct (Python: a ctypes Structure), shared with
+ * children under every method: each moves every point by (1, 2) under
+ * the lock, many times. */
+typedef struct point {
+  double x, y;
+  int32_t hits;
+  char tag[12];
+} point;
+
+static int move_points(const mp_args *a) {
+  mp_value *v;
+  mp_array *arr;
+  if (mp_args_unpack(a, "VA", &v, &arr) != 0)
+    return 90;
+  if (mp_value_size(v) != sizeof(point) ||
+      mp_array_itemsize(arr) != sizeof(point) ||
+      mp_value_typecode(v) != MP_TYPECODE_STRUCT)
+    return 91;
+  for (int i = 0; i < 1000; i++) {
+    mp_lock *l = mp_value_get_lock(v);
+    if (mp_lock_acquire(l, 30.0) != 0)
+      return 92;
+    point *p = mp_value_ptr(v);
+    p->x += 1;
+    p->y += 2;
+    p->hits++;
+    mp_lock_release(l);
+    l = mp_array_get_lock(arr);
+    if (mp_lock_acquire(l, 30.0) != 0)
+      return 93;
+    point *ps = mp_array_ptr(arr);
+    for (size_t k = 0; k < mp_array_len(arr); k++)
+      ps[k].hits++;
+    mp_lock_release(l);
+  }
+  return 0;
+}
+
+static void check_struct_value_and_array(const char *method) {
+  point p0 = {1.5, -2, 0, "origin"};
+  point ps[3] = {{0, 0, 0, "a"}, {1, 1, 0, "b"}, {2, 2, 0, "c"}};
+  mp_value *v;
+  mp_array *arr;
+  cr_assert_eq(mp_value_new_struct(&v, sizeof p0, &p0), 0);
+  cr_assert_eq(mp_array_new_struct(&arr, sizeof(point), 3, ps), 0);
+  cr_expect_eq((uintptr_t)mp_value_ptr(v) % 16, 0, "aligned for any type");
+  mp_process *c[2];
+  mp_args *a;
+  cr_assert_eq(mp_args_pack(&a, "VA", v, arr), 0);
+  for (int i = 0; i < 2; i++)
+    c[i] = ts_start(method, move_points, a);
+  mp_args_free(a);
+  for (int i = 0; i < 2; i++) {
+    cr_expect_eq(ts_join(c[i]), 0, "%s", mp_process_error(c[i]));
+    mp_process_free(c[i]);
+  }
+  point *p = mp_value_ptr(v);
+  cr_expect_eq(p->x, 2001.5);
+  cr_expect_eq(p->y, 3998);
+  cr_expect_eq(p->hits, 2000);
+  cr_expect_str_eq(p->tag, "origin");
+  point out[3];
+  cr_assert_eq(mp_array_read(arr, 0, 3, out), 0);
+  for (int k = 0; k < 3; k++) {
+    cr_expect_eq(out[k].hits, 2000);
+    cr_expect_eq(out[k].x, (double)k);
+  }
+  cr_expect_str_eq(out[2].tag, "c");
+  /* A struct has no typed get/set. */
+  int64_t x;
+  double d;
+  cr_expect_eq(mp_value_get_int(v, &x), MP_ETYPE);
+  cr_expect_eq(mp_value_set_double(v, 1.0), MP_ETYPE);
+  cr_expect_eq(mp_array_get_double(arr, 0, &d), MP_ETYPE);
+  mp_value_free(v);
+  mp_array_free(arr);
+}
+FOR_EACH_METHOD(check_struct_value_and_array)
+
+Test(value, struct_sizes, .timeout = TS_TIMEOUT) {
+  mp_value *v;
+  mp_array *arr;
+  cr_expect_eq(mp_value_new_struct(&v, 0, NULL), MP_EINVAL);
+  cr_expect_eq(mp_value_new_struct(&v, ((size_t)1 << 30) + 1, NULL),
+               MP_EINVAL);
+  cr_expect_eq(mp_value_new_struct(NULL, 8, NULL), MP_EINVAL);
+  cr_expect_eq(mp_value_new(&v, MP_TYPECODE_STRUCT, NULL), MP_EINVAL,
+               "a struct needs its size");
+  cr_expect_eq(mp_array_new_struct(&arr, 0, 4, NULL), MP_EINVAL);
+  cr_expect_eq(mp_array_new_struct(&arr, 1u << 20, (size_t)1 << 30, NULL),
+               MP_EINVAL, "more than 1 TiB");
+  cr_assert_eq(mp_value_new_struct(&v, 3, NULL), 0);
+  cr_expect_eq(mp_value_size(v), 3);
+  unsigned char *b = mp_value_ptr(v);
+  cr_expect(b[0] == 0 && b[1] == 0 && b[2] == 0, "zeroed");
+  mp_value_free(v);
+  cr_assert_eq(mp_array_new_struct(&arr, 24, 0, NULL), 0);
+  cr_expect_eq(mp_array_len(arr), 0);
+  mp_array_free(arr);
+}
+
 /* ---- Array -------------------------------------------------------------- */
 
 Test(array, bounds_slices_and_types, .timeout = TS_TIMEOUT) {
