@@ -59,9 +59,8 @@ int main(int argc, char **argv) {
   mp_process *d, *w;
   if (mp_args_pack(&args, "d", start) != 0 ||
       mp_process_new(&d, daemon_loop, args) != 0 ||
-      mp_process_new(&w, worker, args) != 0 ||
       mp_process_set_daemon(d, 1) != 0 || mp_process_start(d) != 0 ||
-      mp_process_start(w) != 0) {
+      mp_process_startf(&w, worker, "d", start) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }

@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
 
   printf("\n2. A process that would sleep for 1000 s, terminated:\n");
   fflush(stdout);
-  if (mp_process_new(&p, forever, NULL) != 0 || mp_process_start(p) != 0)
+  if (mp_process_startf(&p, forever, "") != 0)
     goto fail;
   printf("    %s is_alive: %s\n", mp_process_name(p),
          mp_process_is_alive(p) ? "True" : "False");

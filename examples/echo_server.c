@@ -127,16 +127,13 @@ static int handle(const mp_args *args, mp_args *result) {
   return mp_args_add_int(result, echoed);
 }
 
-typedef struct client_arg {
-  int index;
-  unsigned short port;
-} client_arg;
-
-static int client(void *arg) {
-  client_arg *c = arg;
+/* client(port, i); runs in a thread of its own. */
+static int client(const mp_args *args) {
+  unsigned short port = (unsigned short)mp_args_int(args, 0);
+  int i = (int)mp_args_int(args, 1);
   char line[64], reply[64];
   int len = 0, n;
-  snprintf(line, sizeof line, "hello from client %d\n", c->index);
+  snprintf(line, sizeof line, "hello from client %d\n", i);
 
   ex_socket s = socket(AF_INET, SOCK_STREAM, 0);
   if (s == EX_BAD_SOCKET)
@@ -145,7 +142,7 @@ static int client(void *arg) {
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(c->port);
+  addr.sin_port = htons(port);
   set_timeout(s, TIMEOUT);
   if (connect(s, (struct sockaddr *)&addr, sizeof addr) != 0 ||
       send_all(s, line, (int)strlen(line)) != 0 ||
@@ -161,7 +158,7 @@ static int client(void *arg) {
   if (strcmp(reply, line) != 0)
     return 1;
   reply[strcspn(reply, "\n")] = '\0';
-  printf("client %d got '%s'\n", c->index, reply);
+  printf("client %d got '%s'\n", i, reply);
   return 0;
 }
 
@@ -218,14 +215,9 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  client_arg args[N_CLIENTS];
   mp_thread *clients[N_CLIENTS];
   for (int i = 0; i < N_CLIENTS; i++) {
-    args[i].index = i;
-    args[i].port = port;
-    clients[i] = NULL;
-    if (mp_thread_new(&clients[i], client, &args[i]) != 0 ||
-        mp_thread_start(clients[i]) != 0) {
+    if (mp_thread_startf(&clients[i], client, "ii", port, i) != 0) {
       fprintf(stderr, "client %d: %s\n", i, mp_last_error_message());
       failed = 1;
     }

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
 
   mp_process *p;
-  if (mp_process_new(&p, work, NULL) != 0 || mp_process_start(p) != 0 ||
+  if (mp_process_startf(&p, work, "") != 0 ||
       mp_process_join(p, MP_FOREVER) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;

@@ -45,14 +45,10 @@ int main(int argc, char **argv) {
   double start = ex_now();
 
   for (int i = 0; i < NPROCS; i++) {
-    mp_args *args;
-    if (mp_args_pack(&args, "d", intervals[i]) != 0 ||
-        mp_process_new(&procs[i], worker, args) != 0 ||
-        mp_process_start(procs[i]) != 0) {
+    if (mp_process_startf(&procs[i], worker, "d", intervals[i]) != 0) {
       fprintf(stderr, "error: %s\n", mp_last_error_message());
       return 1;
     }
-    mp_args_free(args);
   }
   for (int i = 0; i < NPROCS; i++) {
     mp_process_join(procs[i], MP_FOREVER);

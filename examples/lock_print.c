@@ -59,16 +59,10 @@ int main(int argc, char **argv) {
   }
   mp_process *ps[N];
   for (int num = 0; num < N; num++) {
-    mp_args *args = NULL;
-    ps[num] = NULL;
-    if (mp_args_new(&args) != 0 || mp_args_add_lock(args, lock) != 0 ||
-        mp_args_add_int(args, num) != 0 ||
-        mp_process_new(&ps[num], f, args) != 0 ||
-        mp_process_start(ps[num]) != 0) {
+    if (mp_process_startf(&ps[num], f, "Li", lock, num) != 0) {
       fprintf(stderr, "error: %s\n", mp_last_error_message());
       return 1;
     }
-    mp_args_free(args);
   }
 
   int failed = 0;

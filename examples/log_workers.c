@@ -53,7 +53,6 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "mproc.h"
@@ -92,25 +91,12 @@ static int worker(const mp_args *args) {
     counts[level(line)]++;
   }
   mp_args *r;
-  int rc = mp_args_new(&r);
-  for (int i = 0; rc == 0 && i <= N_LEVELS; i++)
-    rc = mp_args_add_int(r, counts[i]);
+  int rc = mp_args_pack(&r, "IIII", counts[0], counts[1], counts[2],
+                        counts[3]);
   if (rc == 0)
     rc = mp_queue_put_args(results, r, MP_FOREVER);
   mp_args_free(r);
   return rc == 0 ? 0 : mp_set_error(1, "put: %s", mp_last_error_message());
-}
-
-/* The temporary directory, with a trailing separator. */
-static void temp_dir(char *buf, size_t cap) {
-#ifdef _WIN32
-  DWORD n = GetTempPathA((DWORD)cap, buf);
-  if (n == 0 || n >= cap)
-    snprintf(buf, cap, ".\\");
-#else
-  const char *dir = getenv("TMPDIR");
-  snprintf(buf, cap, "%s/", dir != NULL && *dir != '\0' ? dir : "/tmp");
-#endif
 }
 
 static const char *const services[N_FILES] = {"web", "db", "auth"};
@@ -119,7 +105,7 @@ static const int lines_per_file[N_FILES] = {500, 300, 200};
 /* Write the log files, counting their levels into expected[]. */
 static int write_logs(char paths[N_FILES][512], int64_t *expected) {
   char dir[400];
-  temp_dir(dir, sizeof dir);
+  ex_temp_dir(dir, sizeof dir);
   for (int f = 0; f < N_FILES; f++) {
     snprintf(paths[f], 512, "%smproc-log-%lld-%s.log", dir,
              (long long)mp_getpid(), services[f]);
@@ -191,17 +177,11 @@ int main(int argc, char **argv) {
   }
   mp_process *workers[N_WORKERS];
   for (int w = 0; w < N_WORKERS; w++) {
-    mp_args *args = NULL;
-    workers[w] = NULL;
-    if (mp_args_new(&args) != 0 || mp_args_add_queue(args, tasks) != 0 ||
-        mp_args_add_queue(args, results) != 0 ||
-        mp_process_new(&workers[w], worker, args) != 0 ||
-        mp_process_start(workers[w]) != 0) {
+    if (mp_process_startf(&workers[w], worker, "QQ", tasks, results) != 0) {
       fprintf(stderr, "error: %s\n", mp_last_error_message());
       remove_logs(paths);
       return 1;
     }
-    mp_args_free(args);
   }
 
   int failed = feed(tasks, paths);

@@ -22,7 +22,7 @@
  *             # {0: 0, 1: 1, 2: 4, 3: 9, 4: 16, 5: 25, 6: 36, 7: 49, ...}
  *
  * mp_manager_start starts the server process that holds the dict; the
- * dict proxy travels to each child in its mp_args (mp_args_add_proxy,
+ * dict proxy travels to each child in its mp_args (the format letter 'P',
  * read back with mp_args_proxy) and every mp_dict_set is a request to
  * the server.  The children finish in any order, so the dict's items
  * (insertion order, as in Python) are sorted by key before printing.
@@ -51,21 +51,6 @@ static int f(const mp_args *args) {
 static int fail(const char *what) {
   fprintf(stderr, "error: %s: %s\n", what, mp_last_error_message());
   return 1;
-}
-
-/* Start f(d, i); NULL on error. */
-static mp_process *start(mp_proxy *d, int i) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
-  if (mp_args_new(&args) != 0 || mp_args_add_proxy(args, d) != 0 ||
-      mp_args_add_int(args, i) != 0 || mp_process_new(&p, f, args) != 0 ||
-      mp_process_start(p) != 0) {
-    fail("start");
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
 }
 
 struct item {
@@ -117,8 +102,8 @@ int main(int argc, char **argv) {
 
   mp_process *ps[N];
   for (int i = 0; i < N; i++)
-    if ((ps[i] = start(d, i)) == NULL)
-      return 1;
+    if (mp_process_startf(&ps[i], f, "Pi", d, i) != 0)
+      return fail("start");
   int failed = 0;
   for (int i = 0; i < N; i++) {
     int code = -1;

@@ -18,10 +18,11 @@
  *                 p.join()
  *             print(l)                  # [0, 1, 2, 3]
  *
- * The list proxy travels to each child in its mp_args; mp_list_append is
- * a request to the manager's server process, which holds the list.  The
- * main program reads the whole list back with mp_list_slice (Python's
- * l[0:len(l)]) and prints it as Python does.
+ * The list proxy travels to each child in its mp_args (the format letter
+ * 'P', read back with mp_args_proxy); mp_list_append is a request to the
+ * manager's server process, which holds the list.  The main program
+ * reads the whole list back with mp_list_slice (Python's l[0:len(l)])
+ * and prints it as Python does.
  *
  * An optional argument chooses the start method of the children and of
  * the server: manager_list spawn.
@@ -49,22 +50,18 @@ static int fail(const char *what) {
 
 /* Run f(l, i) in a new process and wait for it: its exit code, or -1. */
 static int run(mp_proxy *l, int i) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
+  mp_process *p;
   int code = -1;
-  if (mp_args_new(&args) != 0 || mp_args_add_proxy(args, l) != 0 ||
-      mp_args_add_int(args, i) != 0 || mp_process_new(&p, f, args) != 0 ||
-      mp_process_start(p) != 0) {
+  if (mp_process_startf(&p, f, "Pi", l, i) != 0) {
     fail("start");
-  } else {
-    mp_process_join(p, MP_FOREVER);
-    mp_process_exitcode(p, &code);
-    if (code != 0)
-      fprintf(stderr, "error: process %d: exitcode %d: %s\n", i, code,
-              mp_process_error(p) ? mp_process_error(p) : "");
+    return -1;
   }
+  mp_process_join(p, MP_FOREVER);
+  mp_process_exitcode(p, &code);
+  if (code != 0)
+    fprintf(stderr, "error: process %d: exitcode %d: %s\n", i, code,
+            mp_process_error(p) ? mp_process_error(p) : "");
   mp_process_free(p);
-  mp_args_free(args);
   return code;
 }
 

@@ -48,28 +48,16 @@ static int task_target(const mp_args *args) {
   return 0;
 }
 
-static mp_process *start_task(const char *name) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
-  if (mp_args_pack(&args, "s", name) != 0 ||
-      mp_process_new(&p, task_target, args) != 0 ||
-      mp_process_start(p) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
-}
-
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
 
   double start = ex_now();
-  mp_process *p1 = start_task("p1");
-  mp_process *p2 = start_task("p2");
-  if (p1 == NULL || p2 == NULL)
+  mp_process *p1, *p2;
+  if (mp_process_startf(&p1, task_target, "s", "p1") != 0 ||
+      mp_process_startf(&p2, task_target, "s", "p2") != 0) {
+    fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
+  }
   task("main");
   mp_process_join(p1, MP_FOREVER);
   mp_process_join(p2, MP_FOREVER);

@@ -65,15 +65,9 @@ int main(int argc, char **argv) {
   printf("\n");
   fflush(stdout); /* before the child writes to the same stdout */
 
-  mp_args *args;
   mp_process *p;
-  if (mp_args_pack(&args, "s", "bob") != 0 ||
-      mp_process_new(&p, f, args) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    return 1;
-  }
-  mp_args_free(args);
-  if (mp_process_start(p) != 0 || mp_process_join(p, MP_FOREVER) != 0) {
+  if (mp_process_startf(&p, f, "s", "bob") != 0 ||
+      mp_process_join(p, MP_FOREVER) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }

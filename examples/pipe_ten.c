@@ -49,21 +49,6 @@ static int f(const mp_args *args) {
   return 0;
 }
 
-/* Start f(conn, i); NULL on error. */
-static mp_process *start(mp_conn *conn, int i) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
-  if (mp_args_new(&args) != 0 || mp_args_add_conn(args, conn) != 0 ||
-      mp_args_add_int(args, i) != 0 || mp_process_new(&p, f, args) != 0 ||
-      mp_process_start(p) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
-}
-
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
   if (ex_start_method(argc, argv) != 0)
@@ -76,8 +61,10 @@ int main(int argc, char **argv) {
   }
   mp_process *ps[N];
   for (int i = 0; i < N; i++)
-    if ((ps[i] = start(child_conn, i)) == NULL)
+    if (mp_process_startf(&ps[i], f, "Ci", child_conn, i) != 0) {
+      fprintf(stderr, "error: %s\n", mp_last_error_message());
       return 1;
+    }
   /* The children have their own copies: close ours, so that a receive
    * would end with MP_EEOF instead of hanging if a child died silently. */
   mp_conn_free(child_conn);

@@ -27,8 +27,8 @@
  *         for _ in ps: print(reader.recv_bytes().decode())
  *         for p in ps: p.join()
  *
- * Connections travel to a child in its arguments (mp_args_add_conn); the
- * child gets its own copy of the handle, under fork and spawn alike.
+ * Connections travel to a child in its arguments (the format letter 'C');
+ * the child gets its own copy of the handle, under fork and spawn alike.
  */
 #include <stdio.h>
 #include <string.h>
@@ -49,25 +49,6 @@ static int g(const mp_args *args) {
   return mp_conn_send_bytes(conn, msg, strlen(msg)) == 0 ? 0 : 1;
 }
 
-/* Start target(conn[, i]) and return the process (NULL on error). */
-static mp_process *start(mp_target_fn target, mp_conn *conn, int i) {
-  mp_args *args;
-  mp_process *p = NULL;
-  if (mp_args_new(&args) != 0)
-    return NULL;
-  int rc = mp_args_add_conn(args, conn);
-  if (rc == 0 && i >= 0)
-    rc = mp_args_add_int(args, i);
-  if (rc == 0)
-    rc = mp_process_new(&p, target, args);
-  if (rc == 0 && mp_process_start(p) != 0) {
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
-}
-
 static int print_message(mp_conn *conn) {
   char buf[128];
   size_t n;
@@ -86,8 +67,9 @@ int main(int argc, char **argv) {
   mp_conn *parent_conn, *child_conn;
   if (mp_pipe(1, &parent_conn, &child_conn) != 0)
     return 1;
-  mp_process *p = start(f, child_conn, -1);
-  if (p == NULL || print_message(parent_conn) != 0)
+  mp_process *p;
+  if (mp_process_startf(&p, f, "C", child_conn) != 0 ||
+      print_message(parent_conn) != 0)
     return 1;
   mp_process_join(p, MP_FOREVER);
   mp_process_free(p);
@@ -99,7 +81,7 @@ int main(int argc, char **argv) {
     return 1;
   mp_process *ps[10];
   for (int i = 0; i < 10; i++)
-    if ((ps[i] = start(g, writer, i)) == NULL)
+    if (mp_process_startf(&ps[i], g, "Ci", writer, i) != 0)
       return 1;
   mp_conn_free(writer);
   int failed = 0;

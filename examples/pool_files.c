@@ -205,9 +205,8 @@ int main(int argc, char **argv) {
       failed = 1;
       continue;
     }
-    int64_t w = mp_args_int(r, 0), h = mp_args_int(r, 1);
-    int64_t sw = mp_args_int(r, 2), sh = mp_args_int(r, 3);
-    int64_t total = mp_args_int(r, 4);
+    int64_t w, h, sw, sh, total;
+    mp_args_unpack(r, "IIIII", &w, &h, &sw, &sh, &total);
     mp_args_free(r);
     printf("photo-%d.pgm: %lldx%lld -> %lldx%lld, mean brightness %.1f\n",
            (int)i + 1, (long long)w, (long long)h, (long long)sw,

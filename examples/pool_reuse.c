@@ -72,12 +72,9 @@ int main(int argc, char **argv) {
   /* Each call added three values: map gives a tuple for each. */
   int64_t pid[TASKS];
   double start[TASKS], end[TASKS];
-  for (size_t i = 0; i < TASKS; i++) {
-    const mp_args *r = mp_args_tuple(results, i);
-    pid[i] = mp_args_int(r, 0);
-    start[i] = mp_args_double(r, 1);
-    end[i] = mp_args_double(r, 2);
-  }
+  for (size_t i = 0; i < TASKS; i++)
+    mp_args_unpack(mp_args_tuple(results, i), "Idd", &pid[i], &start[i],
+                   &end[i]);
   mp_args_free(results);
 
   int distinct = 0, before = -1;

@@ -18,8 +18,8 @@
  *         p.join()
  *         print('Child process end.')
  *
- * In C the arguments travel as an mp_args tuple: built with mp_args_pack
- * in the parent, read with mp_args_str in the child.
+ * In C the arguments travel as an mp_args tuple: built from a format by
+ * mp_process_startf in the parent, read with mp_args_str in the child.
  */
 #include "example.h"
 
@@ -40,18 +40,11 @@ static int run_proc(const mp_args *args) {
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
 
-  mp_args *args;
-  mp_process *p;
-  if (mp_args_pack(&args, "s", "黑哥") != 0 ||
-      mp_process_new(&p, run_proc, args) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    return 1;
-  }
-  mp_args_free(args); /* the process keeps its own copy */
-
   printf("Child process will start.\n");
   fflush(stdout); /* before the child writes to the same stdout */
-  if (mp_process_start(p) != 0 || mp_process_join(p, MP_FOREVER) != 0) {
+  mp_process *p;
+  if (mp_process_startf(&p, run_proc, "s", "黑哥") != 0 ||
+      mp_process_join(p, MP_FOREVER) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }

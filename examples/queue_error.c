@@ -114,52 +114,21 @@ static int read_first_line(const mp_args *args) {
   return put_ok(q, job, line);
 }
 
-/* Start target(q, job, a, b), or target(q, job, path) when path is not
- * NULL; NULL on error. */
-static mp_process *start(mp_target_fn target, mp_queue *q, int job,
-                         double a, double b, const char *path) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
-  int rc = mp_args_new(&args);
-  if (rc == 0)
-    rc = mp_args_add_queue(args, q);
-  if (rc == 0)
-    rc = mp_args_add_int(args, job);
-  if (rc == 0 && path == NULL)
-    rc = mp_args_add_double(args, a);
-  if (rc == 0 && path == NULL)
-    rc = mp_args_add_double(args, b);
-  if (rc == 0 && path != NULL)
-    rc = mp_args_add_str(args, path);
-  if (rc == 0)
-    rc = mp_process_new(&p, target, args);
-  if (rc == 0)
-    rc = mp_process_start(p);
-  if (rc != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
-}
-
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
   if (ex_start_method(argc, argv) != 0)
     return 2;
 
   mp_queue *q;
-  if (mp_queue_new(&q, 0) != 0) {
+  mp_process *ps[N_JOBS];
+  if (mp_queue_new(&q, 0) != 0 ||
+      mp_process_startf(&ps[0], divide, "Qidd", q, 0, 7.0, 2.0) != 0 ||
+      mp_process_startf(&ps[1], divide, "Qidd", q, 1, 1.0, 0.0) != 0 ||
+      mp_process_startf(&ps[2], read_first_line, "Qis", q, 2,
+                        MISSING_FILE) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }
-  mp_process *ps[N_JOBS];
-  ps[0] = start(divide, q, 0, 7, 2, NULL);
-  ps[1] = start(divide, q, 1, 1, 0, NULL);
-  ps[2] = start(read_first_line, q, 2, 0, 0, MISSING_FILE);
-  if (ps[0] == NULL || ps[1] == NULL || ps[2] == NULL)
-    return 1;
 
   /* One outcome per child, in the order they come; by job afterwards. */
   mp_args *results[N_JOBS] = {NULL, NULL, NULL};

@@ -68,34 +68,19 @@ static int reader(const mp_args *args) {
   }
 }
 
-/* Start target(q); NULL on error. */
-static mp_process *start(mp_target_fn target, mp_queue *q) {
-  mp_args *args = NULL;
-  mp_process *p = NULL;
-  if (mp_args_new(&args) != 0 || mp_args_add_queue(args, q) != 0 ||
-      mp_process_new(&p, target, args) != 0 || mp_process_start(p) != 0) {
-    fprintf(stderr, "error: %s\n", mp_last_error_message());
-    mp_process_free(p);
-    p = NULL;
-  }
-  mp_args_free(args);
-  return p;
-}
-
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
   if (ex_start_method(argc, argv) != 0)
     return 2;
 
   mp_queue *q;
-  if (mp_joinable_queue_new(&q, 0) != 0) {
+  mp_process *r, *w;
+  if (mp_joinable_queue_new(&q, 0) != 0 ||
+      mp_process_startf(&r, reader, "Q", q) != 0 ||
+      mp_process_startf(&w, writer, "Q", q) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }
-  mp_process *r = start(reader, q);
-  mp_process *w = start(writer, q);
-  if (r == NULL || w == NULL)
-    return 1;
 
   int wcode = -1, rcode = 0;
   mp_process_join(w, MP_FOREVER);

@@ -35,21 +35,11 @@ static int sleeper(const mp_args *args) {
   return 0;
 }
 
-/* Print the process the way Python's repr() of a Process does. */
+/* print(p, p.is_alive()) */
 static void print_process(mp_process *p) {
-  int alive = mp_process_is_alive(p);
-  int code;
-  printf("<Process name='%s'", mp_process_name(p));
-  if (mp_process_pid(p) != 0)
-    printf(" pid=%lld", (long long)mp_process_pid(p));
-  printf(" parent=%lld", (long long)mp_getpid());
-  if (mp_process_pid(p) == 0)
-    printf(" initial>");
-  else if (mp_process_exitcode(p, &code) == 0)
-    printf(" stopped exitcode=%d>", code);
-  else
-    printf(" started>");
-  printf(" %s\n", alive ? "True" : "False");
+  char repr[128];
+  mp_process_repr(p, repr, sizeof repr);
+  printf("%s %s\n", repr, mp_process_is_alive(p) ? "True" : "False");
   fflush(stdout);
 }
 

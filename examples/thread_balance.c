@@ -30,8 +30,9 @@
  * `balance += 1` reads, adds and writes back: two threads doing it at
  * once without the lock lose updates, and the balance ends wherever the
  * race leaves it.  With the lock it is 0.  Threads share the process's
- * memory, so the thread takes a plain pointer; any mproc lock works
- * between threads as between processes.
+ * memory, so the balance and the lock are globals, as in Python; the
+ * thread runs a process-style target (mp_thread_startf), its args from a
+ * format.  Any mproc lock works between threads as between processes.
  */
 #include "example.h"
 
@@ -41,40 +42,38 @@
 
 #define N 100000
 
-typedef struct account {
-  mp_lock *lock;
-  long balance;
-} account;
+static long balance = 0;
+static mp_lock *lock;
 
-static int change(account *a, long by) {
-  for (int i = 0; i < N; i++) {
-    if (mp_lock_acquire(a->lock, MP_FOREVER) != 0)
+static int change(long by, long n) {
+  for (long i = 0; i < n; i++) {
+    if (mp_lock_acquire(lock, MP_FOREVER) != 0)
       return 1;
-    a->balance += by;
-    mp_lock_release(a->lock);
+    balance += by;
+    mp_lock_release(lock);
   }
   return 0;
 }
 
-static int deposit(void *arg) { return change(arg, +1); }
+static int deposit(const mp_args *args) {
+  return change(+1, (long)mp_args_int(args, 0));
+}
 
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
 
-  account a = {NULL, 0};
-  mp_thread *t = NULL;
-  if (mp_lock_new(&a.lock) != 0 || mp_thread_new(&t, deposit, &a) != 0 ||
-      mp_thread_start(t) != 0) {
+  mp_thread *t;
+  if (mp_lock_new(&lock) != 0 || mp_thread_startf(&t, deposit, "i", N) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }
-  int failed = change(&a, -1); /* withdraw, while the thread deposits */
+  int failed = change(-1, N); /* withdraw, while the thread deposits */
   int code = -1;
   mp_thread_join(t, MP_FOREVER);
   mp_thread_exitcode(t, &code);
   mp_thread_free(t);
-  mp_lock_free(a.lock);
+  mp_lock_free(lock);
 
-  printf("balance: %ld\n", a.balance);
-  return failed || code != 0 || a.balance != 0;
+  printf("balance: %ld\n", balance);
+  return failed || code != 0 || balance != 0;
 }

@@ -47,31 +47,30 @@
 #define WORKERS 4
 #define ITEMS 20
 
-typedef struct pool {
-  mp_queue *q;
-  mp_lock *lock;     /* guards done[] */
-  int done[ITEMS];   /* times each item was worked on */
-} pool;
+/* Shared by the threads, as the globals of the Python original. */
+static mp_queue *q;
+static mp_lock *lock; /* guards done[] */
+static int done[ITEMS]; /* times each item was worked on */
 
-static int worker(void *arg) {
-  pool *p = arg;
+static int worker(const mp_args *args) {
+  (void)args;
   const char *name = mp_thread_name(mp_current_thread());
   int count = 0;
   for (;;) {
     int32_t item;
     size_t n = 0;
-    if (mp_queue_get_into(p->q, &item, sizeof item, &n, MP_FOREVER) != 0)
+    if (mp_queue_get_into(q, &item, sizeof item, &n, MP_FOREVER) != 0)
       return mp_set_error(1, "get: %s", mp_last_error_message());
     if (n == 0) /* the sentinel */
       break;
     printf("%s: working on %d\n", name, (int)item);
     if (item >= 0 && item < ITEMS) {
-      mp_lock_acquire(p->lock, MP_FOREVER);
-      p->done[item]++;
-      mp_lock_release(p->lock);
+      mp_lock_acquire(lock, MP_FOREVER);
+      done[item]++;
+      mp_lock_release(lock);
     }
     count++;
-    mp_queue_task_done(p->q);
+    mp_queue_task_done(q);
   }
   printf("%s: done, %d items\n", name, count);
   return 0;
@@ -80,25 +79,23 @@ static int worker(void *arg) {
 int main(int argc, char **argv) {
   MP_MAIN_GUARD(argc, argv);
 
-  pool p = {NULL, NULL, {0}};
-  if (mp_joinable_queue_new(&p.q, 0) != 0 || mp_lock_new(&p.lock) != 0) {
+  if (mp_joinable_queue_new(&q, 0) != 0 || mp_lock_new(&lock) != 0) {
     fprintf(stderr, "error: %s\n", mp_last_error_message());
     return 1;
   }
   mp_thread *threads[WORKERS];
   for (int i = 0; i < WORKERS; i++)
-    if (mp_thread_new(&threads[i], worker, &p) != 0 ||
-        mp_thread_start(threads[i]) != 0) {
+    if (mp_thread_startf(&threads[i], worker, "") != 0) {
       fprintf(stderr, "error: %s\n", mp_last_error_message());
       return 1;
     }
 
   for (int32_t item = 0; item < ITEMS; item++)
-    mp_queue_put(p.q, &item, sizeof item, MP_FOREVER);
-  mp_queue_join(p.q, MP_FOREVER); /* block until all tasks are done */
+    mp_queue_put(q, &item, sizeof item, MP_FOREVER);
+  mp_queue_join(q, MP_FOREVER); /* block until all tasks are done */
 
   for (int i = 0; i < WORKERS; i++)
-    mp_queue_put(p.q, "", 0, MP_FOREVER); /* stop the workers */
+    mp_queue_put(q, "", 0, MP_FOREVER); /* stop the workers */
   int failed = 0;
   for (int i = 0; i < WORKERS; i++) {
     int code = -1;
@@ -108,12 +105,12 @@ int main(int argc, char **argv) {
     mp_thread_free(threads[i]);
   }
   for (int i = 0; i < ITEMS; i++)
-    if (p.done[i] != 1) {
-      fprintf(stderr, "error: item %d done %d times\n", i, p.done[i]);
+    if (done[i] != 1) {
+      fprintf(stderr, "error: item %d done %d times\n", i, done[i]);
       failed = 1;
     }
-  mp_queue_free(p.q);
-  mp_lock_free(p.lock);
+  mp_queue_free(q);
+  mp_lock_free(lock);
   printf("All work completed\n");
   return failed;
 }

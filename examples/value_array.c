@@ -97,16 +97,10 @@ int main(int argc, char **argv) {
 
   mp_process *ps[N];
   for (int i = 0; i < N; i++) {
-    mp_args *args = NULL;
-    ps[i] = NULL;
-    if (mp_args_new(&args) != 0 || mp_args_add_value(args, num) != 0 ||
-        mp_args_add_array(args, arr) != 0 || mp_args_add_int(args, i) != 0 ||
-        mp_process_new(&ps[i], f, args) != 0 ||
-        mp_process_start(ps[i]) != 0) {
+    if (mp_process_startf(&ps[i], f, "VAi", num, arr, i) != 0) {
       fprintf(stderr, "error: %s\n", mp_last_error_message());
       return 1;
     }
-    mp_args_free(args);
   }
   int failed = 0;
   for (int i = 0; i < N; i++) {
