@@ -591,6 +591,41 @@ MP_API int mp_semaphore_release(mp_semaphore *s);
 MP_API int mp_semaphore_get_value(mp_semaphore *s);
 MP_API void mp_semaphore_free(mp_semaphore *s);
 
+/* Named Lock, RLock and Semaphore (beyond Python): unrelated programs
+ * open the same object by name, without passing it in mp_args.  What is
+ * opened is an ordinary mp_lock / mp_semaphore (every call above works
+ * on it, mp_args included; free it with mp_lock_free /
+ * mp_semaphore_free), kept in a named segment made as mp_shm_new makes
+ * one: names follow mp_shm's rules (up to 255 bytes with no '/' but a
+ * leading one on POSIX; up to 200 with no '\' after an optional "Local\"
+ * or "Global\" on Windows) and share its namespace (a name is either a
+ * segment or a named lock or semaphore); only the owner's user can open
+ * one (POSIX 0600, and other uids do not count as users; an owner-only
+ * DACL on Windows); and the name is removed when the last process using
+ * it frees it or ends, however it ends.  A process killed holding a
+ * named Lock or RLock hands MP_EOWNERDEAD to the next acquirer, who then
+ * holds it, as for any lock.
+ * flags: 0 opens an existing object (MP_ENOENT when the name is
+ * missing); MP_NAMED_CREATE creates it when missing and opens it
+ * otherwise; MP_NAMED_CREATE | MP_NAMED_EXCL creates it and fails with
+ * MP_EEXIST when the name exists (mp_shm_new's rule).  A semaphore's
+ * `value` is its initial value when this call creates it, ignored when
+ * it opens one (as sem_open does).
+ * 0 on success; MP_EINVAL for a NULL out, a bad name (NULL, empty, too
+ * long, a separator) or flags (unknown bits, MP_NAMED_EXCL alone) or a
+ * value above 2^31-1; MP_ENOENT; MP_EEXIST; MP_ETYPE when the name is
+ * another kind of object (a lock opened as a semaphore, an RLock as a
+ * Lock, an mp_shm segment); MP_EPERM for another user's object; MP_EOS.
+ * (POSIX's sem_open and Windows' CreateMutex are not used: they would
+ * give no owner death on POSIX, a name that outlives a crash, and
+ * a mutex only its owning thread may release.) */
+enum { MP_NAMED_CREATE = 1, MP_NAMED_EXCL = 2 };
+
+MP_API int mp_lock_open_named(mp_lock **out, const char *name, int flags);
+MP_API int mp_rlock_open_named(mp_lock **out, const char *name, int flags);
+MP_API int mp_semaphore_open_named(mp_semaphore **out, const char *name,
+                                   int flags, unsigned value);
+
 /* Event. */
 typedef struct mp_event mp_event;
 

@@ -51,8 +51,9 @@ int mp__lock_embed(mp__seg *seg, size_t off, int recursive, mp_lock **out) {
   if (rc != 0)
     return rc;
   mp__seg_ref(seg);
-  mp__obj_init(&l->base, MP__T_LOCK, seg, off, sizeof(lock_state));
+  /* The header last: a named lock's opener waits for its magic. */
   l->st->recursive = (uint32_t)(recursive != 0);
+  mp__obj_init(&l->base, MP__T_LOCK, seg, off, sizeof(lock_state));
   *out = l;
   return 0;
 }
@@ -227,22 +228,37 @@ static int sem_wrap(mp__seg *seg, size_t off, mp_semaphore **out) {
   return rc;
 }
 
-static int sem_new(mp_semaphore **out, unsigned value, int bounded) {
-  if (out == NULL)
-    return mp__error(MP_EINVAL, "mp_semaphore_new: NULL out");
+/* A semaphore whose state lies at `off` in seg (takes a new reference),
+ * the header written last (named_sync.c's opener waits for it). */
+int mp__semaphore_embed(mp__seg *seg, size_t off, unsigned value,
+                        int bounded, mp_semaphore **out) {
   if (value > SEM_VALUE_MAX_)
     return mp__error(MP_EINVAL, "semaphore value %u is above 2^31-1", value);
   mp_semaphore *s = NULL;
-  int rc = mp__obj_create(sizeof *s, MP__T_SEMAPHORE, sizeof(sem_state),
-                          (void **)&s);
+  int rc = sem_wrap(seg, off, &s);
   if (rc != 0)
     return rc;
-  s->st = mp__obj_state(&s->base);
+  mp__seg_ref(seg);
   s->st->value = value;
   s->st->bound = value;
   s->st->bounded = (uint32_t)(bounded != 0);
+  mp__obj_init(&s->base, MP__T_SEMAPHORE, seg, off, sizeof(sem_state));
   *out = s;
   return 0;
+}
+
+size_t mp__semaphore_state_size(void) { return sizeof(sem_state); }
+
+static int sem_new(mp_semaphore **out, unsigned value, int bounded) {
+  if (out == NULL)
+    return mp__error(MP_EINVAL, "mp_semaphore_new: NULL out");
+  mp__seg *seg = NULL;
+  int rc = mp__seg_new(sizeof(sem_state), &seg);
+  if (rc != 0)
+    return rc;
+  rc = mp__semaphore_embed(seg, 0, value, bounded, out);
+  mp__seg_unref(seg);
+  return rc;
 }
 
 int mp_semaphore_new(mp_semaphore **out, unsigned value) {

@@ -14,8 +14,10 @@
  *
  * Every object (lock, semaphore, event, condition, barrier, queue, value,
  * array) lives in an anonymous segment: nothing has a name, so nothing
- * can leak, and a child receives the segment as a handle.  All cross-
- * process state is manipulated with the atomics of atomic.h.
+ * can leak, and a child receives the segment as a handle (but for
+ * named_sync.c's named Lock and Semaphore, whose state is in a named
+ * segment of mp_shm's kind).  All cross-process state is manipulated
+ * with the atomics of atomic.h.
  */
 #ifndef MPROC_SHARED_H
 #define MPROC_SHARED_H
@@ -237,6 +239,12 @@ MP__OPENER(mp__named_open);
  * the state takes mp__lock_state_size() bytes, 64-byte aligned. */
 int mp__lock_embed(mp__seg *seg, size_t off, int recursive, mp_lock **out);
 size_t mp__lock_state_size(void);
+/* The same for a (Bounded)Semaphore of this initial value (MP_EINVAL
+ * above 2^31-1).  Both write the state's header last, so that another
+ * process that sees the header sees the whole state (named_sync.c). */
+int mp__semaphore_embed(mp__seg *seg, size_t off, unsigned value,
+                        int bounded, mp_semaphore **out);
+size_t mp__semaphore_state_size(void);
 /* A new owner of the same handle (*out = l; mp_lock_free drops one). */
 int mp__lock_dup(mp_lock *l, mp_lock **out);
 /* The calling thread (RLock) or process (Lock) holds it. */
