@@ -546,7 +546,8 @@ MP_API mp_conn *mp_args_conn(const mp_args *a, size_t i);
  * In the child the object is owned by the args (do not free it).  An
  * object is freed in one process with mp_X_free; it lives on while other
  * processes hold it, and the OS reclaims it when the last one goes, also
- * after a crash (nothing is named, so nothing can leak).
+ * after a crash (an anonymous object has no name to leak; a named Lock or
+ * Semaphore, below, is removed with its last user as mp_shm is).
  * A process killed between changing an object (a release, a set, a
  * notify, a put) and waking the thread that sleeps on it strands no
  * sleeper: sleeps are cut into slices of 50 ms growing to 1 s while
@@ -564,7 +565,8 @@ MP_API int mp_lock_new(mp_lock **out);
 MP_API int mp_rlock_new(mp_lock **out);
 
 /* 0 when acquired; MP_EOWNERDEAD when acquired from a holder that died;
- * MP_ETIMEDOUT (timeout 0: just try). */
+ * MP_ETIMEDOUT (timeout 0: just try; a try also takes the lock from a
+ * dead holder, so polling never waits on a dead process for good). */
 MP_API int mp_lock_acquire(mp_lock *l, double timeout);
 
 /* MP_EVALUE: a Lock that is not locked; MP_EPERM: an RLock this thread

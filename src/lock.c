@@ -103,7 +103,7 @@ int mp_lock_acquire(mp_lock *l, double timeout) {
     return 0;
   }
   if (timeout == 0)
-    rc = mp__plock_try(&st->pl) ? 0 : MP_ETIMEDOUT;
+    rc = mp__plock_try(&st->pl) ? 0 : mp__plock_take_dead(&st->pl);
   else
     rc = mp__plock_acquire(mp__obj_shm(&l->base), &st->pl,
                            mp__deadline(timeout));

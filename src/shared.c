@@ -253,6 +253,13 @@ int mp__plock_try(mp__plock *l) {
   return mp__cas32(&l->owner, &free_, mp__self_pid());
 }
 
+int mp__plock_take_dead(mp__plock *l) {
+  uint32_t me = mp__self_pid(), v = mp__load32(&l->owner);
+  if (v != 0 && v != me && !mpi_pid_alive(v) && mp__cas32(&l->owner, &v, me))
+    return MP_EOWNERDEAD;
+  return MP_ETIMEDOUT;
+}
+
 typedef struct plock_try {
   mp__plock *l;
   uint32_t me;
@@ -284,14 +291,10 @@ int mp__plock_acquire(mpi_shm *s, mp__plock *l, double deadline) {
   plock_try t = {l, me, mpi_now() + mp__spin_seconds(), 0};
   int rc = mp__wq_wait(s, &l->wq, plock_try_fn, &t, deadline,
                        MP__LIVENESS_SLICE);
-  if (rc == MP_ETIMEDOUT) {
-    /* A short (or zero) wait may end before the first look at the
-     * owner: a dead owner must not make every such call fail. */
-    v = mp__load32(&l->owner);
-    if (v != 0 && v != me && !mpi_pid_alive(v) &&
-        mp__cas32(&l->owner, &v, me))
-      return MP_EOWNERDEAD;
-  }
+  if (rc == MP_ETIMEDOUT) /* a short wait may end before the first look
+                             at the owner: a dead one must not make every
+                             such call fail */
+    return mp__plock_take_dead(l);
   if (rc != 0)
     return rc;
   return t.dead ? MP_EOWNERDEAD : 0;

@@ -162,6 +162,9 @@ typedef struct mp__plock {
  * reported to this acquirer only); MP_ETIMEDOUT. */
 int mp__plock_acquire(mpi_shm *s, mp__plock *l, double deadline);
 int mp__plock_try(mp__plock *l); /* 1 taken, 0 not */
+/* Take it from a holder that has died: MP_EOWNERDEAD, else MP_ETIMEDOUT
+ * (free, held by a live process, or taken by another meanwhile). */
+int mp__plock_take_dead(mp__plock *l);
 void mp__plock_release(mpi_shm *s, mp__plock *l);
 
 /* How often sleepers check whether an owner is still alive (seconds). */
