@@ -377,6 +377,21 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n);
  * and nothing is left; MP_EPERM on a send-only end. */
 MP_API int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n);
 
+/* Python's recv_bytes(maxlength): receive one message into a new buffer
+ * (release it with mp_free) if it is at most maxlength bytes long (0
+ * takes empty messages only).  A longer one gives MP_ERANGE with *n set
+ * to its length, before any of it is read or memory is set aside for it
+ * (a hostile length costs nothing), and it stays readable, as with
+ * mp_conn_recv_bytes_into: take it with a larger maxlength or
+ * mp_conn_recv_bytes, or close the connection.  Python instead raises
+ * OSError("bad message length") and makes the connection unusable for
+ * receiving (a receive-only one is closed).  MP_EINVAL for NULL out or
+ * n, or a maxlength over PTRDIFF_MAX (a negative number made unsigned;
+ * Python: ValueError("negative maxlength")); otherwise as
+ * mp_conn_recv_bytes. */
+MP_API int mp_conn_recv_bytes_max(mp_conn *c, size_t maxlength, void **out,
+                                  size_t *n);
+
 /* Receive one message into buf.  When it does not fit: MP_ERANGE, *n set
  * to the size needed, and the message stays readable (call again with a
  * larger buffer, or mp_conn_recv_bytes). */
