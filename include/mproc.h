@@ -458,7 +458,19 @@ MP_API void mp_conn_free(mp_conn *c);
  * is checked.  A generated local address leaves nothing behind however
  * its process ends (POSIX: a small janitor process removes the socket
  * and its directory once the listener's process and its fork children
- * have all ended, killed or not). */
+ * have all ended, killed or not).
+ *
+ * Linux abstract socket names: "@name" (Python's '\0name', spelt as the
+ * Linux tools spell it) is a local address (a colon in it too) with no
+ * file at all, nothing to remove and nothing left behind; the name is
+ * the bytes after the '@' (1 to 107 of them; a file named "@x" is
+ * "./@x").  It has no
+ * permissions, so mproc checks the user instead: accept drops a client
+ * of another user (as if it never came) and mp_client refuses with
+ * MP_EPERM a listener of another user (someone who took the name first);
+ * Python checks neither.  A name in use is MP_EEXIST.  MP_ENOTSUP on
+ * systems without them (macOS, the BSDs, Windows, where it does not turn
+ * into a pipe name). */
 enum { MP_AF_DEFAULT = 0, MP_AF_LOCAL = 1, MP_AF_INET = 2, MP_AF_INET6 = 3 };
 
 typedef struct mp_listener mp_listener;
@@ -482,6 +494,20 @@ MP_API int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out);
  * path, the pipe name), to give to clients; and the family. */
 MP_API const char *mp_listener_address(const mp_listener *l);
 MP_API int mp_listener_family(const mp_listener *l);
+
+/* Python's Listener.last_accepted: the address of the client of the last
+ * connection accept took, copied to buf (cap bytes; 300 always suffice)
+ * in mp_listener_address's form: "127.0.0.1:50312", "[::1]:50312"; for a
+ * local client, the name it bound its own socket to (a path, "@name";
+ * up to a NUL byte in an abstract name), else "" as usual (Python: '').
+ * Set as the OS hands the connection over, before the authkey handshake,
+ * so after MP_EAUTH it names the refused client (as in Python); kept
+ * after mp_listener_close.  0; MP_ESTATE before any accept (Python:
+ * None), buf ""; MP_ERANGE when cap is too small, buf ""; MP_EINVAL for
+ * NULL l or buf, or cap 0.  Windows pipe clients give "" where Python
+ * keeps None. */
+MP_API int mp_listener_last_accepted(const mp_listener *l, char *buf,
+                                     size_t cap);
 
 /* How long accept gives a client to authenticate (seconds, > 0). */
 MP_API int mp_listener_set_handshake_timeout(mp_listener *l, double timeout);
