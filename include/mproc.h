@@ -422,6 +422,21 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *p, size_t n);
  * and nothing is left; MP_EPERM on a send-only end. */
 MP_API int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n);
 
+/* Python's recv_bytes(maxlength): receive one message into a new buffer
+ * (release it with mp_free) if it is at most maxlength bytes long (0
+ * takes empty messages only).  A longer one gives MP_ERANGE with *n set
+ * to its length, before any of it is read or memory is set aside for it
+ * (a hostile length costs nothing), and it stays readable, as with
+ * mp_conn_recv_bytes_into: take it with a larger maxlength or
+ * mp_conn_recv_bytes, or close the connection.  Python instead raises
+ * OSError("bad message length") and makes the connection unusable for
+ * receiving (a receive-only one is closed).  MP_EINVAL for NULL out or
+ * n, or a maxlength over PTRDIFF_MAX (a negative number made unsigned;
+ * Python: ValueError("negative maxlength")); otherwise as
+ * mp_conn_recv_bytes. */
+MP_API int mp_conn_recv_bytes_max(mp_conn *c, size_t maxlength, void **out,
+                                  size_t *n);
+
 /* Receive one message into buf.  When it does not fit: MP_ERANGE, *n set
  * to the size needed, and the message stays readable (call again with a
  * larger buffer, or mp_conn_recv_bytes). */
@@ -488,7 +503,19 @@ MP_API void mp_conn_free(mp_conn *c);
  * is checked.  A generated local address leaves nothing behind however
  * its process ends (POSIX: a small janitor process removes the socket
  * and its directory once the listener's process and its fork children
- * have all ended, killed or not). */
+ * have all ended, killed or not).
+ *
+ * Linux abstract socket names: "@name" (Python's '\0name', spelt as the
+ * Linux tools spell it) is a local address (a colon in it too) with no
+ * file at all, nothing to remove and nothing left behind; the name is
+ * the bytes after the '@' (1 to 107 of them; a file named "@x" is
+ * "./@x").  It has no
+ * permissions, so mproc checks the user instead: accept drops a client
+ * of another user (as if it never came) and mp_client refuses with
+ * MP_EPERM a listener of another user (someone who took the name first);
+ * Python checks neither.  A name in use is MP_EEXIST.  MP_ENOTSUP on
+ * systems without them (macOS, the BSDs, Windows, where it does not turn
+ * into a pipe name). */
 enum { MP_AF_DEFAULT = 0, MP_AF_LOCAL = 1, MP_AF_INET = 2, MP_AF_INET6 = 3 };
 
 typedef struct mp_listener mp_listener;
@@ -512,6 +539,20 @@ MP_API int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out);
  * path, the pipe name), to give to clients; and the family. */
 MP_API const char *mp_listener_address(const mp_listener *l);
 MP_API int mp_listener_family(const mp_listener *l);
+
+/* Python's Listener.last_accepted: the address of the client of the last
+ * connection accept took, copied to buf (cap bytes; 300 always suffice)
+ * in mp_listener_address's form: "127.0.0.1:50312", "[::1]:50312"; for a
+ * local client, the name it bound its own socket to (a path, "@name";
+ * up to a NUL byte in an abstract name), else "" as usual (Python: '').
+ * Set as the OS hands the connection over, before the authkey handshake,
+ * so after MP_EAUTH it names the refused client (as in Python); kept
+ * after mp_listener_close.  0; MP_ESTATE before any accept (Python:
+ * None), buf ""; MP_ERANGE when cap is too small, buf ""; MP_EINVAL for
+ * NULL l or buf, or cap 0.  Windows pipe clients give "" where Python
+ * keeps None. */
+MP_API int mp_listener_last_accepted(const mp_listener *l, char *buf,
+                                     size_t cap);
 
 /* How long accept gives a client to authenticate (seconds, > 0). */
 MP_API int mp_listener_set_handshake_timeout(mp_listener *l, double timeout);

@@ -14,6 +14,8 @@
  * mp_conn_poll and mp_wait, and a forked child starts without the
  * parent's (as a spawned child would).
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -391,12 +393,16 @@ static void skip_body(mp_conn *c) {
   }
 }
 
-int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n) {
+/* One message into a new buffer, if it is at most max bytes long; a
+ * longer one is left pending (MP_ERANGE, *n its length), unread and with
+ * nothing allocated for it. */
+static int recv_new(mp_conn *c, size_t max, void **out, size_t *n,
+                    const char *what) {
   int rc = check(c, 0);
   if (rc != 0)
     return rc;
   if (out == NULL || n == NULL)
-    return mp__error(MP_EINVAL, "mp_conn_recv_bytes: NULL argument");
+    return mp__error(MP_EINVAL, "%s: NULL argument", what);
   *out = NULL;
   *n = 0;
   mpi_mutex_lock(c->recv_mu);
@@ -404,13 +410,36 @@ int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n) {
   if (rc == 0) {
     size_t len = (size_t)c->pending_n;
     void *buf = NULL;
-    if ((rc = read_body_new(c, &buf)) == 0) {
+    if (c->pending_n > max) {
+      *n = len;
+      rc = mp__error(MP_ERANGE, "%s: message of %zu bytes is over the "
+                                "maximum of %zu; it stays readable",
+                     what, len, max);
+    } else if ((rc = read_body_new(c, &buf)) == 0) {
       *out = buf;
       *n = len;
     }
   }
   mpi_mutex_unlock(c->recv_mu);
   return rc;
+}
+
+int mp_conn_recv_bytes(mp_conn *c, void **out, size_t *n) {
+  return recv_new(c, SIZE_MAX, out, n, "mp_conn_recv_bytes");
+}
+
+int mp_conn_recv_bytes_max(mp_conn *c, size_t maxlength, void **out,
+                           size_t *n) {
+  const char *what = "mp_conn_recv_bytes_max";
+  if (maxlength > (size_t)PTRDIFF_MAX) {
+    if (out != NULL)
+      *out = NULL;
+    if (n != NULL)
+      *n = 0;
+    return mp__error(MP_EINVAL, "%s: maxlength %zu is a negative number "
+                                "made unsigned", what, maxlength);
+  }
+  return recv_new(c, maxlength, out, n, what);
 }
 
 int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t *n) {

@@ -28,13 +28,16 @@ struct mp_listener {
   unsigned char *key;
   size_t key_n;
   char address[BOUND_MAX];
+  int has_last;             /* a connection was accepted (mu) */
+  char last[BOUND_MAX];     /* its peer's address (mu) */
 };
 
 /* The family an address stands for (MP_AF_DEFAULT: inferred). */
 static int infer_family(const char *address, int family) {
   if (family != MP_AF_DEFAULT)
     return family;
-  if (address == NULL || address[0] == '\0')
+  /* "@name" (a Linux abstract socket) is local even with a colon. */
+  if (address == NULL || address[0] == '\0' || address[0] == '@')
     return MP_AF_LOCAL;
   char host[256];
   unsigned port;
@@ -152,8 +155,15 @@ int mp_listener_accept(mp_listener *l, double timeout, mp_conn **out) {
   mpi_fd h = MPI_BAD_FD;
   mp_conn *c = NULL;
   rc = mpi_accept(l->pl, timeout, &h);
-  if (rc == 0)
+  if (rc == 0) {
+    /* Set before the handshake, as Python's: a refused client is the
+     * last one accepted too. */
+    mpi_mutex_lock(l->mu);
+    mpi_listener_peer(l->pl, l->last, sizeof l->last);
+    l->has_last = 1;
+    mpi_mutex_unlock(l->mu);
     rc = mp__conn_wrap(h, &c);
+  }
   if (rc == 0 && l->key_n > 0) {
     /* The client proves it knows the key, then we prove it: a client
      * that stalls, sends garbage or part of a message is dropped once
@@ -188,6 +198,24 @@ const char *mp_listener_address(const mp_listener *l) {
 }
 
 int mp_listener_family(const mp_listener *l) { return l ? l->family : 0; }
+
+int mp_listener_last_accepted(const mp_listener *l, char *buf, size_t cap) {
+  const char *what = "mp_listener_last_accepted";
+  if (l == NULL || buf == NULL || cap == 0)
+    return mp__error(MP_EINVAL, "%s: NULL argument or no room", what);
+  buf[0] = '\0';
+  int rc = 0;
+  mpi_mutex_lock(l->mu);
+  if (!l->has_last)
+    rc = mp__error(MP_ESTATE, "%s: no connection accepted yet", what);
+  else if (strlen(l->last) >= cap)
+    rc = mp__error(MP_ERANGE, "%s: the address needs %zu bytes", what,
+                   strlen(l->last) + 1);
+  else
+    memcpy(buf, l->last, strlen(l->last) + 1);
+  mpi_mutex_unlock(l->mu);
+  return rc;
+}
 
 int mp_listener_set_handshake_timeout(mp_listener *l, double timeout) {
   if (l == NULL || !(timeout > 0))

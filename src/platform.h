@@ -336,7 +336,10 @@ typedef struct mpi_listener mpi_listener;
  * 0700 and the socket 0600, both removed by mpi_listener_close; Windows:
  * "\\.\pipe\mproc-<random>" with an owner-only DACL, remote clients
  * rejected); otherwise that path / pipe name (POSIX: created 0600; a file
- * already there is MP_EEXIST).  MPI_AF_INET / MPI_AF_INET6: "host:port"
+ * already there is MP_EEXIST).  "@name" is a Linux abstract socket name
+ * (no file; peers of another user are dropped by mpi_accept, and
+ * mpi_connect refuses a listener of another user with MP_EPERM);
+ * MP_ENOTSUP on other systems, Windows included.  MPI_AF_INET / MPI_AF_INET6: "host:port"
  * ("[host]:port" for IPv6 literals), port 0 for any free port.
  * The bound address, in the same form (with the port chosen), is copied
  * to `bound` (cap bytes, at least 300).  0, MP_EINVAL (malformed address
@@ -350,6 +353,14 @@ int mpi_listen(int family, const char *address, int backlog,
  * MP_ECLOSED (mpi_listener_shutdown was called), MP_EOS.  One thread at a
  * time per listener. */
 int mpi_accept(mpi_listener *l, double timeout, mpi_fd *out);
+
+/* The address of the peer of the last stream mpi_accept returned, in
+ * mpi_listen's form: "host:port" / "[host]:port" for TCP; for a local
+ * peer its socket's name if it bound one (a path, or "@name"), else ""
+ * (the usual case; always so for Windows pipes).  "" before any accept.
+ * Copied to buf (cap bytes; 300 always suffice).  Only the thread that
+ * accepts may call it (as mpi_accept). */
+void mpi_listener_peer(const mpi_listener *l, char *buf, size_t cap);
 
 /* Make a thread blocked in mpi_accept (now or later) return MP_ECLOSED.
  * Safe from any thread while another is in mpi_accept. */

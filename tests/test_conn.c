@@ -3,9 +3,13 @@
  * processes under each start method, one-way pipes, end of file when the
  * other end is closed or its process dies, broken pipes, receiving into a
  * buffer that is too small, polling, waiting on several connections and
- * sentinels, tuples, forged frames, and misuse.
+ * sentinels, tuples, forged frames, and misuse; receiving with a maximum
+ * length (Python's recv_bytes(maxlength)), against hostile lengths and a
+ * peer that dies inside a message.
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,3 +490,138 @@ Test(conn, threads_do_not_interleave, .timeout = TS_TIMEOUT) {
   mp_conn_free(a);
   mp_conn_free(b);
 }
+
+/* ---- receiving with a maximum length (recv_bytes(maxlength)) ---------- */
+
+Test(conn, recv_bytes_max) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  void *p = NULL;
+  size_t n = 0;
+  /* Within the limit, and exactly at it. */
+  cr_assert_eq(mp_conn_send_bytes(a, "hello", 5), 0);
+  cr_assert_eq(mp_conn_recv_bytes_max(b, 100, &p, &n), 0);
+  cr_expect(n == 5 && memcmp(p, "hello", 5) == 0);
+  mp_free(p);
+  cr_assert_eq(mp_conn_send_bytes(a, "hello", 5), 0);
+  cr_assert_eq(mp_conn_recv_bytes_max(b, 5, &p, &n), 0);
+  cr_expect_eq(n, 5);
+  mp_free(p);
+  /* Over it: MP_ERANGE with the length, nothing returned, and the
+   * message stays readable (Python would make b unusable). */
+  cr_assert_eq(mp_conn_send_bytes(a, "hello world", 11), 0);
+  p = &n;
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 10, &p, &n), MP_ERANGE);
+  cr_expect_eq(n, 11, "the length it has");
+  cr_expect_null(p);
+  cr_expect_eq(mp_conn_poll(b, 0), 1, "still readable");
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 10, &p, &n), MP_ERANGE, "again");
+  cr_assert_eq(mp_conn_recv_bytes_max(b, 11, &p, &n), 0);
+  cr_expect(n == 11 && memcmp(p, "hello world", 11) == 0);
+  mp_free(p);
+  /* maxlength 0 takes empty messages only. */
+  cr_assert_eq(mp_conn_send_bytes(a, "", 0), 0);
+  cr_assert_eq(mp_conn_send_bytes(a, "x", 1), 0);
+  cr_assert_eq(mp_conn_recv_bytes_max(b, 0, &p, &n), 0);
+  cr_expect_eq(n, 0);
+  mp_free(p);
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 0, &p, &n), MP_ERANGE);
+  cr_expect_eq(n, 1);
+  cr_assert_eq(mp_conn_recv_bytes(b, &p, &n), 0, "the plain receive takes it");
+  cr_expect(n == 1 && memcmp(p, "x", 1) == 0);
+  mp_free(p);
+  /* Bad arguments: a negative maxlength made unsigned, NULLs, the wrong
+   * direction, a closed end.  None of them takes the waiting message. */
+  cr_assert_eq(mp_conn_send_bytes(a, "kept", 4), 0);
+  cr_expect_eq(mp_conn_recv_bytes_max(b, (size_t)-1, &p, &n), MP_EINVAL);
+  cr_expect(strstr(mp_last_error_message(), "negative") != NULL, "%s",
+            mp_last_error_message());
+  cr_expect_eq(mp_conn_recv_bytes_max(b, (size_t)PTRDIFF_MAX + 1, &p, &n),
+               MP_EINVAL);
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 10, NULL, &n), MP_EINVAL);
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 10, &p, NULL), MP_EINVAL);
+  cr_expect_eq(mp_conn_recv_bytes_max(NULL, 10, &p, &n), MP_EINVAL);
+  cr_assert_eq(mp_conn_recv_bytes_max(b, (size_t)PTRDIFF_MAX, &p, &n), 0,
+               "the largest maxlength");
+  cr_expect(n == 4 && memcmp(p, "kept", 4) == 0);
+  mp_free(p);
+  mp_conn *r, *w;
+  cr_assert_eq(mp_pipe(0, &r, &w), 0);
+  cr_expect_eq(mp_conn_recv_bytes_max(w, 10, &p, &n), MP_EPERM);
+  mp_conn_close(b);
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 10, &p, &n), MP_ECLOSED);
+  mp_conn_free(r);
+  mp_conn_free(w);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
+/* A header claiming far more than maxlength is refused at once, before
+ * any body arrives (no wait for it, nothing allocated for it); the short
+ * and the long form of the header alike. */
+Test(conn, recv_bytes_max_refuses_hostile_lengths, .timeout = TS_TIMEOUT) {
+  mp_conn *a, *b;
+  cr_assert_eq(mp_pipe(1, &a, &b), 0);
+  unsigned char gig[] = {0x40, 0, 0, 0, 'a', 'b', 'c'}; /* 1 GiB */
+  ts_raw_write(mp_conn_fileno(a), gig, sizeof gig);
+  void *p = &p;
+  size_t n = 0;
+  cr_expect_eq(mp_conn_recv_bytes_max(b, 1 << 20, &p, &n), MP_ERANGE, "%s",
+               mp_last_error_message());
+  cr_expect_eq(n, (size_t)1 << 30);
+  cr_expect_null(p);
+  if (sizeof(size_t) > 4) {
+    mp_conn *c, *d;
+    cr_assert_eq(mp_pipe(1, &c, &d), 0);
+    unsigned char big[] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, 0, 0, 0, 0};
+    ts_raw_write(mp_conn_fileno(c), big, sizeof big); /* 8 GiB */
+    cr_expect_eq(mp_conn_recv_bytes_max(d, 1 << 20, &p, &n), MP_ERANGE);
+    cr_expect_eq((uint64_t)n, (uint64_t)1 << 33);
+    mp_conn_free(c);
+    mp_conn_free(d);
+  }
+  /* The peer goes: the claimed message never comes whole. */
+  mp_conn_free(a);
+  cr_expect_eq(mp_conn_recv_bytes(b, &p, &n), MP_EEOF);
+  mp_conn_free(b);
+}
+
+/* The peer writes a header for 100 bytes and 10 of them, then is killed:
+ * a maxlength under 100 is refused from the header alone; one over it
+ * reads until the end of the stream: MP_EEOF. */
+static int half_message(const mp_args *a) {
+  mp_conn *c = mp_args_conn(a, 0);
+  if (c == NULL)
+    return 1;
+  unsigned char frame[14] = {0, 0, 0, 100};
+  memset(frame + 4, 'h', 10);
+  ts_raw_write(mp_conn_fileno(c), frame, sizeof frame);
+  ts_block_forever();
+  return 0;
+}
+
+static void check_recv_max_peer_dies(const char *method) {
+  mp_conn *mine, *theirs;
+  cr_assert_eq(mp_pipe(1, &mine, &theirs), 0);
+  mp_args *a;
+  mp_args_new(&a);
+  mp_args_add_conn(a, theirs);
+  mp_process *p = ts_start(method, half_message, a);
+  mp_args_free(a);
+  mp_conn_free(theirs);
+  void *m = NULL;
+  size_t n = 0;
+  cr_expect_eq(mp_conn_recv_bytes_max(mine, 50, &m, &n), MP_ERANGE, "%s",
+               mp_last_error_message());
+  cr_expect_eq(n, 100);
+  mp_process_kill(p);
+  cr_expect_eq(mp_conn_recv_bytes_max(mine, 1000, &m, &n), MP_EEOF, "%s",
+               mp_last_error_message());
+  cr_expect(strstr(mp_last_error_message(), "inside a message") != NULL,
+            "%s", mp_last_error_message());
+  cr_expect_null(m);
+  cr_expect_eq(ts_join(p), -9);
+  mp_process_free(p);
+  mp_conn_free(mine);
+}
+FOR_EACH_METHOD(check_recv_max_peer_dies)

@@ -7,15 +7,27 @@
  * arguments; owner-only socket files; a client in a child process under
  * each start method; hostile peers (part of a frame then silence, a
  * frame a byte at a time) on both sides; a close that ends a handshake in
- * progress; a killed listener's socket directory removed all the same.
+ * progress; a killed listener's socket directory removed all the same;
+ * the last client's address (Python's last_accepted); Linux abstract
+ * socket names ("@name"): no file, in use, other users kept out, and
+ * MP_ENOTSUP elsewhere.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE /* setgroups */
+#endif
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if !defined(_WIN32)
+#  include <errno.h>
+#  include <grp.h>
+#  include <stddef.h>
+#  include <sys/socket.h>
 #  include <sys/stat.h>
+#  include <sys/un.h>
 #  include <unistd.h>
 #endif
 
@@ -615,4 +627,360 @@ static void check_killed_listener_leaves_no_dir(const char *method) {
   mp_queue_free(q);
 }
 FOR_EACH_METHOD(check_killed_listener_leaves_no_dir)
+#endif
+
+/* ---- the last client's address (Python's last_accepted) --------------- */
+
+static int port_of(const char *address) {
+  const char *colon = strrchr(address, ':');
+  return colon != NULL ? atoi(colon + 1) : -1;
+}
+
+/* Before any accept MP_ESTATE; then the client's address, in the
+ * listener's form, with a port of its own; bad arguments. */
+static void check_last_accepted_tcp(const char *where, const char *prefix) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, where, MP_AF_DEFAULT, 0, key,
+                               strlen(key)), 0, "%s",
+               mp_last_error_message());
+  char buf[300] = "x";
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), MP_ESTATE,
+               "before any accept (Python: None)");
+  cr_expect_str_eq(buf, "");
+  mp_conn *c;
+  cr_expect_eq(mp_listener_accept(l, 0, &c), MP_ETIMEDOUT);
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), MP_ESTATE,
+               "a timed-out accept took nothing");
+  const char *a = mp_listener_address(l);
+  client_job good = {a, MP_AF_DEFAULT, key, NULL, 0, 0, -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &good);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_assert_eq(mp_listener_last_accepted(l, buf, sizeof buf), 0, "%s",
+               mp_last_error_message());
+  cr_expect(strncmp(buf, prefix, strlen(prefix)) == 0, "%s", buf);
+  cr_expect(port_of(buf) > 0 && port_of(buf) != port_of(a),
+            "the client's own port: %s (listener %s)", buf, a);
+  char first[300];
+  snprintf(first, sizeof first, "%s", buf);
+  /* A refused client is the last one accepted too (as in Python, where
+   * the handshake comes after). */
+  client_job wrong = {a, MP_AF_DEFAULT, "not the key", NULL, 0, 0, -1, 0,
+                      NULL};
+  t = ts_thread_start(client_main, &wrong);
+  cr_expect_eq(mp_listener_accept(l, 20.0, &c), MP_EAUTH);
+  ts_thread_join(t);
+  cr_assert_eq(mp_listener_last_accepted(l, buf, sizeof buf), 0);
+  cr_expect(strncmp(buf, prefix, strlen(prefix)) == 0, "%s", buf);
+  cr_expect_str_neq(buf, first, "the refused client, not the first one");
+  /* Too small a buffer, bad arguments. */
+  char small[4] = "x";
+  cr_expect_eq(mp_listener_last_accepted(l, small, sizeof small), MP_ERANGE);
+  cr_expect_str_eq(small, "");
+  cr_expect_eq(mp_listener_last_accepted(NULL, buf, sizeof buf), MP_EINVAL);
+  cr_expect_eq(mp_listener_last_accepted(l, NULL, sizeof buf), MP_EINVAL);
+  cr_expect_eq(mp_listener_last_accepted(l, buf, 0), MP_EINVAL);
+  /* Kept after close. */
+  snprintf(first, sizeof first, "%s", buf);
+  cr_assert_eq(mp_listener_last_accepted(l, first, sizeof first), 0);
+  mp_listener_close(l);
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), 0);
+  cr_expect_str_eq(buf, first);
+  mp_listener_free(l);
+}
+
+Test(listener, last_accepted_tcp4, .timeout = TS_TIMEOUT) {
+  check_last_accepted_tcp("127.0.0.1:0", "127.0.0.1:");
+}
+Test(listener, last_accepted_tcp6, .timeout = TS_TIMEOUT) {
+  check_last_accepted_tcp("[::1]:0", "[::1]:");
+}
+
+/* A local client has no address of its own: "" (Python: '' for a Unix
+ * socket; None, never set, for a Windows pipe). */
+Test(listener, last_accepted_local_is_empty, .timeout = TS_TIMEOUT) {
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, NULL, MP_AF_LOCAL, 0, NULL, 0), 0);
+  char buf[300] = "x";
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), MP_ESTATE);
+  client_job j = {mp_listener_address(l), MP_AF_DEFAULT, NULL, NULL, 0, 0,
+                  -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &j);
+  serve_one(l);
+  ts_thread_join(t);
+  strcpy(buf, "x");
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), 0, "%s",
+               mp_last_error_message());
+  cr_expect_str_eq(buf, "");
+  mp_listener_free(l);
+}
+
+/* ---- Linux abstract socket names ("@name") ---------------------------- */
+
+static void abstract_name(char *buf, size_t cap, const char *tag) {
+  snprintf(buf, cap, "@mproc-test-%s-%lld", tag, (long long)mp_getpid());
+}
+
+#if defined(__linux__)
+/* Is `name` ("@...") among the kernel's Unix sockets?  /proc/net/unix
+ * shows an abstract name as "@name" at the end of its line. */
+static int listed(const char *name) {
+  FILE *f = fopen("/proc/net/unix", "r");
+  cr_assert_not_null(f);
+  char line[512];
+  size_t n = strlen(name);
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
+    size_t k = strcspn(line, "\n");
+    line[k] = '\0';
+    found = k > n && line[k - n - 1] == ' ' && strcmp(line + k - n, name) == 0;
+  }
+  fclose(f);
+  return found;
+}
+
+/* A raw socket connected to `to` ("@name" or a path); bound first to
+ * `as` (the same forms) unless NULL.  The descriptor, or -1. */
+static int raw_local_socket(const char *to, const char *as) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  const char *names[2] = {as, to};
+  for (int i = 0; i < 2 && fd >= 0; i++) {
+    if (names[i] == NULL)
+      continue;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(names[i]);
+    if (n >= sizeof sa.sun_path) {
+      close(fd);
+      return -1;
+    }
+    memcpy(sa.sun_path, names[i], n);
+    if (names[i][0] == '@')
+      sa.sun_path[0] = '\0';
+    else
+      n++; /* a path: its NUL */
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    int r = i == 0 ? bind(fd, (struct sockaddr *)&sa, len)
+                   : connect(fd, (struct sockaddr *)&sa, len);
+    if (r != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  return fd;
+}
+
+/* Listen, connect and exchange at "@name": the address is reported as
+ * given, no file appears (the kernel lists the name as abstract), a
+ * second listener on the name is MP_EEXIST, and when the listener goes
+ * the name is free again with nothing to clean up. */
+Test(listener, abstract_round_trip, .timeout = TS_TIMEOUT) {
+  char name[96];
+  abstract_name(name, sizeof name, "abs");
+  mp_listener *l, *other;
+  cr_assert_eq(mp_listener_new(&l, name, MP_AF_DEFAULT, 0, key, strlen(key)),
+               0, "%s", mp_last_error_message());
+  cr_expect_eq(mp_listener_family(l), MP_AF_LOCAL);
+  cr_expect_str_eq(mp_listener_address(l), name);
+  struct stat st;
+  errno = 0;
+  cr_expect_neq(stat(name, &st), 0, "no file \"%s\"", name);
+  cr_expect_eq(errno, ENOENT);
+  cr_expect(listed(name), "the kernel lists %s as abstract", name);
+  client_job j = {name, MP_AF_DEFAULT, key, NULL, 0, 0, -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &j);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_expect_eq(j.rc, 0, "client: %s", mp_err_name(j.rc));
+  cr_expect(j.echo_ok);
+  cr_expect_eq(mp_listener_new(&other, name, MP_AF_LOCAL, 0, NULL, 0),
+               MP_EEXIST, "%s", mp_last_error_message());
+  mp_listener_free(l);
+  cr_expect(!listed(name), "gone with its listener");
+  mp_conn *c;
+  cr_expect_eq(mp_client(&c, name, MP_AF_DEFAULT, NULL, 0, 5.0), MP_ENOENT,
+               "%s", mp_last_error_message());
+  cr_assert_eq(mp_listener_new(&l, name, MP_AF_LOCAL, 0, NULL, 0), 0,
+               "free again: %s", mp_last_error_message());
+  mp_listener_free(l);
+  cr_expect_neq(stat(name, &st), 0, "still no file");
+}
+
+/* A colon does not make "@name" a TCP address; malformed names. */
+Test(listener, abstract_names_checked) {
+  char name[96];
+  abstract_name(name, sizeof name, "colon:1");
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, name, MP_AF_DEFAULT, 0, NULL, 0), 0, "%s",
+               mp_last_error_message());
+  cr_expect_eq(mp_listener_family(l), MP_AF_LOCAL);
+  mp_listener_free(l);
+  cr_expect_eq(mp_listener_new(&l, "@", MP_AF_DEFAULT, 0, NULL, 0),
+               MP_EINVAL, "an empty name");
+  char longest[110], too_long[111];
+  memset(longest, 'n', sizeof longest - 1);
+  longest[0] = '@';
+  longest[sizeof longest - 1] = '\0';
+  memcpy(too_long, longest, sizeof longest);
+  strcat(too_long, "n");
+  cr_expect_eq(mp_listener_new(&l, too_long, MP_AF_LOCAL, 0, NULL, 0),
+               MP_EINVAL, "108 bytes after the '@'");
+  longest[108] = '\0'; /* 107 bytes after the '@': the most there is */
+  cr_assert_eq(mp_listener_new(&l, longest, MP_AF_LOCAL, 0, NULL, 0), 0,
+               "%s", mp_last_error_message());
+  cr_expect_str_eq(mp_listener_address(l), longest);
+  mp_listener_free(l);
+}
+
+/* last_accepted names a client's own socket when it bound one: an
+ * abstract name, or a path. */
+Test(listener, last_accepted_names_a_bound_client, .timeout = TS_TIMEOUT) {
+  char name[96], peer[96], path[256];
+  abstract_name(name, sizeof name, "lastl");
+  abstract_name(peer, sizeof peer, "lastp");
+  snprintf(path, sizeof path, "/tmp/mproc-test-peer-%lld.sock",
+           (long long)mp_getpid());
+  unlink(path);
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, name, MP_AF_LOCAL, 0, NULL, 0), 0);
+  const char *as[3] = {peer, path, NULL};
+  for (int i = 0; i < 3; i++) {
+    int fd = raw_local_socket(name, as[i]);
+    cr_assert_geq(fd, 0, "connect: %s", strerror(errno));
+    mp_conn *c;
+    cr_assert_eq(mp_listener_accept(l, 20.0, &c), 0, "%s",
+                 mp_last_error_message());
+    char buf[300];
+    cr_assert_eq(mp_listener_last_accepted(l, buf, sizeof buf), 0);
+    cr_expect_str_eq(buf, as[i] ? as[i] : "");
+    mp_conn_free(c);
+    close(fd);
+  }
+  unlink(path);
+  mp_listener_free(l);
+}
+
+static void check_child_client_abstract(const char *method) {
+  char name[96];
+  abstract_name(name, sizeof name, method);
+  check_child_client(method, name);
+}
+FOR_EACH_METHOD(check_child_client_abstract)
+
+/* Become nobody: 0, or -1. */
+static int become_nobody(void) {
+  return setgroups(0, NULL) == 0 && setgid(65534) == 0 &&
+                 setuid(65534) == 0 && getuid() == 65534
+             ? 0
+             : -1;
+}
+
+/* As another user, connect to the abstract name (a raw socket, with no
+ * check of its own): 0 once connected, so that the connection waits in
+ * the listener's queue. */
+static int intrude(const mp_args *a) {
+  if (become_nobody() != 0)
+    return 1;
+  int fd = raw_local_socket(mp_args_str(a, 0), NULL);
+  return fd >= 0 ? 0 : 2;
+}
+
+/* An abstract name has no permissions: accept drops another user's
+ * client (Python takes it), and the next client of ours gets in. */
+static void check_other_users_dropped(const char *method) {
+  if (geteuid() != 0)
+    cr_skip_test("needs root to become another user");
+  char name[96];
+  abstract_name(name, sizeof name, "drop");
+  mp_listener *l;
+  cr_assert_eq(mp_listener_new(&l, name, MP_AF_LOCAL, 0, NULL, 0), 0);
+  mp_args *a;
+  mp_args_pack(&a, "s", name);
+  mp_process *p = ts_start(method, intrude, a);
+  mp_args_free(a);
+  cr_assert_eq(ts_join(p), 0, "the intruder connected");
+  mp_process_free(p);
+  mp_conn *c = NULL;
+  cr_expect_eq(mp_listener_accept(l, 0.2, &c), MP_ETIMEDOUT,
+               "another user's client was dropped");
+  cr_expect_null(c);
+  char buf[300];
+  cr_expect_eq(mp_listener_last_accepted(l, buf, sizeof buf), MP_ESTATE);
+  client_job j = {name, MP_AF_DEFAULT, NULL, NULL, 0, 0, -1, 0, NULL};
+  ts_thread *t = ts_thread_start(client_main, &j);
+  serve_one(l);
+  ts_thread_join(t);
+  cr_expect(j.echo_ok);
+  mp_listener_free(l);
+}
+FOR_EACH_METHOD(check_other_users_dropped)
+
+/* As another user, listen at the abstract name, say so, and hold it
+ * until the pipe ends. */
+static int squat(const mp_args *a) {
+  mp_conn *c = mp_args_conn(a, 1);
+  if (become_nobody() != 0)
+    return 1;
+  mp_listener *l;
+  if (mp_listener_new(&l, mp_args_str(a, 0), MP_AF_LOCAL, 0, NULL, 0) != 0)
+    return 2;
+  if (mp_conn_send_bytes(c, "ready", 5) != 0)
+    return 3;
+  void *p;
+  size_t n;
+  int rc = mp_conn_recv_bytes(c, &p, &n);
+  mp_listener_free(l);
+  return rc == MP_EEOF ? 0 : 4;
+}
+
+/* A name another user took first: mp_client refuses it with MP_EPERM
+ * rather than talk to a stranger. */
+static void check_squatter_refused(const char *method) {
+  if (geteuid() != 0)
+    cr_skip_test("needs root to become another user");
+  char name[96];
+  abstract_name(name, sizeof name, "squat");
+  mp_conn *mine, *theirs;
+  cr_assert_eq(mp_pipe(1, &mine, &theirs), 0);
+  mp_args *a;
+  mp_args_pack(&a, "s", name);
+  mp_args_add_conn(a, theirs);
+  mp_process *p = ts_start(method, squat, a);
+  mp_args_free(a);
+  mp_conn_free(theirs);
+  char buf[8];
+  size_t n = 0;
+  cr_assert_eq(mp_conn_recv_bytes_into(mine, buf, sizeof buf, &n), 0,
+               "the squatter listens");
+  mp_conn *c = NULL;
+  cr_expect_eq(mp_client(&c, name, MP_AF_DEFAULT, NULL, 0, 5.0), MP_EPERM,
+               "%s", mp_last_error_message());
+  cr_expect_null(c);
+  mp_conn_free(mine);
+  cr_expect_eq(ts_join(p), 0, "%s", mp_process_error(p));
+  mp_process_free(p);
+}
+FOR_EACH_METHOD(check_squatter_refused)
+
+#else
+/* No abstract namespace here (Windows, macOS, the BSDs): "@name" is
+ * MP_ENOTSUP, with MP_AF_DEFAULT and MP_AF_LOCAL alike, and never turns
+ * into a pipe name or a file. */
+Test(listener, abstract_names_not_supported) {
+  char name[96];
+  abstract_name(name, sizeof name, "abs");
+  mp_listener *l = NULL;
+  cr_expect_eq(mp_listener_new(&l, name, MP_AF_DEFAULT, 0, NULL, 0),
+               MP_ENOTSUP);
+  cr_expect(strstr(mp_last_error_message(), "Linux") != NULL, "%s",
+            mp_last_error_message());
+  cr_expect_null(l);
+  cr_expect_eq(mp_listener_new(&l, name, MP_AF_LOCAL, 0, NULL, 0),
+               MP_ENOTSUP);
+  mp_conn *c = NULL;
+  cr_expect_eq(mp_client(&c, name, MP_AF_DEFAULT, NULL, 0, 1.0), MP_ENOTSUP);
+  cr_expect_eq(mp_client(&c, name, MP_AF_LOCAL, NULL, 0, 1.0), MP_ENOTSUP);
+  cr_expect_null(c);
+}
 #endif

@@ -16,6 +16,12 @@
  * whose write end only the listener's process (and its fork children)
  * hold; when the last of them ends, killed or not, the janitor reads end
  * of file and removes the socket and its directory.
+ *
+ * Linux abstract addresses ("@name": Python's '\0name') have no file,
+ * hence no permissions: the owner check moves to the connection.  accept
+ * drops a peer of another user (SO_PEERCRED) and connect refuses a
+ * listener of another user (a name squatter), so that a local address is
+ * this user's only, file or not.  Elsewhere "@name" is MP_ENOTSUP.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #  define _GNU_SOURCE
@@ -29,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +49,11 @@
 struct mpi_listener {
   int fd, family;
   int wake_r, wake_w;
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  int abstract;       /* path is "@name", a Linux abstract address */
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
   char dir[PATH_MAX]; /* the directory mpi_listen made, or "" */
   int janitor_w;      /* the janitor's pipe, or -1 */
+  char peer[320];     /* the last accepted peer's address, or "" */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -99,6 +108,61 @@ static int unix_address(const char *path, struct sockaddr_un *sa) {
                      sizeof sa->sun_path - 1);
   memcpy(sa->sun_path, path, strlen(path) + 1);
   return 0;
+}
+
+/* A sockaddr_un for "@name": a NUL, then the name's bytes and no more
+ * (the length says where it ends, as for Python's '\0name' and the
+ * Linux tools' "@name").  0, MP_EINVAL (empty or too long), or
+ * MP_ENOTSUP where there is no abstract namespace. */
+static int abstract_address(const char *address, struct sockaddr_un *sa,
+                            socklen_t *len) {
+#if defined(__linux__)
+  size_t n = strlen(address + 1);
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (n == 0 || n >= sizeof sa->sun_path)
+    return mp__error(MP_EINVAL, "abstract address \"%s\": empty or longer "
+                                "than %zu bytes after the '@'", address,
+                     sizeof sa->sun_path - 1);
+  memcpy(sa->sun_path + 1, address + 1, n);
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+  return 0;
+#else
+  (void)sa;
+  (void)len;
+  return mp__error(MP_ENOTSUP, "local address \"%s\": abstract socket "
+                               "names (\"@name\") exist on Linux only; "
+                               "use a path (\"./@name\" for a file)",
+                   address);
+#endif
+}
+
+/* Is the other end of local socket fd of our own user?  1 or 0. */
+static int peer_is_ours(int fd) {
+#if defined(__linux__)
+  struct ucred cr;
+  socklen_t cl = sizeof cr;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 &&
+         cr.uid == geteuid();
+#else
+  (void)fd;
+  return 0; /* no abstract sockets here to ask about */
+#endif
+}
+
+/* The textual form of a local socket address of `len` bytes: its path,
+ * "@name" for an abstract one (up to a NUL in the name), "" for a socket
+ * without a name. */
+static void format_local(const struct sockaddr_un *sa, socklen_t len,
+                         char *buf, size_t cap) {
+  size_t off = offsetof(struct sockaddr_un, sun_path);
+  size_t n = (size_t)len > off ? (size_t)len - off : 0;
+  if (n > sizeof sa->sun_path)
+    n = sizeof sa->sun_path;
+  if (n > 0 && sa->sun_path[0] == '\0')
+    snprintf(buf, cap, "@%.*s", (int)(n - 1), sa->sun_path + 1);
+  else
+    snprintf(buf, cap, "%.*s", (int)n, sa->sun_path);
 }
 
 /* getaddrinfo for a TCP address; an empty host is the loopback. */
@@ -207,11 +271,27 @@ static void start_janitor(mpi_listener *l) {
 
 /* ---- listening ----------------------------------------------------------- */
 
+/* Bind at the abstract address "@name" (see the top). */
+static int bind_abstract(mpi_listener *l, const char *address) {
+  struct sockaddr_un sa;
+  socklen_t len = 0;
+  int rc = abstract_address(address, &sa, &len);
+  if (rc != 0)
+    return rc;
+  if (bind(l->fd, (struct sockaddr *)&sa, len) != 0)
+    return bind_error(address);
+  mp__strlcpy(l->path, address, sizeof l->path);
+  l->abstract = 1;
+  return 0;
+}
+
 /* Bind a local socket at l->path, owner-only (see the top). */
 static int bind_local(mpi_listener *l, const char *address) {
   struct sockaddr_un sa;
   char tmpdir[PATH_MAX] = "", tmp[PATH_MAX];
   int rc;
+  if (address != NULL && address[0] == '@')
+    return bind_abstract(l, address);
   if (address == NULL || address[0] == '\0') {
     if ((rc = private_dir(NULL, l->dir, sizeof l->dir)) != 0)
       return rc;
@@ -357,10 +437,13 @@ int mpi_accept(mpi_listener *l, double timeout, mpi_fd *out) {
                          timeout);
       continue;
     }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
 #if defined(__linux__)
-    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 #else
-    int fd = accept(l->fd, NULL, NULL);
+    int fd = accept(l->fd, (struct sockaddr *)&ss, &len);
     if (fd >= 0)
       set_cloexec(fd);
 #endif
@@ -370,10 +453,26 @@ int mpi_accept(mpi_listener *l, double timeout, mpi_fd *out) {
         continue; /* it went away again */
       return mpi__errno_error("accept");
     }
+    if (l->abstract && !peer_is_ours(fd)) {
+      close(fd); /* another user's: as if it never came */
+      continue;
+    }
     stream_options(fd, l->family); /* BSDs: accept inherits O_NONBLOCK */
+    if (len > sizeof ss)
+      len = sizeof ss;
+    if (l->family == MPI_AF_LOCAL)
+      format_local((const struct sockaddr_un *)&ss, len, l->peer,
+                   sizeof l->peer);
+    else
+      format_inet((const struct sockaddr *)&ss, l->peer, sizeof l->peer);
     *out = fd;
     return 0;
   }
+}
+
+void mpi_listener_peer(const mpi_listener *l, char *buf, size_t cap) {
+  if (buf != NULL && cap > 0)
+    mp__strlcpy(buf, l != NULL ? l->peer : "", cap);
 }
 
 void mpi_listener_shutdown(mpi_listener *l) {
@@ -389,7 +488,7 @@ void mpi_listener_close(mpi_listener *l) {
     return;
   if (l->fd >= 0) {
     close(l->fd);
-    if (l->family == MPI_AF_LOCAL && l->path[0] != '\0')
+    if (l->family == MPI_AF_LOCAL && l->path[0] != '\0' && !l->abstract)
       unlink(l->path);
   }
   if (l->dir[0] != '\0')
@@ -449,11 +548,13 @@ int mpi_connect(int family, const char *address, double timeout,
   const struct sockaddr *sa;
   socklen_t salen;
   int domain;
+  int abstract = family == MPI_AF_LOCAL && address[0] == '@';
   if (family == MPI_AF_LOCAL) {
-    if ((rc = unix_address(address, &sun)) != 0)
+    salen = sizeof sun;
+    if ((rc = abstract ? abstract_address(address, &sun, &salen)
+                       : unix_address(address, &sun)) != 0)
       return rc;
     sa = (const struct sockaddr *)&sun;
-    salen = sizeof sun;
     domain = AF_UNIX;
   } else {
     if ((rc = resolve(family, address, 0, &ai)) != 0)
@@ -503,6 +604,10 @@ int mpi_connect(int family, const char *address, double timeout,
   }
   if (ai != NULL)
     freeaddrinfo(ai);
+  if (rc == 0 && abstract && !peer_is_ours(fd)) {
+    close(fd);
+    rc = mp__error(MP_EPERM, "\"%s\" is another user's listener", address);
+  }
   if (rc != 0)
     return rc;
   *out = fd;

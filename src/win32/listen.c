@@ -59,6 +59,7 @@ struct mpi_listener {
   /* MPI_AF_INET, MPI_AF_INET6 */
   SOCKET sock;
   HANDLE ready; /* FD_ACCEPT, through WSAEventSelect */
+  char peer[INET6_ADDRSTRLEN + 32]; /* the last accepted client, or "" */
 };
 
 /* ---- 1. Winsock ------------------------------------------------------- */
@@ -206,31 +207,35 @@ int mpi__zero_recv_start(HANDLE h, OVERLAPPED *ov, HANDLE event) {
 /* ---- 2. Addresses ----------------------------------------------------- */
 
 /* Check a pipe name ("\\.\pipe\<name>": no more backslashes, at most
- * 256 characters) and convert it: malloc'd, or NULL with MP_EINVAL. */
-static wchar_t *pipe_name(const char *address) {
-  if (address == NULL || _strnicmp(address, PIPE_PREFIX, PIPE_PREFIX_LEN)) {
-    mp__error(MP_EINVAL, "local address \"%s\": a pipe name starts with "
-                         "\\\\.\\pipe\\", address ? address : "(null)");
-    return NULL;
-  }
+ * 256 characters) and convert it into *out (malloc'd).  0, MP_EINVAL, or
+ * MP_ENOTSUP for a Linux abstract socket name ("@name"), which must not
+ * quietly become something else here. */
+static int pipe_name(const char *address, wchar_t **out) {
+  *out = NULL;
+  if (address != NULL && address[0] == '@')
+    return mp__error(MP_ENOTSUP, "local address \"%s\": abstract socket "
+                                 "names (\"@name\") exist on Linux only; "
+                                 "Windows uses pipe names, "
+                                 "\\\\.\\pipe\\name", address);
+  if (address == NULL || _strnicmp(address, PIPE_PREFIX, PIPE_PREFIX_LEN))
+    return mp__error(MP_EINVAL, "local address \"%s\": a pipe name starts "
+                                "with \\\\.\\pipe\\",
+                     address ? address : "(null)");
   const char *rest = address + PIPE_PREFIX_LEN;
-  if (rest[0] == '\0' || strchr(rest, '\\') != NULL) {
-    mp__error(MP_EINVAL, "local address \"%s\": expected \\\\.\\pipe\\ and "
-                         "a name without backslashes", address);
-    return NULL;
-  }
+  if (rest[0] == '\0' || strchr(rest, '\\') != NULL)
+    return mp__error(MP_EINVAL, "local address \"%s\": expected "
+                                "\\\\.\\pipe\\ and a name without "
+                                "backslashes", address);
   wchar_t *w = mpi__to_wide(address);
-  if (w == NULL) {
-    mp__error(MP_EINVAL, "local address: not valid UTF-8");
-    return NULL;
-  }
+  if (w == NULL)
+    return mp__error(MP_EINVAL, "local address: not valid UTF-8");
   if (wcslen(w) > PIPE_NAME_MAX) {
     free(w);
-    mp__error(MP_EINVAL, "local address \"%s\": longer than %d characters",
-              address, PIPE_NAME_MAX);
-    return NULL;
+    return mp__error(MP_EINVAL, "local address \"%s\": longer than %d "
+                                "characters", address, PIPE_NAME_MAX);
   }
-  return w;
+  *out = w;
+  return 0;
 }
 
 /* "\\.\pipe\mproc-<32 random hex digits>". */
@@ -434,21 +439,21 @@ static void pipe_instance_close(mpi_listener *l) {
 static int pipe_listen(mpi_listener *l, const char *address, char *bound,
                        size_t cap) {
   char fresh[64];
+  int rc;
   if (address == NULL || address[0] == '\0') {
-    int rc = fresh_pipe_name(fresh, sizeof fresh);
-    if (rc != 0)
+    if ((rc = fresh_pipe_name(fresh, sizeof fresh)) != 0)
       return rc;
     address = fresh;
   }
-  l->name = pipe_name(address);
-  if (l->name == NULL)
-    return MP_EINVAL;
+  rc = pipe_name(address, &l->name);
+  if (rc != 0)
+    return rc;
   if (bound != NULL && strlen(address) >= cap)
     return mp__error(MP_EINVAL, "listen: the address buffer is too small");
   l->done = CreateEventW(NULL, TRUE, FALSE, NULL);
   if (l->done == NULL)
     return mpi__win_error("listen: CreateEventW");
-  int rc = mpi__user_only_sd(&l->sd, &l->sd_mem);
+  rc = mpi__user_only_sd(&l->sd, &l->sd_mem);
   if (rc == 0)
     rc = pipe_instance(l, 1);
   if (rc == 0 && bound != NULL)
@@ -510,6 +515,7 @@ static int pipe_accept(mpi_listener *l, double timeout, mpi_fd *out) {
     return rc;
   *out = (mpi_fd)l->pipe;
   l->pipe = INVALID_HANDLE_VALUE;
+  l->peer[0] = '\0'; /* a pipe client has no address */
   /* The next client's instance; if that fails, the next accept retries
    * (clients meanwhile find the name busy or gone). */
   pipe_instance(l, 0);
@@ -568,9 +574,14 @@ static int tcp_accept(mpi_listener *l, double timeout, mpi_fd *out) {
   for (;;) {
     if (WaitForSingleObject(l->stop, 0) == WAIT_OBJECT_0)
       return mp__error(MP_ECLOSED, "accept: the listener was shut down");
-    SOCKET s = accept(l->sock, NULL, NULL);
-    if (s != INVALID_SOCKET)
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    SOCKET s = accept(l->sock, (struct sockaddr *)&ss, &len);
+    if (s != INVALID_SOCKET) {
+      if (format_address((struct sockaddr *)&ss, l->peer, sizeof l->peer))
+        l->peer[0] = '\0';
       return stream_socket(s, out);
+    }
     int err = WSAGetLastError();
     if (err == WSAECONNRESET) /* the client left before we took it */
       continue;
@@ -636,6 +647,11 @@ int mpi_accept(mpi_listener *l, double timeout, mpi_fd *out) {
                                    : tcp_accept(l, timeout, out);
 }
 
+void mpi_listener_peer(const mpi_listener *l, char *buf, size_t cap) {
+  if (buf != NULL && cap > 0)
+    mp__strlcpy(buf, l != NULL ? l->peer : "", cap);
+}
+
 void mpi_listener_shutdown(mpi_listener *l) {
   if (l != NULL)
     SetEvent(l->stop);
@@ -661,11 +677,11 @@ void mpi_listener_close(mpi_listener *l) {
 /* ---- 6. Connecting ---------------------------------------------------- */
 
 static int pipe_connect(const char *address, double timeout, mpi_fd *out) {
-  wchar_t *name = pipe_name(address);
-  if (name == NULL)
-    return MP_EINVAL;
+  wchar_t *name;
+  int rc = pipe_name(address, &name);
+  if (rc != 0)
+    return rc;
   double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
-  int rc = 0;
   for (;;) {
     /* SECURITY_IDENTIFICATION: the server may learn who we are but not
      * act as us. */
