@@ -1358,8 +1358,8 @@ MP_API int mp_manager_register(const mp_manager_type *type);
 /* Make an object of any type, built-in or registered, by typeid ("dict",
  * "list", "Namespace", "Queue", "JoinableQueue", "Lock", "RLock",
  * "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
- * "Value", "Array", or yours) with constructor arguments; MP_ENOENT for
- * an unknown typeid. */
+ * "Value", "Array", "Pool", or yours) with constructor arguments;
+ * MP_ENOENT for an unknown typeid. */
 MP_API int mp_manager_create(mp_manager *m, const char *type_id,
                              const mp_args *args, mp_proxy **out);
 
@@ -1409,9 +1409,19 @@ MP_API int mp_manager_value(mp_manager *m, char typecode, mp_proxy **out,
                             const char *fmt, ...);
 MP_API int mp_manager_array(mp_manager *m, char typecode, size_t length,
                             mp_proxy **out);
+/* Pool(workers) in the server (0: the server's CPUs; at most 1024):
+ * see mp_proxy_pool_map below. */
+MP_API int mp_manager_pool(mp_manager *m, int workers, mp_proxy **out);
 
 /* dict.  Missing key: MP_ENOENT (Python's KeyError).  keys / values /
- * items come in insertion order; items as k0, v0, k1, v1, ... */
+ * items come in insertion order; items as k0, v0, k1, v1, ...
+ * Iterating (Python's `for k in d`, d.keys(), d.items()): keys, values
+ * and items are each a snapshot of the whole dict taken in one round
+ * trip, under the server's lock, so no other process's change lands
+ * in the middle of it and none made after it shows; iterate over the
+ * tuple.  (Python's keys() and items() copy too, while `for k in d`
+ * walks the live dict in the server and fails when another process
+ * changes its size.) */
 MP_API int mp_dict_set(mp_proxy *d, const char *fmt, ...); /* key, value */
 MP_API int mp_dict_get(mp_proxy *d, mp_args **value, const char *fmt, ...);
 MP_API int mp_dict_delete(mp_proxy *d, const char *fmt, ...);
@@ -1447,6 +1457,12 @@ MP_API int mp_list_remove(mp_proxy *l, const char *fmt, ...);
 MP_API int64_t mp_list_len(mp_proxy *l);
 MP_API int mp_list_slice(mp_proxy *l, int64_t start, int64_t stop,
                          mp_args **items);
+/* Iterating, Python's `for x in l`, l[:] or list(l): every item, as a
+ * snapshot taken in one round trip (l[0:len]) like mp_dict_items: a
+ * change another process makes is wholly in it or wholly not.  Python's
+ * list proxy iterates by index, a round trip per item, so items another
+ * process inserts or removes meanwhile are skipped or seen twice. */
+MP_API int mp_list_copy(mp_proxy *l, mp_args **items);
 /* l.index(x) (MP_EVALUE when absent; "index" through mp_proxy_callf
  * takes start and stop too), l.count(x), x in l (1/0).  Equal means the
  * same type and content, as for keys. */
@@ -1467,6 +1483,13 @@ MP_API int mp_namespace_set(mp_proxy *ns, const char *name,
                             const char *fmt, ...);
 MP_API int mp_namespace_get(mp_proxy *ns, const char *name, mp_args **value);
 MP_API int mp_namespace_delete(mp_proxy *ns, const char *name);
+/* The attributes, as Python's repr(ns) lists them: the names that do
+ * not start with '_', sorted (by code point), as a snapshot (names:
+ * strings; items: name0, value0, name1, value1, ...).  Unlike Python,
+ * where ns._x = 1 stays on the proxy, a hidden name set here is shared
+ * (mp_namespace_get reads it); only these listings leave it out. */
+MP_API int mp_namespace_names(mp_proxy *ns, mp_args **names);
+MP_API int mp_namespace_items(mp_proxy *ns, mp_args **items);
 
 /* Queue / JoinableQueue of values: MP_EFULL / MP_EEMPTY after timeout
  * seconds (0: do not wait), as mp_queue_put / mp_queue_get. */
@@ -1522,6 +1545,41 @@ MP_API int mp_proxy_array_set(mp_proxy *a, size_t index, const char *fmt,
                               ...);
 MP_API int64_t mp_proxy_array_len(mp_proxy *a);
 MP_API int mp_proxy_array_tolist(mp_proxy *a, mp_args **items);
+
+/* Pool (Python's Manager().Pool()): an mp_pool of worker processes in
+ * the server, shared by every client; apply, map and starmap wait and
+ * give what mp_pool_apply / _map / _starmap give, with the same codes:
+ * MP_ETASK with the task's message, MP_EWORKERDIED (the worker is
+ * replaced), MP_ESTATE once closed, MP_ECLOSED when terminated or the
+ * server is gone.  The workers start by the server's default start
+ * method; they die with the server.  Not served: the _async forms and
+ * imap (call these from a thread of your own: each call has its own
+ * connection), initializer and maxtasksperchild.
+ *
+ * The task function travels as mp_pool's does, as (module, offset), and
+ * the server looks it up as a pool worker does: a module it cannot load
+ * or an offset outside its module is MP_ENOENT for that call, and the
+ * server goes on.  So a remote client (another program, over TCP) must
+ * be the same program, same build, as the server (Python likewise needs
+ * the same module to unpickle a function by name); the server cannot
+ * tell a function of another build whose offset falls inside its own
+ * program: a worker runs whatever is there, and if it crashes the call
+ * gives MP_EWORKERDIED.  Tasks run only in the workers, never in the
+ * server itself.  Whoever holds the authkey may have the workers run
+ * any function of the server's program (or load a library by path), as
+ * in Python, where the key guards unpickling: keep a TCP manager's key
+ * secret. */
+MP_API int mp_proxy_pool_apply(mp_proxy *p, mp_task_fn fn,
+                               const mp_args *args, mp_args **result);
+MP_API int mp_proxy_pool_map(mp_proxy *p, mp_task_fn fn, const mp_args *items,
+                             size_t chunksize, mp_args **results);
+MP_API int mp_proxy_pool_starmap(mp_proxy *p, mp_task_fn fn,
+                                 const mp_args *items, size_t chunksize,
+                                 mp_args **results);
+/* As mp_pool_close / _terminate / _join (join: 0 or MP_ETIMEDOUT). */
+MP_API int mp_proxy_pool_close(mp_proxy *p);
+MP_API int mp_proxy_pool_terminate(mp_proxy *p);
+MP_API int mp_proxy_pool_join(mp_proxy *p, double timeout);
 
 /* ------------------------------------------------------------------ */
 /* 14. Logging                                                         */

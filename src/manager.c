@@ -324,7 +324,11 @@ static int request(mp_manager *m, int op, int64_t id, const char *name,
     return rc;
   }
   int64_t status = mp__get_i64(c->buf);
+  int broken = 0;
   if (status != 0) {
+    /* (a well-formed reply, whatever its status: the connection is
+     * sound, and dropping the session's last one would drop its
+     * references) */
     if (status > 0 || status < MP__ERR_MIN)
       status = MP_EPROTO;
     rc = mp__error((int)status, "%.*s", (int)(n - 8 > 4096 ? 4096 : n - 8),
@@ -332,8 +336,9 @@ static int request(mp_manager *m, int op, int64_t id, const char *name,
   } else if (results != NULL || n != 16) {
     /* (an empty result, the common case, needs no decoding) */
     rc = open_results(m, c->buf + 8, n - 8, results);
+    broken = rc == MP_EPROTO;
   }
-  put_conn(m, c, rc != MP_EPROTO);
+  put_conn(m, c, !broken);
   return rc;
 }
 
@@ -802,6 +807,11 @@ int mp_manager_condition(mp_manager *m, mp_proxy *lock, mp_proxy **out) {
   return lock ? createf(m, "Condition", out, "P", lock)
               : mp_manager_create(m, "Condition", NULL, out);
 }
+int mp_manager_pool(mp_manager *m, int workers, mp_proxy **out) {
+  if (workers < 0)
+    return mp__error(MP_EINVAL, "mp_manager_pool: workers must be >= 0");
+  return createf(m, "Pool", out, "i", workers);
+}
 int mp_manager_event(mp_manager *m, mp_proxy **out) {
   return mp_manager_create(m, "Event", NULL, out);
 }
@@ -1011,6 +1021,9 @@ int mp_list_clear(mp_proxy *l) { return mp_proxy_call(l, "clear", NULL, NULL); }
 int mp_list_slice(mp_proxy *l, int64_t start, int64_t stop, mp_args **items) {
   return mp_proxy_callf(l, "slice", items, "II", start, stop);
 }
+int mp_list_copy(mp_proxy *l, mp_args **items) {
+  return mp_list_slice(l, 0, INT64_MAX, items);
+}
 
 /* Namespace */
 int mp_namespace_set(mp_proxy *ns, const char *name, const char *fmt, ...) {
@@ -1027,6 +1040,13 @@ int mp_namespace_delete(mp_proxy *ns, const char *name) {
   if (name == NULL)
     return mp__error(MP_EINVAL, "mp_namespace_delete: NULL name");
   return mp_proxy_callf(ns, "delattr", NULL, "s", name);
+}
+
+int mp_namespace_names(mp_proxy *ns, mp_args **names) {
+  return mp_proxy_callf(ns, "vars", names, "i", 0);
+}
+int mp_namespace_items(mp_proxy *ns, mp_args **items) {
+  return mp_proxy_callf(ns, "vars", items, "i", 1);
 }
 
 /* A timeout as sent: checked; MP_FOREVER is -1. */
@@ -1162,4 +1182,58 @@ int mp_proxy_array_set(mp_proxy *a, size_t index, const char *fmt, ...) {
 int64_t mp_proxy_array_len(mp_proxy *a) { return call_int(a, "len", NULL); }
 int mp_proxy_array_tolist(mp_proxy *a, mp_args **items) {
   return mp_proxy_call(a, "tolist", NULL, items);
+}
+
+/* Pool: the function goes as (module, offset), then its arguments. */
+static int pool_call(mp_proxy *p, const char *method, mp_task_fn fn,
+                     const mp_args *in, int64_t chunksize, mp_args **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (p == NULL || fn == NULL)
+    return mp__error(MP_EINVAL, "mp_proxy_pool_%s: NULL argument", method);
+  char module[1024];
+  uint64_t offset = 0;
+  int rc = mpi_fn_encode((void (*)(void))fn, module, sizeof module, &offset);
+  mp_args *a = NULL, *empty = NULL;
+  if (rc == 0 && in == NULL) rc = mp_args_new(&empty);
+  if (rc == 0) rc = mp_args_pack(&a, "sI", module, (int64_t)offset);
+  if (rc == 0) rc = mp_args_add_tuple(a, in ? in : empty);
+  if (rc == 0 && chunksize >= 0) rc = mp_args_add_int(a, chunksize);
+  if (rc == 0) rc = mp_proxy_call(p, method, a, out);
+  mp_args_free(a);
+  mp_args_free(empty);
+  return rc;
+}
+
+int mp_proxy_pool_apply(mp_proxy *p, mp_task_fn fn, const mp_args *args,
+                        mp_args **result) {
+  return pool_call(p, "apply", fn, args, -1, result);
+}
+static int pool_map_call(mp_proxy *p, const char *method, mp_task_fn fn,
+                         const mp_args *items, size_t chunksize,
+                         mp_args **results) {
+  if (results != NULL)
+    *results = NULL;
+  if (items == NULL || (uint64_t)chunksize > (uint64_t)INT64_MAX)
+    return mp__error(MP_EINVAL, "mp_proxy_pool_%s: NULL items or a "
+                     "chunksize too large", method);
+  return pool_call(p, method, fn, items, (int64_t)chunksize, results);
+}
+int mp_proxy_pool_map(mp_proxy *p, mp_task_fn fn, const mp_args *items,
+                      size_t chunksize, mp_args **results) {
+  return pool_map_call(p, "map", fn, items, chunksize, results);
+}
+int mp_proxy_pool_starmap(mp_proxy *p, mp_task_fn fn, const mp_args *items,
+                          size_t chunksize, mp_args **results) {
+  return pool_map_call(p, "starmap", fn, items, chunksize, results);
+}
+int mp_proxy_pool_close(mp_proxy *p) {
+  return mp_proxy_call(p, "close", NULL, NULL);
+}
+int mp_proxy_pool_terminate(mp_proxy *p) {
+  return mp_proxy_call(p, "terminate", NULL, NULL);
+}
+int mp_proxy_pool_join(mp_proxy *p, double timeout) {
+  int rc = timeout_arg(timeout);
+  return rc ? rc : mp_proxy_callf(p, "join", NULL, "d", timeout);
 }

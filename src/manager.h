@@ -92,8 +92,10 @@ struct mgr_obj {
   void *data;
 };
 
-/* The built-in types (mgr_types.c), NULL-terminated. */
+/* The built-in types (mgr_types.c), NULL-terminated; the Pool
+ * (mgr_pool.c) is one of them. */
 extern const mgr_type *const mp__mgr_builtin_types[];
+extern const mgr_type mp__mgr_pool_type;
 
 /* Server services for the types (the server's lock is held in every
  * create/method/destroy call). */
@@ -101,6 +103,14 @@ extern const mgr_type *const mp__mgr_builtin_types[];
  * negative: none): 0 to re-check, MP_ETIMEDOUT, or MP_ECLOSED when the
  * caller went away or the server is stopping. */
 int mp__mgr_wait(mgr_call *call, double deadline);
+/* 0, or MP_ECLOSED when the caller went away or the server is stopping
+ * (the lock need not be held). */
+int mp__mgr_check(mgr_call *call);
+/* Release and take again the server's lock around a long step of a
+ * method (a managed Pool's map): pin the object first (obj->refs++, and
+ * mp__mgr_unref once relocked), since others may drop theirs meanwhile. */
+void mp__mgr_unlock(mgr_call *call);
+void mp__mgr_relock(mgr_call *call);
 /* Wake every waiter (state changed). */
 void mp__mgr_notify(mgr_server *srv);
 /* Values that may hold proxies: check and hold (store) / drop (remove).

@@ -453,13 +453,23 @@ void mp__mgr_notify(mgr_server *srv) { mpi_cond_broadcast(srv->cond); }
 
 #define WAIT_SLICE 0.1
 
-int mp__mgr_wait(mgr_call *call, double deadline) {
+int mp__mgr_check(mgr_call *call) {
   if (mp__load32(&call->srv->stopping))
     return mp__error(MP_ECLOSED, "the manager is shutting down");
   /* The client waits for this reply: anything readable means it went
    * away (or broke the protocol). */
   if (call->conn != NULL && mp_conn_poll(call->conn, 0) != 0)
     return mp__error(MP_ECLOSED, "the client went away");
+  return 0;
+}
+
+void mp__mgr_unlock(mgr_call *call) { mpi_mutex_unlock(call->srv->mu); }
+void mp__mgr_relock(mgr_call *call) { mpi_mutex_lock(call->srv->mu); }
+
+int mp__mgr_wait(mgr_call *call, double deadline) {
+  int rc = mp__mgr_check(call);
+  if (rc != 0)
+    return rc;
   if (call->conn == NULL) /* fuzzing: never block */
     return mp__error(MP_ETIMEDOUT, "would block");
   double slice = WAIT_SLICE;
@@ -1158,6 +1168,10 @@ int mp__mgr_server_main(const mp_args *a) {
   i++;
   if (rc == 0)
     rc = registry_decode(a, &i);
+  /* Started daemonic (it dies with its owner), yet it may start the
+   * workers of a managed Pool, which die with it in turn (as a pool
+   * worker may have children). */
+  mp_current_process()->daemon = 0;
   mp_manager_server *s = NULL;
   if (rc == 0)
     rc = mp_manager_server_new(&s, &opt);

@@ -515,9 +515,48 @@ static int ns_del(mgr_call *c, mgr_obj *o) {
   return 0;
 }
 
+/* A public attribute: its name (a string item) does not start with '_'. */
+static int ns_public(const item *key) {
+  const unsigned char *p = key->p;
+  return !(key->n > 5 && p[0] == MP_ARG_STR && p[5] == '_');
+}
+
+static int ns_order(const void *a, const void *b) {
+  const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
+  int ord = 0;
+  mp__args_item_order(x->key.p, y->key.p, &ord); /* strings: never fails */
+  return ord;
+}
+
+/* vars([with_values]): the public attributes' names sorted (as Python's
+ * Namespace repr lists them), each followed by its value when asked. */
+static int ns_vars(mgr_call *c, mgr_obj *o) {
+  size_t n = mp_args_count(c->args);
+  if (n > 1 || (n == 1 && mp_args_type(c->args, 0) != MP_ARG_INT))
+    return mp__error(MP_EPROTO, "Namespace.vars takes one integer at most");
+  int values = n == 1 && mp_args_int(c->args, 0) != 0;
+  table *t = o->data;
+  const entry **v = malloc((t->live ? t->live : 1) * sizeof *v);
+  if (v == NULL)
+    return mp__error(MP_ENOMEM, "manager: out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->e[i].live && ns_public(&t->e[i].key))
+      v[k++] = &t->e[i];
+  qsort(v, k, sizeof *v, ns_order);
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < k; i++) {
+    rc = mp__args_add_raw(c->result, v[i]->key.p, v[i]->key.n);
+    if (rc == 0 && values)
+      rc = result_value(c, &v[i]->val);
+  }
+  free(v);
+  return rc;
+}
+
 static const mgr_method ns_methods[] = {
     {"setattr", ns_set}, {"getattr", ns_get}, {"delattr", ns_del},
-    {"items", dict_items}};
+    {"items", dict_items}, {"vars", ns_vars}};
 
 static const mgr_type ns_type = {
     "Namespace", ns_create, dict_destroy, ns_methods,
@@ -1632,4 +1671,5 @@ static const mgr_type array_type = {
 const mgr_type *const mp__mgr_builtin_types[] = {
     &dict_type,  &list_type,  &ns_type,    &queue_type,   &jqueue_type,
     &lock_type,  &rlock_type, &sem_type,   &bsem_type,    &cond_type,
-    &event_type, &barrier_type, &value_type, &array_type, NULL};
+    &event_type, &barrier_type, &value_type, &array_type,
+    &mp__mgr_pool_type, NULL};

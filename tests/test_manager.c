@@ -1981,6 +1981,457 @@ Test(manager, proxy_of_another_manager, .timeout = TS_TIMEOUT) {
   mp_manager_free(m1);
 }
 
+/* ---- snapshots: iterating a list or dict, a Namespace's attributes ----- */
+
+Test(manager, list_copy_is_every_item, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  mp_proxy *l = new_list(m), *d = new_dict(m);
+  mp_args *items = NULL;
+  ASSERT_RC(mp_list_copy(l, &items), 0);
+  cr_expect_eq(mp_args_count(items), 0, "an empty list");
+  mp_args_free(items);
+  ASSERT_RC(mp_list_append(l, "i", 5), 0);
+  ASSERT_RC(mp_list_append(l, "s", "two"), 0);
+  ASSERT_RC(mp_list_append(l, "P", d), 0);
+  ASSERT_RC(mp_list_append(l, "d", 0.5), 0);
+  ASSERT_RC(mp_list_copy(l, &items), 0);
+  cr_assert_eq(mp_args_count(items), 4);
+  cr_expect_eq(mp_args_int(items, 0), 5);
+  cr_expect_str_eq(mp_args_str(items, 1), "two");
+  mp_proxy *p = mp_args_proxy(items, 2);
+  cr_assert_not_null(p, "the stored dict comes back as a proxy");
+  EXPECT_RC(mp_dict_set(p, "si", "through the copy", 1), 0);
+  cr_expect_eq(mp_args_double(items, 3), 0.5);
+  mp_args_free(items);
+  cr_expect_eq(dict_int(d, "through the copy"), 1);
+  /* A snapshot: later changes are not in it. */
+  ASSERT_RC(mp_list_copy(l, &items), 0);
+  ASSERT_RC(mp_list_clear(l), 0);
+  cr_expect_eq(mp_args_count(items), 4);
+  mp_args_free(items);
+  items = (mp_args *)1;
+  EXPECT_RC(mp_list_copy(NULL, &items), MP_EINVAL);
+  cr_expect_null(items);
+  mp_proxy_free(d);
+  mp_proxy_free(l);
+  mp_manager_free(m);
+}
+
+#define SNAP_ROUNDS 300
+
+/* Child: extends the list by pairs (2i, 2i + 1) and updates the dict
+ * with two keys at a time, each in one call. */
+static int snapshot_writer(const mp_args *a) {
+  mp_proxy *l = mp_args_proxy(a, 0), *d = mp_args_proxy(a, 1);
+  if (l == NULL || d == NULL)
+    return ts_report("no proxies: %s", mp_last_error_message());
+  for (int64_t i = 0; i < SNAP_ROUNDS; i++) {
+    mp_args *pair, *kv;
+    CHILD_CHECK(mp_args_pack(&pair, "II", 2 * i, 2 * i + 1), "pack");
+    int rc = mp_list_extend(l, pair);
+    mp_args_free(pair);
+    CHILD_CHECK(rc, "extend");
+    CHILD_CHECK(mp_args_pack(&kv, "IIII", 2 * i, i, 2 * i + 1, i), "pack");
+    rc = mp_dict_update(d, kv);
+    mp_args_free(kv);
+    CHILD_CHECK(rc, "update");
+  }
+  return 0;
+}
+
+/* Every snapshot taken while another process changes the list and the
+ * dict shows whole changes only, in order. */
+static void check_snapshots_while_another_writes(const char *method) {
+  mp_manager *m = start_local();
+  mp_proxy *l = new_list(m), *d = new_dict(m);
+  mp_args *a;
+  ASSERT_RC(mp_args_new(&a), 0);
+  ASSERT_RC(mp_args_add_proxy(a, l), 0);
+  ASSERT_RC(mp_args_add_proxy(a, d), 0);
+  mp_process *p = ts_start(method, snapshot_writer, a);
+  mp_args_free(a);
+  int done = 0, bad = 0;
+  for (int round = 0; !done && !bad; round++) {
+    done = mp_process_is_alive(p) == 0;
+    mp_args *items = NULL, *kv = NULL;
+    ASSERT_RC(mp_list_copy(l, &items), 0);
+    size_t n = mp_args_count(items);
+    bad |= n % 2 != 0;
+    for (size_t i = 0; i < n; i++)
+      bad |= mp_args_int(items, i) != (int64_t)i;
+    cr_expect_eq(bad, 0, "list snapshot %d: %zu items, out of order or "
+                 "half a change", round, n);
+    mp_args_free(items);
+    ASSERT_RC(mp_dict_items(d, &kv), 0);
+    n = mp_args_count(kv);
+    bad |= n % 4 != 0;
+    for (size_t i = 0; i < n; i += 2)
+      bad |= mp_args_int(kv, i) != (int64_t)(i / 2) ||
+             mp_args_int(kv, i + 1) != (int64_t)(i / 4);
+    cr_expect_eq(bad, 0, "dict snapshot %d: %zu items, wrong or half a "
+                 "change", round, n);
+    mp_args_free(kv);
+  }
+  cr_expect_eq(ts_join(p), 0, "writer: %s", perr(p));
+  cr_expect_eq(mp_list_len(l), 2 * SNAP_ROUNDS);
+  cr_expect_eq(mp_dict_len(d), 2 * SNAP_ROUNDS);
+  mp_process_free(p);
+  mp_proxy_free(d);
+  mp_proxy_free(l);
+  mp_manager_free(m);
+}
+FOR_EACH_METHOD(check_snapshots_while_another_writes)
+
+Test(manager, namespace_names_and_items, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  mp_proxy *ns = NULL;
+  mp_args *r = NULL;
+  ASSERT_RC(mp_manager_namespace(m, &ns), 0);
+  ASSERT_RC(mp_namespace_names(ns, &r), 0);
+  cr_expect_eq(mp_args_count(r), 0, "no attributes yet");
+  mp_args_free(r);
+  ASSERT_RC(mp_namespace_set(ns, "b", "i", 2), 0);
+  ASSERT_RC(mp_namespace_set(ns, "a", "s", "one"), 0);
+  ASSERT_RC(mp_namespace_set(ns, "_hidden", "i", 3), 0);
+  ASSERT_RC(mp_namespace_set(ns, "Zed", "n"), 0);
+  ASSERT_RC(mp_namespace_set(ns, "a_b", "d", 1.5), 0);
+  /* Sorted by code point ("Z" < "_" < "a"), hidden names left out. */
+  ASSERT_RC(mp_namespace_names(ns, &r), 0);
+  cr_assert_eq(mp_args_count(r), 4, "%zu names", mp_args_count(r));
+  static const char *const want[] = {"Zed", "a", "a_b", "b"};
+  for (size_t i = 0; i < 4; i++)
+    cr_expect_str_eq(mp_args_str(r, i), want[i], "name %zu", i);
+  mp_args_free(r);
+  ASSERT_RC(mp_namespace_items(ns, &r), 0);
+  cr_assert_eq(mp_args_count(r), 8);
+  cr_expect_str_eq(mp_args_str(r, 0), "Zed");
+  cr_expect_eq(mp_args_type(r, 1), MP_ARG_NONE);
+  cr_expect_str_eq(mp_args_str(r, 3), "one");
+  cr_expect_eq(mp_args_double(r, 5), 1.5);
+  cr_expect_str_eq(mp_args_str(r, 6), "b");
+  cr_expect_eq(mp_args_int(r, 7), 2);
+  mp_args_free(r);
+  ASSERT_RC_MSG(mp_namespace_get(ns, "_hidden", &r), 0, "still shared");
+  cr_expect_eq(take_int(r, "_hidden"), 3);
+  ASSERT_RC(mp_namespace_delete(ns, "a"), 0);
+  ASSERT_RC(mp_namespace_names(ns, &r), 0);
+  cr_expect_eq(mp_args_count(r), 3, "a deleted name is gone");
+  mp_args_free(r);
+  /* Malformed requests: MP_EPROTO, and the namespace still serves. */
+  EXPECT_RC(mp_proxy_callf(ns, "vars", &r, "s", "x"), MP_EPROTO);
+  EXPECT_RC(mp_proxy_callf(ns, "vars", &r, "ii", 1, 1), MP_EPROTO);
+  EXPECT_RC(mp_namespace_names(NULL, &r), MP_EINVAL);
+  ASSERT_RC(mp_namespace_names(ns, &r), 0);
+  cr_expect_eq(mp_args_count(r), 3);
+  mp_args_free(r);
+  mp_proxy_free(ns);
+  mp_manager_free(m);
+}
+
+/* ---- Manager().Pool() --------------------------------------------------- */
+
+static int mp_square(const mp_args *a, mp_args *result) {
+  int64_t x = mp_args_int(a, 0);
+  return mp_args_add_int(result, x * x);
+}
+
+static int mp_add(const mp_args *a, mp_args *result) {
+  return mp_args_add_int(result, mp_args_int(a, 0) + mp_args_int(a, 1));
+}
+
+static int mp_my_pid(const mp_args *a, mp_args *result) {
+  (void)a;
+  return mp_args_add_int(result, mp_getpid());
+}
+
+static int mp_fail_on_3(const mp_args *a, mp_args *result) {
+  int64_t x = mp_args_int(a, 0);
+  if (x == 3)
+    return mp_set_error(7, "three is bad");
+  return mp_args_add_int(result, x);
+}
+
+/* A worker dying mid-task (_Exit: a worker forked from a thread of the
+ * server keeps heap only that thread pointed to, which LeakSanitizer's
+ * exit check would report). */
+static int mp_die(const mp_args *a, mp_args *result) {
+  (void)a;
+  (void)result;
+  _Exit(3);
+}
+
+/* A task that takes `secs` seconds (a wait on a pipe nobody writes). */
+static int mp_slow(const mp_args *a, mp_args *result) {
+  mp_conn *r, *w;
+  int rc = mp_pipe(0, &r, &w);
+  if (rc == 0) {
+    mp_conn_poll(r, mp_args_double(a, 0));
+    mp_conn_free(r);
+    mp_conn_free(w);
+  }
+  return rc ? rc : mp_args_add_int(result, 1);
+}
+
+static mp_args *int_range(int64_t n) {
+  mp_args *a = NULL;
+  cr_assert_eq(mp_args_new(&a), 0);
+  for (int64_t i = 0; i < n; i++)
+    cr_assert_eq(mp_args_add_int(a, i), 0);
+  return a;
+}
+
+static void expect_squares(mp_args *r, int64_t n, const char *what) {
+  int64_t want[16];
+  cr_assert_leq(n, 16);
+  for (int64_t i = 0; i < n; i++)
+    want[i] = i * i;
+  expect_ints(r, want, (size_t)n, what);
+}
+
+/* Child: maps over the pool it was given; reports the values' sum. */
+static int pool_client(const mp_args *a) {
+  mp_proxy *pool = mp_args_proxy(a, 0), *d = mp_args_proxy(a, 1);
+  if (pool == NULL || d == NULL)
+    return ts_report("no proxies: %s", mp_last_error_message());
+  mp_args *in, *r = NULL;
+  CHILD_CHECK(mp_args_pack(&in, "iii", 1, 2, 3), "pack");
+  int rc = mp_proxy_pool_map(pool, mp_square, in, 1, &r);
+  mp_args_free(in);
+  CHILD_CHECK(rc, "map in a child");
+  int64_t sum = 0;
+  for (size_t i = 0; i < mp_args_count(r); i++)
+    sum += mp_args_int(r, i);
+  mp_args_free(r);
+  return mp_dict_set(d, "sI", "child sum", sum);
+}
+
+/* A managed Pool in a server started by `method`, used from here and
+ * from a child started by `method`. */
+static void check_manager_pool(const char *method) {
+  mp_manager_options opt = MP_MANAGER_OPTIONS_INIT;
+  ASSERT_RC(mp_get_context(method, &opt.context), 0);
+  mp_manager *m = NULL;
+  ASSERT_RC(mp_manager_start(&m, &opt), 0);
+  mp_proxy *pool = NULL, *d = new_dict(m);
+  ASSERT_RC(mp_manager_pool(m, 2, &pool), 0);
+  cr_expect_str_eq(mp_proxy_typeid(pool), "Pool");
+  mp_args *in = int_range(10), *r = NULL;
+  ASSERT_RC(mp_proxy_pool_map(pool, mp_square, in, 0, &r), 0);
+  expect_squares(r, 10, "map");
+  ASSERT_RC(mp_proxy_pool_map(pool, mp_square, in, 3, &r), 0);
+  expect_squares(r, 10, "map, chunks of 3");
+  mp_args_free(in);
+  in = int_range(0);
+  ASSERT_RC(mp_proxy_pool_map(pool, mp_square, in, 0, &r), 0);
+  cr_expect_eq(mp_args_count(r), 0, "a map over nothing");
+  mp_args_free(r);
+  mp_args_free(in);
+  ASSERT_RC(mp_args_pack(&in, "i", 7), 0);
+  ASSERT_RC(mp_proxy_pool_apply(pool, mp_square, in, &r), 0);
+  cr_expect_eq(take_int(r, "apply"), 49);
+  mp_args_free(in);
+  {
+    mp_args *t1, *t2;
+    ASSERT_RC(mp_args_pack(&t1, "ii", 1, 2), 0);
+    ASSERT_RC(mp_args_pack(&t2, "ii", 30, 4), 0);
+    ASSERT_RC(mp_args_new(&in), 0);
+    ASSERT_RC(mp_args_add_tuple(in, t1), 0);
+    ASSERT_RC(mp_args_add_tuple(in, t2), 0);
+    mp_args_free(t1);
+    mp_args_free(t2);
+    ASSERT_RC(mp_proxy_pool_starmap(pool, mp_add, in, 0, &r), 0);
+    int64_t want[] = {3, 34};
+    expect_ints(r, want, 2, "starmap");
+    mp_args_free(in);
+  }
+  /* The tasks run in the server's workers: neither here nor there. */
+  ASSERT_RC(mp_proxy_pool_apply(pool, mp_my_pid, NULL, &r), 0);
+  int64_t pid = take_int(r, "worker pid");
+  cr_expect_neq(pid, mp_getpid());
+  cr_expect_neq(pid, mp_process_pid(server_process()));
+  /* Failures come back as the pool's codes, with their messages. */
+  in = int_range(6);
+  EXPECT_RC(mp_proxy_pool_map(pool, mp_fail_on_3, in, 1, &r), MP_ETASK);
+  cr_expect_null(r);
+  cr_expect(strstr(mp_last_error_message(), "three is bad") != NULL,
+            "message: %s", mp_last_error_message());
+  mp_args_free(in);
+  EXPECT_RC(mp_proxy_pool_apply(pool, mp_die, NULL, &r), MP_EWORKERDIED);
+  /* A child uses the same pool. */
+  mp_args *ca;
+  ASSERT_RC(mp_args_new(&ca), 0);
+  ASSERT_RC(mp_args_add_proxy(ca, pool), 0);
+  ASSERT_RC(mp_args_add_proxy(ca, d), 0);
+  mp_process *p = ts_start(method, pool_client, ca);
+  mp_args_free(ca);
+  cr_expect_eq(ts_join(p), 0, "child: %s", perr(p));
+  mp_process_free(p);
+  cr_expect_eq(dict_int(d, "child sum"), 14);
+  /* The dead worker was replaced. */
+  in = int_range(4);
+  ASSERT_RC_MSG(mp_proxy_pool_map(pool, mp_square, in, 1, &r), 0,
+                "after a worker died");
+  expect_squares(r, 4, "map after a death");
+  /* close: no new work; join waits for the workers. */
+  EXPECT_RC_MSG(mp_proxy_pool_join(pool, 1.0), MP_ESTATE, "join before close");
+  EXPECT_RC(mp_proxy_pool_close(pool), 0);
+  EXPECT_RC(mp_proxy_pool_map(pool, mp_square, in, 1, &r), MP_ESTATE);
+  EXPECT_RC(mp_proxy_pool_join(pool, 30.0), 0);
+  EXPECT_RC(mp_proxy_pool_terminate(pool), 0);
+  mp_args_free(in);
+  mp_proxy_free(pool);
+  mp_proxy_free(d);
+  EXPECT_RC(mp_manager_shutdown(m), 0);
+  mp_manager_free(m);
+}
+FOR_EACH_METHOD(check_manager_pool)
+
+/* Raw requests on a Pool's proxy, as a client of another making (or a
+ * hostile one) might send them. */
+static int pool_raw(mp_proxy *pool, const char *method, const char *module,
+                    int64_t offset, int with_tuple, const char *tail, ...) {
+  mp_args *a = NULL, *t = NULL;
+  cr_assert_eq(mp_args_new(&a), 0);
+  if (module != NULL) {
+    mp_args_add_str(a, module);
+    mp_args_add_int(a, offset);
+  }
+  if (with_tuple) {
+    cr_assert_eq(mp_args_pack(&t, "i", 2), 0);
+    mp_args_add_tuple(a, t);
+    mp_args_free(t);
+  }
+  if (tail != NULL) {
+    if (strcmp(tail, "chunk") == 0)
+      mp_args_add_int(a, 1);
+    else if (strcmp(tail, "negative") == 0)
+      mp_args_add_int(a, -1);
+    else
+      mp_args_add_str(a, tail);
+  }
+  mp_args *r = NULL;
+  int rc = mp_proxy_call(pool, method, a, &r);
+  mp_args_free(a);
+  mp_args_free(r);
+  return rc;
+}
+
+Test(manager, pool_bad_requests, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_tcp();
+  mp_proxy *pool = NULL, *bad = NULL, *d = new_dict(m);
+  ASSERT_RC(mp_manager_pool(m, 1, &pool), 0);
+  /* Constructor arguments. */
+  mp_args *a;
+  ASSERT_RC(mp_args_pack(&a, "s", "two"), 0);
+  EXPECT_RC(mp_manager_create(m, "Pool", a, &bad), MP_EPROTO);
+  mp_args_free(a);
+  ASSERT_RC(mp_args_pack(&a, "ii", 1, 2), 0);
+  EXPECT_RC(mp_manager_create(m, "Pool", a, &bad), MP_EPROTO);
+  mp_args_free(a);
+  ASSERT_RC(mp_args_pack(&a, "i", 100000), 0);
+  EXPECT_RC(mp_manager_create(m, "Pool", a, &bad), MP_EINVAL);
+  mp_args_free(a);
+  EXPECT_RC(mp_manager_pool(m, -1, &bad), MP_EINVAL);
+  EXPECT_RC(mp_manager_pool(NULL, 1, &bad), MP_EINVAL);
+  cr_expect_null(bad);
+  /* Shapes of the calls. */
+  EXPECT_RC(pool_raw(pool, "map", NULL, 0, 0, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "map", "", 0, 0, "chunk"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "map", "", 0, 1, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "map", "", 0, 1, "negative"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "map", "", 0, 1, "text"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "map", "", -5, 1, "chunk"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "apply", "", 0, 1, "chunk"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "apply", NULL, 0, 1, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "starmap", "", 0, 0, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "close", NULL, 0, 0, "x"), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "terminate", NULL, 0, 1, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "join", NULL, 0, 0, NULL), MP_EPROTO);
+  EXPECT_RC(pool_raw(pool, "join", NULL, 0, 0, "soon"), MP_EPROTO);
+  EXPECT_RC(mp_proxy_callf(pool, "join", NULL, "d", NAN), MP_EPROTO);
+  /* Functions the server's program does not have: a module it cannot
+   * load, an offset past the end of its program (a client of another
+   * program), as a remote client might name them. */
+  EXPECT_RC(pool_raw(pool, "map", "/no/such/module.so", 16, 1, "chunk"),
+            MP_ENOENT);
+  EXPECT_RC(pool_raw(pool, "apply", "", INT64_MAX / 2, 1, NULL), MP_ENOENT);
+  cr_expect(strstr(mp_last_error_message(), "no task function") != NULL,
+            "%s", mp_last_error_message());
+  EXPECT_RC(pool_raw(pool, "no_such_method", NULL, 0, 0, NULL), MP_ENOENT);
+  /* Client-side checks. */
+  mp_args *r = NULL;
+  mp_args *in = int_range(3);
+  EXPECT_RC(mp_proxy_pool_map(NULL, mp_square, in, 0, &r), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_map(pool, NULL, in, 0, &r), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_map(pool, mp_square, NULL, 0, &r), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_apply(NULL, mp_square, in, &r), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_join(pool, -2.0), MP_EINVAL);
+  EXPECT_RC_MSG(mp_proxy_pool_map(d, mp_square, in, 0, &r), MP_ENOENT,
+                "a dict has no map");
+  /* Objects cannot be task arguments. */
+  {
+    mp_args *withp;
+    ASSERT_RC(mp_args_pack(&withp, "P", d), 0);
+    cr_expect_neq(mp_proxy_pool_apply(pool, mp_square, withp, &r), 0);
+    mp_args_free(withp);
+  }
+  /* After all that, the pool and the server still serve. */
+  ASSERT_RC(mp_proxy_pool_map(pool, mp_square, in, 0, &r), 0);
+  expect_squares(r, 3, "map after bad requests");
+  EXPECT_RC(mp_dict_set(d, "si", "still", 1), 0);
+  cr_expect_eq(dict_int(d, "still"), 1);
+  mp_args_free(in);
+  mp_proxy_free(pool);
+  mp_proxy_free(d);
+  mp_manager_free(m);
+}
+
+/* Child: says it is about to map, then maps slow tasks (it is killed). */
+static int pool_slow_client(const mp_args *a) {
+  mp_proxy *pool = mp_args_proxy(a, 0), *e = mp_args_proxy(a, 1);
+  if (pool == NULL || e == NULL)
+    return ts_report("no proxies: %s", mp_last_error_message());
+  mp_args *in, *r = NULL;
+  CHILD_CHECK(mp_args_pack(&in, "d", 2.0), "pack");
+  CHILD_CHECK(mp_proxy_event_set(e), "event set");
+  CHILD_CHECK(mp_proxy_pool_map(pool, mp_slow, in, 1, &r), "map");
+  mp_args_free(in);
+  mp_args_free(r);
+  ts_block_forever();
+  return 0;
+}
+
+/* A client killed in the middle of a map: the server and the pool serve
+ * the others; terminate ends the task it left behind. */
+static void check_pool_client_killed(const char *method) {
+  mp_manager *m = start_local();
+  mp_proxy *pool = NULL, *e = NULL;
+  ASSERT_RC(mp_manager_pool(m, 2, &pool), 0);
+  ASSERT_RC(mp_manager_event(m, &e), 0);
+  mp_args *a;
+  ASSERT_RC(mp_args_new(&a), 0);
+  ASSERT_RC(mp_args_add_proxy(a, pool), 0);
+  ASSERT_RC(mp_args_add_proxy(a, e), 0);
+  mp_process *p = ts_start(method, pool_slow_client, a);
+  mp_args_free(a);
+  wait_child_event(e, p, "the child maps");
+  ASSERT_RC(mp_process_kill(p), 0);
+  cr_expect_eq(ts_join(p), -9);
+  mp_process_free(p);
+  mp_args *in = int_range(5), *r = NULL;
+  ASSERT_RC_MSG(mp_proxy_pool_map(pool, mp_square, in, 1, &r), 0,
+                "the pool serves the others");
+  expect_squares(r, 5, "map after a client died");
+  mp_args_free(in);
+  EXPECT_RC(mp_proxy_pool_terminate(pool), 0);
+  EXPECT_RC(mp_proxy_pool_join(pool, 30.0), 0);
+  EXPECT_RC(mp_proxy_event_is_set(e), 1);
+  mp_proxy_free(e);
+  mp_proxy_free(pool);
+  mp_manager_free(m);
+}
+FOR_EACH_METHOD(check_pool_client_killed)
+
 /* ---- custom types ----------------------------------------------------- */
 
 /* A counter living in the server.  Created with (start, path): `path`
