@@ -1375,6 +1375,13 @@ MP_API int mp_proxy_callf(mp_proxy *p, const char *method, mp_args **result,
 MP_API const char *mp_proxy_typeid(const mp_proxy *p);
 MP_API mp_manager *mp_proxy_manager(mp_proxy *p);
 
+/* What Python's print(proxy) shows, fetched in one round trip:
+ * "{'a': 1}" for a dict, "[1, 2]" for a list, "Namespace(x=1, y='a')",
+ * "Value('i', 5)", "array('d', [1.0])"; "<Lock>", "<Queue>" ... for the
+ * other types.  snprintf's contract (the whole length is returned); the
+ * call's error when the manager fails. */
+MP_API int mp_proxy_repr(mp_proxy *p, char *buf, size_t cap);
+
 /* Drop this reference.  NULL accepted. */
 MP_API void mp_proxy_free(mp_proxy *p);
 

@@ -1086,6 +1086,15 @@ static void put_text(text *t, const char *s, size_t n) {
 
 static void put_cstr(text *t, const char *s) { put_text(t, s, strlen(s)); }
 
+/* NUL-terminate; the whole length, as snprintf returns it. */
+static int text_end(text *t, const char *what) {
+  if (t->cap > 0)
+    t->buf[t->len < t->cap ? t->len : t->cap - 1] = '\0';
+  if (t->len > INT_MAX)
+    return mp__error(MP_ERANGE, "%s: longer than INT_MAX", what);
+  return (int)t->len;
+}
+
 /* Python's quoting: ' unless the text has ' and no ". */
 static void put_quoted(text *t, const unsigned char *s, size_t n,
                        int bytes) {
@@ -1174,47 +1183,70 @@ static const char *object_name(const mp_args *a, size_t i) {
   return type < MP__T_COUNT ? names[type] : "object";
 }
 
-static void put_tuple(text *t, const mp_args *a) {
-  put_cstr(t, "(");
-  for (size_t i = 0; i < a->count; i++) {
+static void put_tuple(text *t, const mp_args *a);
+
+/* Item i as Python's repr shows it. */
+static void put_item(text *t, const mp_args *a, size_t i) {
+  char b[32];
+  const void *p;
+  size_t n;
+  switch (mp_args_type(a, i)) {
+  case MP_ARG_INT:
+    snprintf(b, sizeof b, "%lld", (long long)mp_args_int(a, i));
+    put_cstr(t, b);
+    break;
+  case MP_ARG_DOUBLE:
+    put_double(t, mp_args_double(a, i));
+    break;
+  case MP_ARG_STR:
+    p = mp_args_str(a, i);
+    put_quoted(t, p, strlen(p), 0);
+    break;
+  case MP_ARG_BYTES:
+    p = mp_args_bytes(a, i, &n);
+    put_quoted(t, p, n, 1);
+    break;
+  case MP_ARG_NONE:
+    put_cstr(t, "None");
+    break;
+  case MP_ARG_TUPLE: {
+    const mp_args *sub = mp_args_tuple(a, i);
+    if (sub != NULL)
+      put_tuple(t, sub);
+    else
+      put_cstr(t, "(...)"); /* no memory to decode it */
+    break;
+  }
+  default: /* MP_ARG_OBJECT */
+    put_cstr(t, "<");
+    put_cstr(t, object_name(a, i));
+    if (is_proxy_item(a, i) && a->objects[i] != NULL) {
+      put_cstr(t, " '");
+      put_cstr(t, mp_proxy_typeid(a->objects[i]));
+      put_cstr(t, "'");
+    }
+    put_cstr(t, ">");
+  }
+}
+
+/* Items from, from + step, ... separated by ", " (pairs joined by sep
+ * when step is 2: "k: v"). */
+static void put_items(text *t, const mp_args *a, size_t step,
+                      const char *sep) {
+  for (size_t i = 0; i + step <= a->count; i += step) {
     if (i > 0)
       put_cstr(t, ", ");
-    char b[32];
-    const void *p;
-    size_t n;
-    switch (mp_args_type(a, i)) {
-    case MP_ARG_INT:
-      snprintf(b, sizeof b, "%lld", (long long)mp_args_int(a, i));
-      put_cstr(t, b);
-      break;
-    case MP_ARG_DOUBLE:
-      put_double(t, mp_args_double(a, i));
-      break;
-    case MP_ARG_STR:
-      p = mp_args_str(a, i);
-      put_quoted(t, p, strlen(p), 0);
-      break;
-    case MP_ARG_BYTES:
-      p = mp_args_bytes(a, i, &n);
-      put_quoted(t, p, n, 1);
-      break;
-    case MP_ARG_NONE:
-      put_cstr(t, "None");
-      break;
-    case MP_ARG_TUPLE: {
-      const mp_args *sub = mp_args_tuple(a, i);
-      if (sub != NULL)
-        put_tuple(t, sub);
-      else
-        put_cstr(t, "(...)"); /* no memory to decode it */
-      break;
-    }
-    default: /* MP_ARG_OBJECT */
-      put_cstr(t, "<");
-      put_cstr(t, object_name(a, i));
-      put_cstr(t, ">");
+    put_item(t, a, i);
+    if (step == 2) {
+      put_cstr(t, sep);
+      put_item(t, a, i + 1);
     }
   }
+}
+
+static void put_tuple(text *t, const mp_args *a) {
+  put_cstr(t, "(");
+  put_items(t, a, 1, NULL);
   put_cstr(t, a->count == 1 ? ",)" : ")");
 }
 
@@ -1225,9 +1257,57 @@ int mp_args_repr(const mp_args *a, char *buf, size_t cap) {
     return mp__error(MP_EINVAL, "mp_args_repr: NULL tuple");
   text t = {buf, cap, 0};
   put_tuple(&t, a);
-  if (cap > 0)
-    buf[t.len < cap ? t.len : cap - 1] = '\0';
-  if (t.len > INT_MAX)
-    return mp__error(MP_ERANGE, "mp_args_repr: longer than INT_MAX");
-  return (int)t.len;
+  return text_end(&t, "mp_args_repr");
+}
+
+/* What print(proxy) shows in Python (str() of the referent, fetched in
+ * one round trip): {'a': 1}, [1, 2], Namespace(a=1), Value('i', 5),
+ * array('d', [1.0]); "<Lock>" and so on for the other types. */
+int mp_proxy_repr(mp_proxy *p, char *buf, size_t cap) {
+  if (buf == NULL && cap > 0)
+    return mp__error(MP_EINVAL, "mp_proxy_repr: NULL buffer");
+  if (p == NULL)
+    return mp__error(MP_EINVAL, "mp_proxy_repr: NULL proxy");
+  const char *type = mp_proxy_typeid(p);
+  text t = {buf, cap, 0};
+  mp_args *items = NULL, *code = NULL;
+  int rc = 0;
+  if (strcmp(type, "dict") == 0 && (rc = mp_dict_items(p, &items)) == 0) {
+    put_cstr(&t, "{");
+    put_items(&t, items, 2, ": ");
+    put_cstr(&t, "}");
+  } else if (strcmp(type, "list") == 0 &&
+             (rc = mp_list_copy(p, &items)) == 0) {
+    put_cstr(&t, "[");
+    put_items(&t, items, 1, NULL);
+    put_cstr(&t, "]");
+  } else if (strcmp(type, "Namespace") == 0 &&
+             (rc = mp_namespace_items(p, &items)) == 0) {
+    put_cstr(&t, "Namespace(");
+    for (size_t i = 0; i + 2 <= mp_args_count(items); i += 2) {
+      if (i > 0)
+        put_cstr(&t, ", ");
+      const char *name = mp_args_str(items, i);
+      put_cstr(&t, name ? name : "?");
+      put_cstr(&t, "=");
+      put_item(&t, items, i + 1);
+    }
+    put_cstr(&t, ")");
+  } else if ((strcmp(type, "Value") == 0 || strcmp(type, "Array") == 0) &&
+             (rc = mp_proxy_call(p, "typecode", NULL, &code)) == 0 &&
+             (rc = type[0] == 'V' ? mp_proxy_value_get(p, &items)
+                                  : mp_proxy_array_tolist(p, &items)) == 0) {
+    put_cstr(&t, type[0] == 'V' ? "Value(" : "array(");
+    put_item(&t, code, 0);
+    put_cstr(&t, type[0] == 'V' ? ", " : ", [");
+    put_items(&t, items, 1, NULL);
+    put_cstr(&t, type[0] == 'V' ? ")" : "])");
+  } else if (rc == 0) {
+    put_cstr(&t, "<");
+    put_cstr(&t, type);
+    put_cstr(&t, ">");
+  }
+  mp_args_free(items);
+  mp_args_free(code);
+  return rc != 0 ? rc : text_end(&t, "mp_proxy_repr");
 }

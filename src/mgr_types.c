@@ -1605,8 +1605,17 @@ static int value_set(mgr_call *c, mgr_obj *o) {
   return rc ? rc : elem_store(c, a->code, a->data, 0);
 }
 
+/* The typecode, for repr: Value('i', 5), array('i', [1, 2]). */
+static int array_typecode(mgr_call *c, mgr_obj *o) {
+  marray *a = o->data;
+  char code[2] = {a->code, '\0'};
+  int rc = nargs(c, o, "typecode", 0, 0);
+  return rc ? rc : mp_args_add_str(c->result, code);
+}
+
 static const mgr_method value_methods[] = {{"get", value_get},
-                                           {"set", value_set}};
+                                           {"set", value_set},
+                                           {"typecode", array_typecode}};
 
 static const mgr_type value_type = {
     "Value", value_create, array_destroy, value_methods,
@@ -1662,7 +1671,8 @@ static int array_tolist(mgr_call *c, mgr_obj *o) {
 static const mgr_method array_methods[] = {{"get", array_get},
                                            {"set", array_set},
                                            {"len", array_len},
-                                           {"tolist", array_tolist}};
+                                           {"tolist", array_tolist},
+                                           {"typecode", array_typecode}};
 
 static const mgr_type array_type = {
     "Array", array_create, array_destroy, array_methods,

@@ -3840,3 +3840,48 @@ static void check_kill_leaves_no_socket_dir(const char *method) {
 }
 FOR_EACH_METHOD(check_kill_leaves_no_socket_dir)
 #endif
+
+/* print(proxy) as Python prints it (issue 16: "nothing prints"). */
+Test(manager, repr_like_python, .timeout = TS_TIMEOUT) {
+  mp_manager *m = start_local();
+  mp_proxy *d, *l, *ns, *v, *a, *lock, *q;
+  char text[256];
+  ASSERT_RC(mp_manager_dict(m, &d), 0);
+  ASSERT_RC(mp_dict_set(d, "si", "a", 1), 0);
+  ASSERT_RC(mp_dict_set(d, "is", 2, "b"), 0);
+  ASSERT_RC(mp_manager_list(m, &l), 0);
+  ASSERT_RC(mp_proxy_repr(l, text, sizeof text), 2);
+  cr_expect_str_eq(text, "[]");
+  ASSERT_RC(mp_list_append(l, "i", 1), 0);
+  ASSERT_RC(mp_list_append(l, "d", 2.5), 0);
+  ASSERT_RC(mp_list_append(l, "n"), 0);
+  ASSERT_RC(mp_manager_namespace(m, &ns), 0);
+  ASSERT_RC(mp_namespace_set(ns, "y", "s", "it's"), 0);
+  ASSERT_RC(mp_namespace_set(ns, "x", "i", 1), 0);
+  ASSERT_RC(mp_manager_value(m, 'i', &v, "i", 5), 0);
+  ASSERT_RC(mp_manager_array(m, 'd', 2, &a), 0);
+  ASSERT_RC(mp_manager_lock(m, &lock), 0);
+  ASSERT_RC(mp_manager_queue(m, 0, &q), 0);
+  struct { mp_proxy *p; const char *want; } cases[] = {
+      {d, "{'a': 1, 2: 'b'}"},
+      {l, "[1, 2.5, None]"},
+      {ns, "Namespace(x=1, y=\"it's\")"},
+      {v, "Value('i', 5)"},
+      {a, "array('d', [0.0, 0.0])"},
+      {lock, "<Lock>"},
+      {q, "<Queue>"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int n = mp_proxy_repr(cases[i].p, text, sizeof text);
+    cr_expect_str_eq(text, cases[i].want);
+    cr_expect_eq(n, (int)strlen(cases[i].want));
+  }
+  char small[4];
+  cr_expect_eq(mp_proxy_repr(d, small, sizeof small), 16);
+  cr_expect_str_eq(small, "{'a");
+  cr_expect_eq(mp_proxy_repr(NULL, text, sizeof text), MP_EINVAL);
+  cr_expect_eq(mp_proxy_repr(d, NULL, 3), MP_EINVAL);
+  mp_proxy *all[] = {d, l, ns, v, a, lock, q};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    mp_proxy_free(all[i]);
+  mp_manager_free(m);
+}
