@@ -1214,7 +1214,7 @@ static int pool_map_call(mp_proxy *p, const char *method, mp_task_fn fn,
                          mp_args **results) {
   if (results != NULL)
     *results = NULL;
-  if (items == NULL || (uint64_t)chunksize > (uint64_t)INT64_MAX)
+  if (items == NULL || chunksize > SIZE_MAX / 2) /* fits an int64_t */
     return mp__error(MP_EINVAL, "mp_proxy_pool_%s: NULL items or a "
                      "chunksize too large", method);
   return pool_call(p, method, fn, items, (int64_t)chunksize, results);

@@ -249,9 +249,9 @@ Test(args, repr_like_python) {
                          "'a\\tb\\n\\x01é', b\"\\x00\\xff'\", None, "
                          "(1, 'x'))");
   /* Truncation: at most cap - 1 characters, the whole length returned. */
-  char small[6];
-  int n = mp_args_repr(a, small, sizeof small);
-  cr_expect_str_eq(small, "(-3, ");
+  char tiny[6];
+  int n = mp_args_repr(a, tiny, sizeof tiny);
+  cr_expect_str_eq(tiny, "(-3, ");
   cr_expect_eq(n, (int)strlen(text));
   cr_expect_eq(mp_args_repr(a, NULL, 0), n, "a size query");
   mp_args *one, *none;

@@ -674,9 +674,9 @@ static void check_last_accepted_tcp(const char *where, const char *prefix) {
   cr_expect(strncmp(buf, prefix, strlen(prefix)) == 0, "%s", buf);
   cr_expect_str_neq(buf, first, "the refused client, not the first one");
   /* Too small a buffer, bad arguments. */
-  char small[4] = "x";
-  cr_expect_eq(mp_listener_last_accepted(l, small, sizeof small), MP_ERANGE);
-  cr_expect_str_eq(small, "");
+  char tiny[4] = "x";
+  cr_expect_eq(mp_listener_last_accepted(l, tiny, sizeof tiny), MP_ERANGE);
+  cr_expect_str_eq(tiny, "");
   cr_expect_eq(mp_listener_last_accepted(NULL, buf, sizeof buf), MP_EINVAL);
   cr_expect_eq(mp_listener_last_accepted(l, NULL, sizeof buf), MP_EINVAL);
   cr_expect_eq(mp_listener_last_accepted(l, buf, 0), MP_EINVAL);

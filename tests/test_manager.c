@@ -3875,9 +3875,9 @@ Test(manager, repr_like_python, .timeout = TS_TIMEOUT) {
     cr_expect_str_eq(text, cases[i].want);
     cr_expect_eq(n, (int)strlen(cases[i].want));
   }
-  char small[4];
-  cr_expect_eq(mp_proxy_repr(d, small, sizeof small), 16);
-  cr_expect_str_eq(small, "{'a");
+  char tiny[4];
+  cr_expect_eq(mp_proxy_repr(d, tiny, sizeof tiny), 16);
+  cr_expect_str_eq(tiny, "{'a");
   cr_expect_eq(mp_proxy_repr(NULL, text, sizeof text), MP_EINVAL);
   cr_expect_eq(mp_proxy_repr(d, NULL, 3), MP_EINVAL);
   mp_proxy *all[] = {d, l, ns, v, a, lock, q};
