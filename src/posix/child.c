@@ -713,11 +713,15 @@ int mpi_boot_handles(mpi_fd **h, size_t *n) {
 }
 
 /* The fork server's children come back here (forkserver.c). */
-void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n) {
+void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n,
+                                  pid_t server) {
   boot_handles = handles;
   n_boot_handles = n;
   mpi__set_status_fd(status_fd);
-  watch_pid = getppid();
+  /* The server's pid as it knew it before forking: getppid() here would
+   * name init (or a subreaper) if the server had already exited, and a
+   * daemonic child would then outlive it. */
+  watch_pid = server;
   watch_main_thread = 1; /* the server is single-threaded */
   os_parent_is_ppid = 0; /* our parent of record is the requester */
   boot_done = 1;

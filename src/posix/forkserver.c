@@ -271,6 +271,7 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
 
   struct served *table = NULL;
   size_t n = 0, cap = 0;
+  pid_t self = getpid();
   if (write(ctl, "R", 1) != 1) /* serving: see start_server */
     _exit(1);
   for (;;) {
@@ -311,7 +312,7 @@ int mpi__forkserver_serve(const char *env, void **boot, size_t *len) {
       for (size_t i = 0; i < n; i++)
         close(table[i].fd);
       free(table);
-      mpi__become_forkserver_child(status_fd, handles, nh);
+      mpi__become_forkserver_child(status_fd, handles, nh, self);
       *boot = data;
       *len = data_len;
       return MPI_BOOT_CHILD;

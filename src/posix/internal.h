@@ -71,7 +71,8 @@ const char *mpi__check_boot_channel(int fd, pid_t ppid);
 int mpi__spawn_program(const char *exe, char *const *argv,
                        const char *env_entry, const int *keep, size_t nkeep,
                        pid_t *pid);
-void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n);
+void mpi__become_forkserver_child(int status_fd, mpi_fd *handles, size_t n,
+                                  pid_t server);
 
 /* forkserver.c */
 int mpi__forkserver_request(const mpi_start_info *si, int status_wr);
