@@ -65,8 +65,8 @@ int mp__args_adopt(mp_args *a, mpi_fd *handles, size_t n);
  * received tuple (whose table went to its objects) and at a start, so a
  * closed object is MP_ECLOSED rather than a child without its handle. */
 int mp__args_rebuild(mp_args **out, const mp_args *a);
-/* Append items by format (mp_args_pack's letters); a new tuple so built
- * (NULL and the error on failure). */
+/* Append items by format (mp_args_pack's letters, 'n' and 'P'); a new
+ * tuple so built (NULL and the error on failure). */
 int mp__args_vpack(mp_args *a, const char *fmt, va_list *ap);
 int mp__args_vnew(mp_args **out, const char *fmt, va_list *ap);
 

@@ -157,9 +157,7 @@ int mp__args_add_raw(mp_args *a, const void *p, size_t n);
 /* The order of two raw items, as Python's '<' (list.sort): 0 and *out
  * negative, 0 or positive, or MP_ETYPE. */
 int mp__args_item_order(const void *a, const void *b, int *out);
-/* Append items by format (mp_args_pack's letters, 'n' and 'P'); set the
- * object item i stands for (the tuple then holds it). */
-int mp__args_vpack(mp_args *a, const char *fmt, va_list *ap);
+/* Set the object item i stands for (the tuple then holds it). */
 void mp__args_set_object(mp_args *a, size_t i, void *obj);
 
 /* value.c: the typecodes (size 0 when unknown) and element access. */

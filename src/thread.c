@@ -317,10 +317,9 @@ int mp_thread_active_count(void) {
 
 /* ---- 3. Creating, starting and joining ------------------------------- */
 
-int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg) {
-  if (out == NULL || fn == NULL)
-    return mp__error(MP_EINVAL, "mp_thread_new: NULL argument");
-  *out = NULL;
+/* A new thread object, not started, running neither fn nor a target yet
+ * (the caller sets one). */
+static int thread_alloc(mp_thread **out) {
   int rc = sync_ready();
   if (rc != 0)
     return rc;
@@ -334,8 +333,6 @@ int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg) {
   }
   t->kind = T_USER;
   t->state = T_NEW;
-  t->fn = fn;
-  t->arg = arg;
   t->names = name;
   t->daemon = mp_thread_daemon(creator);
   t->refs = 1;
@@ -343,10 +340,16 @@ int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg) {
   return 0;
 }
 
-/* A process target runs in a thread as it would in a process. */
-static int run_target(void *arg) {
-  (void)arg;
-  return 0; /* not called: thread_main calls t->target */
+int mp_thread_new(mp_thread **out, mp_thread_fn fn, void *arg) {
+  if (out == NULL || fn == NULL)
+    return mp__error(MP_EINVAL, "mp_thread_new: NULL argument");
+  *out = NULL;
+  int rc = thread_alloc(out);
+  if (rc == 0) {
+    (*out)->fn = fn;
+    (*out)->arg = arg;
+  }
+  return rc;
 }
 
 int mp_thread_startf(mp_thread **out, mp_target_fn target, const char *fmt,
@@ -363,7 +366,7 @@ int mp_thread_startf(mp_thread **out, mp_target_fn target, const char *fmt,
   va_end(ap);
   mp_thread *t = NULL;
   if (rc == 0)
-    rc = mp_thread_new(&t, run_target, NULL);
+    rc = thread_alloc(&t);
   if (rc != 0) {
     mp_args_free(a);
     return rc;

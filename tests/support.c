@@ -26,8 +26,11 @@
 #  include <sys/stat.h>
 #  include <sys/syscall.h>
 #  include <time.h>
+#  include <spawn.h>
 #  include <sys/socket.h>
+#  include <sys/wait.h>
 #  include <unistd.h>
+extern char **environ;
 #endif
 
 void ts_worker_init(void) {
@@ -608,3 +611,97 @@ int ts_poll_paced(int (*pred)(void *), void *arg, double timeout,
   mp_event_free(pace);
   return v;
 }
+
+int ts_pid_ended_or_kill(int64_t pid, double timeout) {
+  if (ts_wait_pid_gone(pid, timeout))
+    return 1;
+  ts_kill_pid(pid);
+  ts_wait_pid_gone(pid, 10.0);
+  return 0;
+}
+
+#if defined(_WIN32)
+void ts_program_start(ts_program *p, const char *path,
+                      const char *const *args) {
+  const char *base = path;
+  for (const char *c = path; *c; c++)
+    if (*c == '/' || *c == '\\')
+      base = c + 1;
+  char exe[MAX_PATH + 64];
+  DWORD len = GetModuleFileNameA(NULL, exe, MAX_PATH);
+  cr_assert(len > 0 && len < MAX_PATH);
+  char *slash = strrchr(exe, '\\');
+  cr_assert_not_null(slash);
+  size_t room = sizeof exe - (size_t)(slash + 1 - exe);
+  size_t bn = strlen(base);
+  int has_exe = bn >= 4 && _stricmp(base + bn - 4, ".exe") == 0;
+  cr_assert_lt(bn + 5, room);
+  snprintf(slash + 1, room, "%s%s", base, has_exe ? "" : ".exe");
+  char cmd[4096];
+  size_t at = (size_t)snprintf(cmd, sizeof cmd, "\"%s\"", exe);
+  for (int i = 0; args[i] != NULL; i++) {
+    cr_assert_lt(i, 8);
+    at += (size_t)snprintf(cmd + at, sizeof cmd - at, " \"%s\"", args[i]);
+    cr_assert_lt(at, sizeof cmd);
+  }
+  STARTUPINFOA si;
+  PROCESS_INFORMATION pi;
+  memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  cr_assert(CreateProcessA(exe, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si,
+                           &pi),
+            "cannot run %s: error %lu", exe, (unsigned long)GetLastError());
+  CloseHandle(pi.hThread);
+  p->handle = pi.hProcess;
+  p->pid = (int64_t)pi.dwProcessId;
+}
+
+int ts_program_wait(ts_program *p, double timeout) {
+  DWORD code = 0;
+  HANDLE h = p->handle;
+  p->handle = NULL;
+  if (WaitForSingleObject(h, (DWORD)(timeout * 1000)) != WAIT_OBJECT_0) {
+    TerminateProcess(h, 1);
+    WaitForSingleObject(h, INFINITE);
+    CloseHandle(h);
+    return -1000;
+  }
+  GetExitCodeProcess(h, &code);
+  CloseHandle(h);
+  return (int)code;
+}
+#else
+void ts_program_start(ts_program *p, const char *path,
+                      const char *const *args) {
+  char *argv[10];
+  argv[0] = (char *)path;
+  int n = 0;
+  for (; args[n] != NULL; n++) {
+    cr_assert_lt(n, 8);
+    argv[n + 1] = (char *)args[n];
+  }
+  argv[n + 1] = NULL;
+  pid_t pid;
+  int rc = posix_spawn(&pid, path, NULL, NULL, argv, environ);
+  cr_assert_eq(rc, 0, "cannot run %s: %s", path, strerror(rc));
+  p->pid = pid;
+  p->handle = NULL;
+}
+
+int ts_program_wait(ts_program *p, double timeout) {
+  pid_t pid = (pid_t)p->pid, r;
+  int st = 0;
+  double end = ts_now() + timeout;
+  /* Our own child: a zombie until reaped, so poll waitpid (between
+   * waits on a pidfd where there is one). */
+  while ((r = waitpid(pid, &st, WNOHANG)) == 0 && ts_now() < end)
+    ts_wait_pid_gone(pid, 0.05);
+  if (r != pid) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+      ;
+    return -1000;
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+#endif

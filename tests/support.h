@@ -87,6 +87,26 @@ void ts_kill_pid(int64_t pid);
 /* 1 once process `pid` (not our child) has ended, within timeout. */
 int ts_wait_pid_gone(int64_t pid, double timeout);
 
+/* ts_wait_pid_gone for a process that must end by itself: 0 when it did
+ * not, after killing it, so that a stray (which may hold the test
+ * runner's output pipe) fails the test instead of hanging the suite. */
+int ts_pid_ended_or_kill(int64_t pid, double timeout);
+
+/* A test program built beside the suites (named_peer, manager_peer).
+ * ts_program_start runs `path` (the path the build gives; on Windows the
+ * file of that name beside this program, since the build's path is the
+ * host's) with the NULL-terminated `args` (at most 8), failing the test
+ * when it cannot.  ts_program_wait gives its exit status (-signal when
+ * killed by one), or -1000 when it runs past `timeout` (it is then
+ * killed). */
+typedef struct ts_program {
+  int64_t pid;
+  void *handle; /* Windows: its process handle */
+} ts_program;
+void ts_program_start(ts_program *p, const char *path,
+                      const char *const *args);
+int ts_program_wait(ts_program *p, double timeout);
+
 #ifdef __linux__
 /* The state letter and parent of process `pid` from /proc/PID/stat: 0,
  * or -1 when it is gone (Linux only: the kill-anywhere tests). */

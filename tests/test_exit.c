@@ -63,7 +63,7 @@ static void check_exit_cleans_up(const char *method) {
   cr_assert_eq(ts_join(p), TS_REPORT, "%s", mp_process_error(p));
   long long daemon_pid = 0;
   cr_assert_eq(sscanf(mp_process_error(p), "%lld", &daemon_pid), 1);
-  cr_expect(ts_wait_pid_gone(daemon_pid, 10.0), "daemon was terminated");
+  cr_expect(ts_pid_ended_or_kill(daemon_pid, 10.0), "daemon was terminated");
   cr_expect_eq(ts_read_file(path, text, sizeof text), 7,
                "the non-daemonic child was joined before the exit");
   mp_process_free(p);
@@ -104,7 +104,7 @@ static void check_daemon_dies_with_parent(const char *method) {
   cr_expect_eq(ts_wait_pid_gone(daemon_pid, 0.2), 0, "daemon is running");
   cr_assert_eq(mp_process_kill(p), 0); /* SIGKILL: no exit work at all */
   cr_expect_eq(ts_join(p), -9);
-  cr_expect(ts_wait_pid_gone(daemon_pid, 10.0),
+  cr_expect(ts_pid_ended_or_kill(daemon_pid, 10.0),
             "the daemon died with its killed parent");
   mp_process_free(p);
   ts_pipe_close(&pipe);

@@ -29,11 +29,9 @@
 #  include <windows.h>
 #else
 #  include <signal.h>
-#  include <spawn.h>
 #  include <sys/types.h>
 #  include <sys/wait.h>
 #  include <unistd.h>
-extern char **environ;
 #endif
 
 #include "methods.h"
@@ -269,7 +267,7 @@ Test(manager, free_shuts_down_the_server, .timeout = TS_TIMEOUT) {
   mp_proxy *q = NULL;
   ASSERT_RC(mp_manager_queue(m, 0, &q), 0);
   mp_manager_free(m);
-  cr_expect(ts_wait_pid_gone(pid, 20.0), "the server process ended");
+  cr_expect(ts_pid_ended_or_kill(pid, 20.0), "the server process ended");
   EXPECT_RC(mp_dict_set(d, "si", "k", 1), MP_ECLOSED);
   EXPECT_RC(mp_dict_len(d), MP_ECLOSED);
   EXPECT_RC(mp_proxy_queue_put(q, 1.0, "i", 1), MP_ECLOSED);
@@ -3481,66 +3479,10 @@ static int run_peer(const char *address, const void *key, size_t key_n, int n,
     snprintf(hex + 2 * i, 3, "%02x", k[i]);
   hex[2 * key_n] = '\0';
   snprintf(count, sizeof count, "%d", n);
-#if defined(_WIN32)
-  /* The peer is built next to this program. */
-  char path[MAX_PATH + 32];
-  DWORD len = GetModuleFileNameA(NULL, path, MAX_PATH);
-  cr_assert(len > 0 && len < MAX_PATH);
-  char *slash = strrchr(path, '\\');
-  cr_assert_not_null(slash);
-  snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path),
-           "manager_peer.exe");
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd, "\"%s\" \"%s\" \"%s\" \"%s\" \"%s\"", path, address,
-           hex, count, out);
-  STARTUPINFOA si;
-  PROCESS_INFORMATION pi;
-  memset(&si, 0, sizeof si);
-  si.cb = sizeof si;
-  cr_assert(
-      CreateProcessA(path, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi),
-      "cannot run %s: error %lu", path, (unsigned long)GetLastError());
-  CloseHandle(pi.hThread);
-  DWORD w = WaitForSingleObject(pi.hProcess, 60000);
-  DWORD code = 0;
-  if (w != WAIT_OBJECT_0) {
-    TerminateProcess(pi.hProcess, 1);
-    CloseHandle(pi.hProcess);
-    return -1000;
-  }
-  GetExitCodeProcess(pi.hProcess, &code);
-  CloseHandle(pi.hProcess);
-  return (int)code;
-#else
-  const char *path = MANAGER_PEER_PATH;
-  char *argv[6];
-  argv[0] = (char *)path;
-  argv[1] = (char *)address;
-  argv[2] = hex;
-  argv[3] = count;
-  argv[4] = (char *)out;
-  argv[5] = NULL;
-  pid_t pid;
-  int rc = posix_spawn(&pid, path, NULL, NULL, argv, environ);
-  cr_assert_eq(rc, 0, "cannot run %s: %s", path, strerror(rc));
-  int status = 0;
-  double end = ts_now() + 60.0;
-  pid_t r;
-  /* Wait for it (60 s at most). */
-#  if defined(__linux__)
-  ts_wait_pid_gone(pid, 60.0);
-#  endif
-  while ((r = waitpid(pid, &status, WNOHANG)) == 0 && ts_now() < end)
-    ts_wait_pid_gone(pid, 0.05);
-  if (r != pid) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1000;
-  }
-  if (WIFEXITED(status))
-    return WEXITSTATUS(status);
-  return -WTERMSIG(status);
-#endif
+  const char *args[] = {address, hex, count, out, NULL};
+  ts_program p;
+  ts_program_start(&p, MANAGER_PEER_PATH, args);
+  return ts_program_wait(&p, 60.0);
 }
 
 static void check_peer(int right_key) {
@@ -3812,7 +3754,7 @@ static void check_kill_leaves_no_socket_dir(const char *method) {
   mp_process *p = start_owner(method, a, q, &server, dir, sizeof dir);
   ts_kill_pid(mp_process_pid(p));
   join_killed(p);
-  cr_expect(ts_wait_pid_gone(server, 20.0),
+  cr_expect(ts_pid_ended_or_kill(server, 20.0),
             "the server outlived its killed owner");
   cr_expect(gone_within(dir, 10.0), "%s left after the owner was killed",
             dir);
@@ -3822,7 +3764,7 @@ static void check_kill_leaves_no_socket_dir(const char *method) {
   socket_dir(mp_manager_address(m), dir, sizeof dir);
   server = mp_process_pid(server_process());
   ts_kill_pid(server);
-  cr_expect(ts_wait_pid_gone(server, 20.0));
+  cr_expect(ts_pid_ended_or_kill(server, 20.0));
   cr_expect(gone_within(dir, 10.0), "%s left after the server was killed",
             dir);
   mp_manager_free(m);
@@ -3832,7 +3774,7 @@ static void check_kill_leaves_no_socket_dir(const char *method) {
   ts_kill_pid(server);
   ts_kill_pid(mp_process_pid(p));
   join_killed(p);
-  cr_expect(ts_wait_pid_gone(server, 20.0));
+  cr_expect(ts_pid_ended_or_kill(server, 20.0));
   cr_expect(gone_within(dir, 10.0), "%s left after both were killed", dir);
   mp_args_free(a);
   mp_queue_free(q);

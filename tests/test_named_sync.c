@@ -21,10 +21,8 @@
 #else
 #  include <grp.h>
 #  include <signal.h>
-#  include <spawn.h>
 #  include <sys/wait.h>
 #  include <unistd.h>
-extern char **environ;
 #endif
 
 #include "methods.h"
@@ -545,73 +543,6 @@ FOR_EACH_METHOD(check_named_gone_with_its_killed_user)
 #  define NAMED_PEER_PATH "named_peer"
 #endif
 
-typedef struct peer {
-  int64_t pid;
-#if defined(_WIN32)
-  HANDLE h;
-#endif
-} peer;
-
-/* Run named_peer with three or four arguments. */
-static void peer_start(peer *p, const char *a1, const char *a2,
-                       const char *a3, const char *a4) {
-#if defined(_WIN32)
-  char path[MAX_PATH + 32];
-  DWORD len = GetModuleFileNameA(NULL, path, MAX_PATH);
-  cr_assert(len > 0 && len < MAX_PATH);
-  char *slash = strrchr(path, '\\');
-  cr_assert_not_null(slash);
-  snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path),
-           "named_peer.exe");
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "\"%s\" %s %s %s %s", path, a1, a2, a3,
-           a4 != NULL ? a4 : "");
-  STARTUPINFOA si;
-  PROCESS_INFORMATION pi;
-  memset(&si, 0, sizeof si);
-  si.cb = sizeof si;
-  cr_assert(
-      CreateProcessA(path, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi),
-      "cannot run %s: error %lu", path, (unsigned long)GetLastError());
-  CloseHandle(pi.hThread);
-  p->h = pi.hProcess;
-  p->pid = (int64_t)pi.dwProcessId;
-#else
-  char *argv[6] = {(char *)NAMED_PEER_PATH, (char *)a1, (char *)a2,
-                   (char *)a3, (char *)a4, NULL};
-  pid_t pid;
-  int rc = posix_spawn(&pid, NAMED_PEER_PATH, NULL, NULL, argv, environ);
-  cr_assert_eq(rc, 0, "cannot run %s: %s", NAMED_PEER_PATH, strerror(rc));
-  p->pid = pid;
-#endif
-}
-
-/* Its exit status (killed: anything), or -1000 if it runs on past 60 s
- * (then it is killed). */
-static int peer_wait(peer *p) {
-#if defined(_WIN32)
-  DWORD code = 0;
-  if (WaitForSingleObject(p->h, 60000) != WAIT_OBJECT_0) {
-    TerminateProcess(p->h, 1);
-    WaitForSingleObject(p->h, INFINITE);
-    CloseHandle(p->h);
-    return -1000;
-  }
-  GetExitCodeProcess(p->h, &code);
-  CloseHandle(p->h);
-  return (int)code;
-#else
-  int st = 0;
-  int gone = ts_wait_pid_gone(p->pid, 60.0);
-  if (!gone)
-    kill((pid_t)p->pid, SIGKILL);
-  waitpid((pid_t)p->pid, &st, 0);
-  if (!gone)
-    return -1000;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-#endif
-}
-
 Test(named, a_separate_program, .timeout = TS_TIMEOUT) {
   char lname[64], mname[64], sname[64], count[16];
   unique_name(lname, sizeof lname, "plock");
@@ -625,14 +556,16 @@ Test(named, a_separate_program, .timeout = TS_TIMEOUT) {
   cr_assert_eq(mp_semaphore_open_named(&said, sname, MP_NAMED_CREATE, 0), 0);
   /* Mutual exclusion with a program mproc did not start. */
   snprintf(count, sizeof count, "%d", INCS);
-  peer p;
-  peer_start(&p, "count", lname, mname, count);
+  ts_program p;
+  const char *counting[] = {"count", lname, mname, count, NULL};
+  ts_program_start(&p, NAMED_PEER_PATH, counting);
   volatile int64_t *x = mp_shm_buf(m);
   increment(l, x);
-  cr_expect_eq(peer_wait(&p), 0, "the counting peer");
+  cr_expect_eq(ts_program_wait(&p, 60.0), 0, "the counting peer");
   cr_expect_eq(*x, 2 * INCS);
   /* It takes the lock and is killed holding it. */
-  peer_start(&p, "hold", lname, sname, NULL);
+  const char *holding[] = {"hold", lname, sname, NULL};
+  ts_program_start(&p, NAMED_PEER_PATH, holding);
   cr_assert_eq(mp_semaphore_acquire(said, 30.0), 0, "the peer holds it");
   cr_expect_eq(mp_lock_acquire(l, 0), MP_ETIMEDOUT);
   ts_kill_pid(p.pid);
@@ -640,7 +573,7 @@ Test(named, a_separate_program, .timeout = TS_TIMEOUT) {
   cr_expect_eq(rc, MP_EOWNERDEAD, "%s", mp_err_name(rc));
   cr_expect_eq(mp_lock_locked(l), 1);
   cr_expect_eq(mp_lock_release(l), 0);
-  peer_wait(&p);
+  ts_program_wait(&p, 60.0);
   mp_semaphore_free(said);
   mp_shm_free(m);
   mp_lock_free(l);

@@ -560,7 +560,7 @@ Test(pool, terminate_leaves_no_process, .timeout = TS_TIMEOUT) {
   cr_assert_eq(mp_active_children(NULL, 0), 3);
   cr_assert_eq(mp_pool_terminate(p), 0);
   for (int i = 0; i < 3; i++)
-    cr_assert(ts_wait_pid_gone(pids[i], 10.0), "worker %lld still runs",
+    cr_assert(ts_pid_ended_or_kill(pids[i], 10.0), "worker %lld still runs",
               (long long)pids[i]);
   cr_assert_eq(mp_active_children(NULL, 0), 0);
   const mp_args *res;
@@ -627,7 +627,7 @@ static void check_parent_killed(const char *method) {
   cr_assert_eq(mp_process_kill(c), 0);
   cr_assert_eq(ts_join(c), -9);
   for (size_t i = 0; i < 2; i++)
-    cr_assert(ts_wait_pid_gone(mp_args_int(m, i), 10.0),
+    cr_assert(ts_pid_ended_or_kill(mp_args_int(m, i), 10.0),
               "worker %lld outlived its pool's process",
               (long long)mp_args_int(m, i));
   mp_args_free(m);
@@ -1126,7 +1126,7 @@ static void check_exit_with_open_pool(const char *method) {
   mp_args *m = NULL;
   cr_assert_eq(mp_queue_get_args(q, &m, 5.0), 0);
   for (size_t i = 0; i < 2; i++)
-    cr_assert(ts_wait_pid_gone(mp_args_int(m, i), 10.0));
+    cr_assert(ts_pid_ended_or_kill(mp_args_int(m, i), 10.0));
   mp_args_free(m);
   mp_args_free(a);
   mp_process_free(c);
