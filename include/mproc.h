@@ -443,9 +443,41 @@ MP_API int mp_conn_recv_bytes_max(mp_conn *c, size_t maxlength, void **out,
 MP_API int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap,
                                    size_t *n);
 
-/* Send / receive an mp_args tuple (plain values; objects are refused). */
+/* Send / receive an mp_args tuple, objects included (connections,
+ * queues, locks, values, shared memory, proxies: any mp_args_add_*),
+ * as Python pickles a Connection through a Pipe; Python refuses a Queue,
+ * a Lock or a synchronized Value outside process arguments ("should only
+ * be shared through inheritance"), mproc sends them too.  The receiver
+ * gets objects of its own, owned by the received tuple (do not free
+ * them; mp_args_copy it to hand them on), opened from copies of the
+ * sender's handles, so the sender may close its objects once the message
+ * is sent.  The handles wait in the sender until the receiver fetches
+ * them (from a small server thread the sender starts on its first such
+ * send; local only, this user only), as Python's resource sharer does:
+ * the sender must still be running when the message is received
+ * (otherwise recv gives MP_ENOENT and the message is consumed), a
+ * message never received keeps its handles open in the sender until it
+ * exits, and one message gives its objects once (the same bytes sent
+ * again: MP_ENOENT).  Only within one computer: a tuple with objects
+ * that hold handles does not reach another host over TCP (MP_ENOENT;
+ * proxies do, they hold none).  Send: MP_ECLOSED for a closed object.
+ * Receive: MP_EPROTO for a malformed message; a handle message from
+ * mp_conn_send_handle is MP_EPROTO here.  The same holds for queues
+ * (mp_queue_put_args / mp_queue_get_args). */
 MP_API int mp_conn_send_args(mp_conn *c, const mp_args *a);
 MP_API int mp_conn_recv_args(mp_conn *c, mp_args **out);
+
+/* Python's multiprocessing.reduction.send_handle / recv_handle: pass a
+ * raw OS handle (a descriptor on POSIX, a HANDLE on Windows) through any
+ * connection.  send: a copy goes (h stays open and the caller's); as
+ * with objects above, the sender must still run when it is received.
+ * Python takes a destination pid and works only on a Unix socket on
+ * POSIX; mproc needs neither.  recv: *out is a new handle of this
+ * process, the caller's to close (close / CloseHandle); MP_EPROTO when
+ * the message is not a handle; MP_ENOENT when its sender has ended.
+ * send: MP_ECLOSED when h is not an open handle. */
+MP_API int mp_conn_send_handle(mp_conn *c, mp_handle h);
+MP_API int mp_conn_recv_handle(mp_conn *c, mp_handle *out);
 
 /* 1 if a receive would not block (a message, or end of file), 0 if
  * nothing came within timeout seconds (0: just look; MP_FOREVER). */
@@ -800,7 +832,8 @@ MP_API int mp_queue_get_nowait(mp_queue *q, void **out, size_t *n);
 MP_API int mp_queue_get_into(mp_queue *q, void *buf, size_t cap, size_t *n,
                              double timeout);
 
-/* An mp_args tuple as a message (plain values only). */
+/* An mp_args tuple as a message, objects included: see
+ * mp_conn_send_args. */
 MP_API int mp_queue_put_args(mp_queue *q, const mp_args *a, double timeout);
 MP_API int mp_queue_get_args(mp_queue *q, mp_args **out, double timeout);
 

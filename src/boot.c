@@ -173,6 +173,7 @@ void mp__fork_child_main(void *process) {
   mp_process *parent = mp_current_process();
   mp__threads_fork_child();
   mp__pools_fork_child();
+  mp__handoff_fork_child();
   mp__context_fork_child();
   enter_child(p->name, p->identity, p->daemon, p->authkey, p->authkey_len,
               parent->pid, parent->name);

@@ -513,12 +513,20 @@ int mp__conn_recv_stoppable(mp_conn *c, void **out, size_t *n,
 int mp_conn_send_args(mp_conn *c, const mp_args *a) {
   if (a == NULL)
     return mp__error(MP_EINVAL, "mp_conn_send_args: NULL tuple");
-  if (mp__args_has_objects(a))
-    return mp__error(MP_ETYPE, "mp_conn_send_args: objects (connections, "
-                               "...) travel only as process arguments");
+  void *msg;
   size_t n;
-  const void *p = mp__args_data(a, &n);
-  return mp_conn_send_bytes(c, p, n);
+  uint64_t id;
+  int rc = mp__handoff_pack(a, &msg, &n, &id);
+  if (rc != 0)
+    return rc;
+  if (msg == NULL) {
+    const void *p = mp__args_data(a, &n);
+    return mp_conn_send_bytes(c, p, n);
+  }
+  if ((rc = mp_conn_send_bytes(c, msg, n)) != 0)
+    mp__handoff_withdraw(id);
+  free(msg);
+  return rc;
 }
 
 int mp_conn_recv_args(mp_conn *c, mp_args **out) {
@@ -530,12 +538,7 @@ int mp_conn_recv_args(mp_conn *c, mp_args **out) {
   int rc = mp_conn_recv_bytes(c, &p, &n);
   if (rc != 0)
     return rc;
-  rc = mp__args_from_bytes(out, p, n);
-  if (rc == 0 && mp__args_has_objects(*out)) {
-    mp_args_free(*out);
-    *out = NULL;
-    rc = mp__error(MP_EPROTO, "a received tuple may not hold objects");
-  }
+  rc = mp__handoff_unpack(p, n, out);
   free(p);
   return rc;
 }

@@ -70,6 +70,18 @@ int mp__args_rebuild(mp_args **out, const mp_args *a);
 int mp__args_vpack(mp_args *a, const char *fmt, va_list *ap);
 int mp__args_vnew(mp_args **out, const char *fmt, va_list *ap);
 
+/* Objects through a connection or a queue (handoff.c).  pack: the
+ * message for a tuple with objects (malloc'd; *msg NULL when the tuple
+ * has none: send its own bytes), and the id under which its handles wait
+ * for the receiver (0: none); if the message then does not go, withdraw
+ * the id.  unpack: the tuple a message holds, its objects opened from
+ * handles fetched from their sender (MP_ENOENT when the sender has ended
+ * or the message was received already). */
+int mp__handoff_pack(const mp_args *a, void **msg, size_t *len, uint64_t *id);
+void mp__handoff_withdraw(uint64_t id);
+int mp__handoff_unpack(const void *p, size_t n, mp_args **out);
+void mp__handoff_fork_child(void);
+
 /* conn.c: a connection from its blob; takes its handle out of the table
  * (sets it to MPI_BAD_FD). */
 int mp__conn_open(const void *blob, size_t n, mpi_fd *handles, size_t nh,

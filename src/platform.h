@@ -221,6 +221,22 @@ int mpi_stream_poll(mpi_fd h, double timeout);
 
 void mpi_stream_close(mpi_fd h);
 
+/* Handles that travel to another process over a local stream (a
+ * socketpair or an mpi_accept / mpi_connect stream of MPI_AF_LOCAL), for
+ * objects sent through a connection or a queue (handoff.c).
+ * mpi_handle_dup: a copy of h in this process, not inherited (MP_ECLOSED
+ * when h is not open).  mpi_handles_send: the n handles, which the
+ * caller keeps, to the stream's peer, whose pid is peer_pid: POSIX sends
+ * the descriptors by SCM_RIGHTS (peer_pid unused); Windows duplicates
+ * them into process peer_pid and writes their values there, 8 bytes
+ * each.  mpi_handles_recv: n handles so sent, within timeout seconds
+ * (negative: forever): 0, MP_ETIMEDOUT, MP_EPROTO, MP_EEOF; on failure
+ * none is left open. */
+int mpi_handle_dup(mpi_fd h, mpi_fd *out);
+int mpi_handles_send(mpi_fd stream, const mpi_fd *h, size_t n,
+                     int64_t peer_pid);
+int mpi_handles_recv(mpi_fd stream, mpi_fd *out, size_t n, double timeout);
+
 /* mpi_wait (part 3) accepts stream read ends as well: ready = readable
  * (Windows: a pipe that is not one of these streams is MP_EINVAL). */
 

@@ -781,23 +781,34 @@ int mp__queue_wait_readable(mp_queue *q, double deadline,
 int mp_queue_put_args(mp_queue *q, const mp_args *a, double timeout) {
   if (a == NULL)
     return mp__error(MP_EINVAL, "mp_queue_put_args: NULL args");
-  if (mp__args_has_objects(a))
-    return mp__error(MP_ETYPE, "objects cannot travel through a queue; "
-                               "pass them as process arguments");
+  int rc = mp__obj_check(q, MP__T_QUEUE, "mp_queue_put_args");
+  if (rc != 0)
+    return rc;
+  void *msg;
   size_t n;
-  const void *p = mp__args_data(a, &n);
-  return mp_queue_put(q, p, n, timeout);
+  uint64_t id;
+  if ((rc = mp__handoff_pack(a, &msg, &n, &id)) != 0)
+    return rc;
+  if (msg == NULL) {
+    const void *p = mp__args_data(a, &n);
+    return mp_queue_put(q, p, n, timeout);
+  }
+  if ((rc = mp_queue_put(q, msg, n, timeout)) != 0)
+    mp__handoff_withdraw(id);
+  free(msg);
+  return rc;
 }
 
 int mp_queue_get_args(mp_queue *q, mp_args **out, double timeout) {
   if (out == NULL)
     return mp__error(MP_EINVAL, "mp_queue_get_args: NULL out");
+  *out = NULL;
   void *p;
   size_t n;
   int rc = mp_queue_get(q, &p, &n, timeout);
   if (rc != 0)
     return rc;
-  rc = mp__args_from_bytes(out, p, n);
+  rc = mp__handoff_unpack(p, n, out);
   free(p);
   return rc;
 }

@@ -1951,10 +1951,20 @@ Test(manager, null_arguments, .timeout = TS_TIMEOUT) {
   EXPECT_RC(mp_args_add_proxy(a, d), 0);
   cr_expect_eq(mp_args_type(a, 1), MP_ARG_OBJECT);
   cr_expect_not_null(mp_args_proxy(a, 1));
-  /* A proxy is not a plain value: a connection does not carry it. */
+  /* A connection carries a proxy (as Python pickles one): the receiver's
+   * is a proxy of its own for the same dict. */
   mp_conn *c1, *c2;
   ASSERT_RC(mp_pipe(1, &c1, &c2), 0);
-  cr_expect_neq(mp_conn_send_args(c1, a), 0);
+  EXPECT_RC(mp_conn_send_args(c1, a), 0);
+  mp_args *back = NULL;
+  ASSERT_RC(mp_conn_recv_args(c2, &back), 0);
+  mp_proxy *d2 = mp_args_proxy(back, 1);
+  cr_assert_not_null(d2);
+  cr_expect(d2 != d);
+  EXPECT_RC(mp_dict_set(d2, "si", "via", 1), 0);
+  EXPECT_RC_MSG(mp_dict_len(d), 1, "set through the received proxy");
+  EXPECT_RC(mp_dict_clear(d), 0);
+  mp_args_free(back);
   mp_conn_free(c1);
   mp_conn_free(c2);
   mp_args_free(a);

@@ -260,8 +260,11 @@ Test(queue, tuples, .timeout = TS_TIMEOUT) {
   mp_lock *l;
   mp_lock_new(&l);
   mp_args_add_lock(a, l);
-  cr_expect_eq(mp_queue_put_args(q, a, 1.0), MP_ETYPE,
-               "objects do not travel through queues");
+  cr_expect_eq(mp_queue_put_args(q, a, 1.0), 0,
+               "objects travel through queues (tests/test_handoff.c)");
+  cr_assert_eq(mp_queue_get_args(q, &b, 1.0), 0);
+  cr_expect(mp_args_lock(b, 3) != NULL && mp_args_lock(b, 3) != l);
+  mp_args_free(b);
   /* Bytes that are not a tuple are refused by get_args. */
   mp_queue_put(q, "junk", 4, 1.0);
   cr_expect_eq(mp_queue_get_args(q, &b, 1.0), MP_EPROTO);

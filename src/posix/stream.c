@@ -11,6 +11,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -178,10 +181,24 @@ int mpi__send_fds(int sock, const int *fds, size_t n) {
   return 0;
 }
 
-/* Receive n descriptors sent by mpi__send_fds; they are made CLOEXEC. */
-int mpi__recv_fds(int sock, int *fds, size_t n) {
+/* Receive n descriptors sent by mpi__send_fds, made CLOEXEC, by
+ * `deadline` (mpi_now() time; negative: none).  On failure none is left
+ * open. */
+static int recv_fds(int sock, int *fds, size_t n, double deadline) {
   size_t have = 0;
-  while (have < n) {
+  int rc = 0;
+  while (rc == 0 && have < n) {
+    if (deadline >= 0) {
+      double left = deadline - mpi_now();
+      struct pollfd pfd = {sock, POLLIN, 0};
+      int r = left > 0 ? poll(&pfd, 1, (int)(left * 1000) + 1) : 0;
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        rc = mp__error(MP_ETIMEDOUT, "descriptors did not come in time");
+        break;
+      }
+    }
     char byte;
     struct iovec iov = {&byte, 1};
     union {
@@ -198,23 +215,76 @@ int mpi__recv_fds(int sock, int *fds, size_t n) {
     do
       r = recvmsg(sock, &msg, 0);
     while (r < 0 && errno == EINTR);
-    if (r != 1)
-      return mp__error(MP_EPROTO, "descriptors missing from the parent");
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL;
-         c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-        continue;
-      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < k; i++) {
-        int fd;
-        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (have < n)
-          fds[have++] = fd;
-        else
-          close(fd);
+    if (r == 1) {
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL;
+           c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+          continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          fcntl(fd, F_SETFD, FD_CLOEXEC);
+          if (have < n)
+            fds[have++] = fd;
+          else
+            close(fd);
+        }
       }
     }
+    if (r != 1 || (msg.msg_flags & MSG_CTRUNC))
+      rc = mp__error(MP_EPROTO, "descriptors missing from the sender");
   }
+  if (rc != 0)
+    while (have > 0)
+      close(fds[--have]);
+  return rc;
+}
+
+int mpi__recv_fds(int sock, int *fds, size_t n) {
+  return recv_fds(sock, fds, n, -1.0);
+}
+
+/* ---- handles to another process (handoff.c) ---------------------------- */
+
+int mpi_handle_dup(mpi_fd h, mpi_fd *out) {
+  int fd = h < 0 || h > INT32_MAX ? -1 : fcntl((int)h, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) {
+    *out = MPI_BAD_FD;
+    return errno == EBADF || h < 0 || h > INT32_MAX
+               ? mp__error(MP_ECLOSED, "handle %lld is not open",
+                           (long long)h)
+               : mpi__errno_error("fcntl(F_DUPFD_CLOEXEC)");
+  }
+  *out = fd;
   return 0;
+}
+
+int mpi_handles_send(mpi_fd stream, const mpi_fd *h, size_t n,
+                     int64_t peer_pid) {
+  (void)peer_pid; /* the kernel knows the peer */
+  if (n == 0)
+    return 0;
+  int *fds = malloc(n * sizeof *fds);
+  if (fds == NULL)
+    return mp__error(MP_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    fds[i] = (int)h[i];
+  int rc = mpi__send_fds((int)stream, fds, n);
+  free(fds);
+  return rc;
+}
+
+int mpi_handles_recv(mpi_fd stream, mpi_fd *out, size_t n, double timeout) {
+  if (n == 0)
+    return 0;
+  int *fds = malloc(n * sizeof *fds);
+  if (fds == NULL)
+    return mp__error(MP_ENOMEM, "out of memory");
+  int rc = recv_fds((int)stream, fds, n, timeout < 0 ? -1.0
+                                                      : mpi_now() + timeout);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    out[i] = fds[i];
+  free(fds);
+  return rc;
 }

@@ -428,3 +428,107 @@ void mpi_stream_close(mpi_fd fd) {
   else
     CloseHandle((HANDLE)fd);
 }
+
+/* ---- 5. Handles to another process (handoff.c) ------------------------- */
+
+int mpi_handle_dup(mpi_fd h, mpi_fd *out) {
+  HANDLE self = GetCurrentProcess(), d = NULL;
+  *out = MPI_BAD_FD;
+  if (h == MPI_BAD_FD || h == 0 ||
+      !DuplicateHandle(self, (HANDLE)h, self, &d, 0, FALSE,
+                       DUPLICATE_SAME_ACCESS))
+    return GetLastError() == ERROR_INVALID_HANDLE || h == MPI_BAD_FD ||
+                   h == 0
+               ? mp__error(MP_ECLOSED, "handle %lld is not open",
+                           (long long)h)
+               : mpi__win_error("DuplicateHandle");
+  *out = (mpi_fd)d;
+  return 0;
+}
+
+/* Close handles we put into `process` (values valid there only). */
+static void close_remote(HANDLE process, const uint64_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    DuplicateHandle(process, (HANDLE)(uintptr_t)v[i], NULL, NULL, 0, FALSE,
+                    DUPLICATE_CLOSE_SOURCE);
+}
+
+int mpi_handles_send(mpi_fd stream, const mpi_fd *h, size_t n,
+                     int64_t peer_pid) {
+  if (n == 0)
+    return 0;
+  if (peer_pid <= 0 || peer_pid > (int64_t)UINT32_MAX)
+    return mp__error(MP_EINVAL, "no such process %lld",
+                     (long long)peer_pid);
+  HANDLE process = OpenProcess(PROCESS_DUP_HANDLE, FALSE, (DWORD)peer_pid);
+  if (process == NULL)
+    return mpi__win_error("OpenProcess(PROCESS_DUP_HANDLE)");
+  uint64_t *v = calloc(n, sizeof *v);
+  unsigned char *bytes = malloc(n * 8);
+  int rc = v && bytes ? 0 : mp__error(MP_ENOMEM, "out of memory");
+  size_t done = 0;
+  for (; rc == 0 && done < n; done++) {
+    HANDLE there = NULL;
+    if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h[done], process,
+                         &there, 0, FALSE, DUPLICATE_SAME_ACCESS)) {
+      rc = mpi__win_error("DuplicateHandle into the receiver");
+      break;
+    }
+    v[done] = (uint64_t)(uintptr_t)there;
+    for (int b = 0; b < 8; b++)
+      bytes[done * 8 + (size_t)b] = (unsigned char)(v[done] >> (8 * b));
+  }
+  if (rc == 0)
+    rc = mpi_stream_write(stream, bytes, n * 8);
+  if (rc != 0 && v != NULL)
+    close_remote(process, v, done);
+  CloseHandle(process);
+  free(bytes);
+  free(v);
+  return rc;
+}
+
+int mpi_handles_recv(mpi_fd stream, mpi_fd *out, size_t n, double timeout) {
+  if (n == 0)
+    return 0;
+  unsigned char *bytes = malloc(n * 8);
+  if (bytes == NULL)
+    return mp__error(MP_ENOMEM, "out of memory");
+  double deadline = timeout < 0 ? -1.0 : mpi_now() + timeout;
+  size_t have = 0;
+  int rc = 0;
+  while (rc == 0 && have < n * 8) {
+    double left = deadline < 0 ? -1.0 : deadline - mpi_now();
+    if (deadline >= 0 && left < 0)
+      left = 0;
+    int r = mpi_stream_poll(stream, left);
+    if (r < 0) {
+      rc = r;
+      break;
+    }
+    if (r == 0) {
+      rc = mp__error(MP_ETIMEDOUT, "handles did not come in time");
+      break;
+    }
+    size_t got = 0;
+    rc = mpi_stream_recv_ready(stream, bytes + have, n * 8 - have, &got);
+    have += got;
+  }
+  size_t valid = 0; /* out[0 .. valid) are open handles of ours */
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++)
+      v |= (uint64_t)bytes[i * 8 + (size_t)b] << (8 * b);
+    DWORD flags;
+    out[i] = (mpi_fd)(uintptr_t)v;
+    if (v == 0 || !GetHandleInformation((HANDLE)(uintptr_t)v, &flags))
+      rc = mp__error(MP_EPROTO, "the sender gave a handle that is not open");
+    else
+      valid++;
+  }
+  if (rc != 0)
+    for (size_t i = 0; i < valid; i++)
+      mpi_stream_close(out[i]);
+  free(bytes);
+  return rc;
+}
