@@ -99,4 +99,17 @@ seed("queue",
      req(CREATE, 0, "Array", "d", 3), req(CALL, 3, "set", 1, 2.0),
      req(CALL, 3, "tolist"), req(CREATE, 0, "Namespace"),
      req(CALL, 4, "setattr", "x", 1), req(CALL, 4, "getattr", "y"))
+seed("newer",
+     req(CREATE, 0, "Namespace"), req(CALL, 1, "setattr", "b", 2),
+     req(CALL, 1, "setattr", "_hidden", 1), req(CALL, 1, "setattr", "a", "x"),
+     req(CALL, 1, "vars"), req(CALL, 1, "vars", 1), req(CALL, 1, "items"),
+     req(CREATE, 0, "Value", "d", 1.5), req(CALL, 2, "typecode"),
+     req(CALL, 2, "typecode", 9),
+     req(CREATE, 0, "Array", "i", 4), req(CALL, 3, "typecode"),
+     req(CREATE, 0, "list", 1, 2, 3), req(CALL, 4, "slice", 0, 2 ** 62),
+     req(CREATE, 0, "Pool"), req(CREATE, 0, "Pool", 2),
+     req(CREATE, 0, "Pool", -1), req(CREATE, 0, "Pool", "x"),
+     req(CALL, 5, "apply", "", 0, (1, 2)), req(CALL, 5, "map", "", 0, (1,), 0),
+     req(CALL, 5, "starmap", "x", -1, ((1,),), 1), req(CALL, 5, "close"),
+     req(CALL, 5, "join", 0.5), req(CALL, 5, "terminate"))
 seed("bad", req(9), b"\x03\x00", req(CALL, 99, "x" * 300), req(SHUTDOWN))
