@@ -1592,9 +1592,10 @@ MP_API int mp_proxy_array_tolist(mp_proxy *a, mp_args **items);
  * MP_ETASK with the task's message, MP_EWORKERDIED (the worker is
  * replaced), MP_ESTATE once closed, MP_ECLOSED when terminated or the
  * server is gone.  The workers start by the server's default start
- * method; they die with the server.  Not served: the _async forms and
- * imap (call these from a thread of your own: each call has its own
- * connection), initializer and maxtasksperchild.
+ * method; they die with the server.  Not served: imap and
+ * imap_unordered (use map_async, or mp_proxy_pool_map from threads of
+ * your own: each call has its own connection), initializer and
+ * maxtasksperchild.
  *
  * The task function travels as mp_pool's does, as (module, offset), and
  * the server looks it up as a pool worker does: a module it cannot load
@@ -1616,6 +1617,29 @@ MP_API int mp_proxy_pool_map(mp_proxy *p, mp_task_fn fn, const mp_args *items,
 MP_API int mp_proxy_pool_starmap(mp_proxy *p, mp_task_fn fn,
                                  const mp_args *items, size_t chunksize,
                                  mp_args **results);
+/* Python's pool proxy apply_async / map_async / starmap_async: the call
+ * is made from a thread of this process and completes an mp_async as a
+ * local pool's does (mp_async_get / _wait / _ready / _successful /
+ * _error / _free; out may be NULL, the task still runs).  The callbacks
+ * run in that thread, here in the client (Python runs a managed pool's
+ * callbacks in the server).  A failed task's status is MP_ETASK: its own
+ * return code stays in the server (the message comes).  mp_async_cancel
+ * returns 0: the call has gone.  MP_EINVAL for a NULL proxy, function or
+ * items; MP_ENOMEM, MP_EOS (no thread). */
+MP_API int mp_proxy_pool_apply_async(mp_proxy *p, mp_task_fn fn,
+                                     const mp_args *args, mp_result_cb cb,
+                                     mp_error_cb ecb, void *arg,
+                                     mp_async **out);
+MP_API int mp_proxy_pool_map_async(mp_proxy *p, mp_task_fn fn,
+                                   const mp_args *items, size_t chunksize,
+                                   mp_result_cb cb, mp_error_cb ecb,
+                                   void *arg, mp_async **out);
+MP_API int mp_proxy_pool_starmap_async(mp_proxy *p, mp_task_fn fn,
+                                       const mp_args *items,
+                                       size_t chunksize, mp_result_cb cb,
+                                       mp_error_cb ecb, void *arg,
+                                       mp_async **out);
+
 /* As mp_pool_close / _terminate / _join (join: 0 or MP_ETIMEDOUT). */
 MP_API int mp_proxy_pool_close(mp_proxy *p);
 MP_API int mp_proxy_pool_terminate(mp_proxy *p);

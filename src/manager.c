@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "manager.h"
+#include "pool.h"
 #include "process.h"
 
 typedef struct mconn {
@@ -1226,6 +1227,91 @@ int mp_proxy_pool_map(mp_proxy *p, mp_task_fn fn, const mp_args *items,
 int mp_proxy_pool_starmap(mp_proxy *p, mp_task_fn fn, const mp_args *items,
                           size_t chunksize, mp_args **results) {
   return pool_map_call(p, "starmap", fn, items, chunksize, results);
+}
+/* The _async forms: the call, made from a thread of this process (each
+ * call has its own connection), completes an async result as a local
+ * pool's would. */
+typedef struct pool_job {
+  mp_proxy *p;
+  const char *method;
+  mp_task_fn fn;
+  mp_args *in;
+  int64_t chunksize;
+  mp_async *a;
+} pool_job;
+
+static void pool_job_run(void *arg) {
+  pool_job *j = arg;
+  mp_args *out = NULL;
+  int rc = pool_call(j->p, j->method, j->fn, j->in, j->chunksize, &out);
+  mp__async_finish(j->a, rc, rc != 0 ? mp_last_error_message() : NULL, out);
+  mp__proxy_release(j->p);
+  mp_args_free(j->in);
+  free(j);
+}
+
+static int pool_async(mp_proxy *p, const char *method, mp_task_fn fn,
+                      const mp_args *in, int64_t chunksize, mp_result_cb cb,
+                      mp_error_cb ecb, void *arg, mp_async **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (p == NULL || fn == NULL || (chunksize >= 0 && in == NULL))
+    return mp__error(MP_EINVAL, "mp_proxy_pool_%s_async: NULL argument",
+                     method);
+  pool_job *j = calloc(1, sizeof *j);
+  if (j == NULL)
+    return mp__error(MP_ENOMEM, "out of memory");
+  int rc = in != NULL ? mp_args_copy(&j->in, in) : 0;
+  if (rc == 0 && (j->a = mp__async_detached(cb, ecb, arg)) == NULL)
+    rc = mp__error(MP_ENOMEM, "out of memory");
+  mpi_thread *t = NULL;
+  if (rc == 0) {
+    j->p = p;
+    j->method = method;
+    j->fn = fn;
+    j->chunksize = chunksize;
+    mp__proxy_retain(p);
+    if ((rc = mpi_thread_start(pool_job_run, j, &t)) != 0)
+      mp__proxy_release(p);
+  }
+  if (rc != 0) {
+    if (j->a != NULL) {
+      mp_async_free(j->a);
+      mp_async_free(j->a);
+    }
+    mp_args_free(j->in);
+    free(j);
+    return rc;
+  }
+  mpi_thread_detach(t);
+  if (out != NULL)
+    *out = j->a;
+  else
+    mp_async_free(j->a); /* dropped: it runs all the same */
+  return 0;
+}
+
+int mp_proxy_pool_apply_async(mp_proxy *p, mp_task_fn fn, const mp_args *args,
+                              mp_result_cb cb, mp_error_cb ecb, void *arg,
+                              mp_async **out) {
+  return pool_async(p, "apply", fn, args, -1, cb, ecb, arg, out);
+}
+int mp_proxy_pool_map_async(mp_proxy *p, mp_task_fn fn, const mp_args *items,
+                            size_t chunksize, mp_result_cb cb,
+                            mp_error_cb ecb, void *arg, mp_async **out) {
+  if (chunksize > SIZE_MAX / 2)
+    return mp__error(MP_EINVAL, "mp_proxy_pool_map_async: chunksize");
+  return pool_async(p, "map", fn, items, (int64_t)chunksize, cb, ecb, arg,
+                    out);
+}
+int mp_proxy_pool_starmap_async(mp_proxy *p, mp_task_fn fn,
+                                const mp_args *items, size_t chunksize,
+                                mp_result_cb cb, mp_error_cb ecb, void *arg,
+                                mp_async **out) {
+  if (chunksize > SIZE_MAX / 2)
+    return mp__error(MP_EINVAL, "mp_proxy_pool_starmap_async: chunksize");
+  return pool_async(p, "starmap", fn, items, (int64_t)chunksize, cb, ecb,
+                    arg, out);
 }
 int mp_proxy_pool_close(mp_proxy *p) {
   return mp_proxy_call(p, "close", NULL, NULL);

@@ -290,6 +290,20 @@ static void async_complete(mp_async *a, int rc, int status,
   async_unref(a);
 }
 
+/* An async result that no pool completes (a managed Pool's call made
+ * from a thread of the client, manager.c): the caller's reference and the
+ * completer's, which mp__async_finish gives up. */
+mp_async *mp__async_detached(mp_result_cb cb, mp_error_cb ecb, void *arg) {
+  return async_new(cb, ecb, arg);
+}
+
+void mp__async_finish(mp_async *a, int rc, const char *message,
+                      mp_args *result) {
+  async_complete(a, rc, rc, rc != 0 ? message : NULL, rc == 0 ? result : NULL);
+  if (rc != 0)
+    mp_args_free(result);
+}
+
 /* A completion to run once the pool lock is released. */
 typedef struct done_item {
   mp_async *a;

@@ -34,6 +34,11 @@ void mp__async_unlock(void);
  * 0 or MP_ETIMEDOUT. */
 int mp__async_sleep(double deadline);
 
+/* pool.c: an async that no pool completes, and its completion (result
+ * taken; the completer's reference goes). */
+mp_async *mp__async_detached(mp_result_cb cb, mp_error_cb ecb, void *arg);
+void mp__async_finish(mp_async *a, int rc, const char *message,
+                      mp_args *result);
 /* pool.c: cancel the job of a pending async (1 if cancelled). */
 int mp__pool_cancel(mp_async *a);
 /* pool.c: cancel every job of the pool that has not started. */

@@ -2294,6 +2294,117 @@ static void check_manager_pool(const char *method) {
 }
 FOR_EACH_METHOD(check_manager_pool)
 
+/* What the callbacks of a managed Pool's _async forms saw (they run in
+ * a thread of this process). */
+typedef struct async_seen {
+  mp_event *called;
+  int64_t sum;
+  int status;
+  char message[128];
+} async_seen;
+
+static void seen_result(const mp_args *r, void *arg) {
+  async_seen *s = arg;
+  for (size_t i = 0; i < mp_args_count(r); i++)
+    s->sum += mp_args_int(r, i);
+  mp_event_set(s->called);
+}
+
+static void seen_error(int status, const char *message, void *arg) {
+  async_seen *s = arg;
+  s->status = status;
+  snprintf(s->message, sizeof s->message, "%s", message);
+  mp_event_set(s->called);
+}
+
+static void check_manager_pool_async(const char *method) {
+  mp_manager_options opt = MP_MANAGER_OPTIONS_INIT;
+  ASSERT_RC(mp_get_context(method, &opt.context), 0);
+  mp_manager *m = NULL;
+  ASSERT_RC(mp_manager_start(&m, &opt), 0);
+  mp_proxy *pool = NULL;
+  ASSERT_RC(mp_manager_pool(m, 2, &pool), 0);
+  async_seen s;
+  memset(&s, 0, sizeof s);
+  ASSERT_RC(mp_event_new(&s.called), 0);
+  /* map_async: the values, and the callback with them, in this process. */
+  mp_args *in = int_range(10);
+  mp_async *a = NULL;
+  ASSERT_RC(mp_proxy_pool_map_async(pool, mp_square, in, 3, seen_result,
+                                    seen_error, &s, &a), 0);
+  mp_args_free(in); /* copied */
+  const mp_args *r = NULL;
+  ASSERT_RC_MSG(mp_async_get(a, 30.0, &r), 0, "map_async");
+  mp_args *copy = NULL;
+  ASSERT_RC(mp_args_copy(&copy, r), 0);
+  expect_squares(copy, 10, "map_async");
+  EXPECT_RC(mp_event_wait(s.called, 30.0), 0);
+  cr_expect_eq(s.sum, 285);
+  cr_expect_eq(mp_async_successful(a), 1);
+  mp_async_free(a);
+  /* apply_async of a failing task: the error callback, MP_ETASK. */
+  ASSERT_RC(mp_event_clear(s.called), 0);
+  ASSERT_RC(mp_args_pack(&in, "i", 3), 0);
+  ASSERT_RC(mp_proxy_pool_apply_async(pool, mp_fail_on_3, in, seen_result,
+                                      seen_error, &s, &a), 0);
+  EXPECT_RC(mp_async_get(a, 30.0, &r), MP_ETASK);
+  cr_expect(strstr(mp_last_error_message(), "three is bad") != NULL, "%s",
+            mp_last_error_message());
+  cr_expect_eq(mp_async_successful(a), 0);
+  int status = 0;
+  const char *msg = NULL;
+  EXPECT_RC(mp_async_error(a, &status, &msg), MP_ETASK);
+  cr_expect_eq(status, MP_ETASK);
+  EXPECT_RC(mp_event_wait(s.called, 30.0), 0);
+  cr_expect_eq(s.status, MP_ETASK);
+  cr_expect(strstr(s.message, "three is bad") != NULL, "%s", s.message);
+  EXPECT_RC(mp_async_cancel(a), 0);
+  mp_async_free(a);
+  mp_args_free(in);
+  /* starmap_async whose handle is dropped still runs. */
+  ASSERT_RC(mp_event_clear(s.called), 0);
+  s.sum = 0;
+  {
+    mp_args *t;
+    ASSERT_RC(mp_args_pack(&t, "ii", 20, 22), 0);
+    ASSERT_RC(mp_args_new(&in), 0);
+    ASSERT_RC(mp_args_add_tuple(in, t), 0);
+    mp_args_free(t);
+  }
+  ASSERT_RC(mp_proxy_pool_starmap_async(pool, mp_add, in, 0, seen_result,
+                                        NULL, &s, NULL), 0);
+  EXPECT_RC(mp_event_wait(s.called, 30.0), 0);
+  cr_expect_eq(s.sum, 42);
+  mp_args_free(in);
+  /* Bad arguments. */
+  in = int_range(2);
+  EXPECT_RC(mp_proxy_pool_map_async(NULL, mp_square, in, 0, NULL, NULL,
+                                    NULL, &a), MP_EINVAL);
+  cr_expect_null(a);
+  EXPECT_RC(mp_proxy_pool_map_async(pool, NULL, in, 0, NULL, NULL, NULL,
+                                    &a), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_map_async(pool, mp_square, NULL, 0, NULL, NULL,
+                                    NULL, &a), MP_EINVAL);
+  EXPECT_RC(mp_proxy_pool_starmap_async(pool, mp_add, NULL, 0, NULL, NULL,
+                                        NULL, &a), MP_EINVAL);
+  mp_args_free(in);
+  /* The server going away mid-call ends the call with an error, never
+   * a hang. */
+  ASSERT_RC(mp_args_pack(&in, "d", 60.0), 0);
+  ASSERT_RC(mp_proxy_pool_apply_async(pool, mp_slow, in, NULL, NULL, NULL,
+                                      &a), 0);
+  mp_args_free(in);
+  EXPECT_RC(mp_async_wait(a, 0.2), MP_ETIMEDOUT);
+  EXPECT_RC(mp_manager_shutdown(m), 0);
+  EXPECT_RC_MSG(mp_async_wait(a, 30.0), 0, "done once the server is gone");
+  cr_expect_eq(mp_async_successful(a), 0);
+  mp_async_free(a);
+  mp_proxy_free(pool);
+  mp_event_free(s.called);
+  mp_manager_free(m);
+}
+FOR_EACH_METHOD(check_manager_pool_async)
+
 /* Raw requests on a Pool's proxy, as a client of another making (or a
  * hostile one) might send them. */
 static int pool_raw(mp_proxy *pool, const char *method, const char *module,
