@@ -123,6 +123,13 @@ POOL_ROWS = [
 POOL_VARIANTS = [("", "", ""), (" nospin", "", ", nospin"),
                  (" @one-cpu", " @one-cpu", ", all on one CPU"),
                  (" nospin @one-cpu", " @one-cpu", ", all on one CPU, nospin")]
+# bench_handoff: a connection handed to a fork child through a pipe
+# (Python: c.send(conn), served by its resource sharer), against the
+# descriptor by SCM_RIGHTS straight down a Unix socket.
+HANDOFF_BUDGET = ("a connection handed to another process through a pipe "
+                  "at least 2x faster than Python's c.send(conn)",
+                  "python handoff", "mproc handoff", "ge", 2.0)
+
 # bench_manager: a managed dict used from a child process (each d[k] = v
 # and each d[k] is one operation), against Python's Manager().dict(); the
 # floor of one operation is a raw request + reply between two processes:
@@ -531,6 +538,10 @@ def main():
     ap.add_argument("--pool-extra", choices=("yes", "no"), default="yes",
                     help="also run bench_pool with MPROC_SPIN_US=0 and the "
                     "round trips pinned to one CPU (default yes)")
+    ap.add_argument("--handoff-bin", help="path to bench_handoff "
+                    "(default: next to bench_start)")
+    ap.add_argument("--handoff-n", type=int, default=4000,
+                    help="hand-offs per program in all (default 4000)")
     ap.add_argument("--manager-bin", help="path to bench_manager (default: "
                     "next to bench_start)")
     ap.add_argument("--manager-reps", type=int, default=2,
@@ -558,6 +569,7 @@ def main():
     sync_exe = find_sibling(a.sync_bin, exe, "bench_sync")
     pool_exe = find_sibling(a.pool_bin, exe, "bench_pool")
     manager_exe = find_sibling(a.manager_bin, exe, "bench_manager")
+    handoff_exe = find_sibling(a.handoff_bin, exe, "bench_handoff")
 
     print(machine())
     print(f"bench_start: {exe}")
@@ -618,6 +630,12 @@ def main():
             "bench_pool", pool_cmds(pool_exe, a.python, a.pool_reps,
                                     a.pool_scale, a.pool_extra == "yes"),
             a.rounds, pooled)
+    per_round_handoff = []
+    if handoff_exe:
+        per_round_handoff = alternate(
+            handoff_exe, os.path.join(HERE, "bench_handoff.py"),
+            max(a.handoff_n, 1), min(a.rounds, max(a.handoff_n, 1)), 100,
+            a.python, pooled)
     per_round_manager = []
     if manager_exe:
         per_round_manager = alternate_cmds(
@@ -657,6 +675,14 @@ def main():
                   f"(socketpair) "
                   f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
                   f"| {'n/a' if pm is None else f'{pm:.1f}x'} |")
+    if handoff_exe:
+        mp_, py, fl = (g("mproc handoff"), g("python handoff"),
+                       g("os handoff"))
+        vs, pm = ratio(mp_, fl), ratio(py, mp_)
+        print(f"| a connection through a pipe to a child | {fmt(mp_)} "
+              f"| {fmt(py)} | {fmt(fl)} (SCM_RIGHTS) "
+              f"| {'n/a' if vs is None else f'{vs:.2f}x'} "
+              f"| {'n/a' if pm is None else f'{pm:.1f}x'} |")
     print()
     print("Medians over the pooled samples.  forkserver's floor is a raw "
           "fork+waitpid (the server's own start is excluded by warm-up).")
@@ -736,6 +762,10 @@ def main():
               f"(budget <= {bound}x; per round: {rr})")
     else:
         print(f"SKIP: {PIPE_BUDGET[0]}: bench_pipe not found")
+    if handoff_exe:
+        failed += check(*HANDOFF_BUDGET, g, per_round_handoff)
+    else:
+        print(f"SKIP: {HANDOFF_BUDGET[0]}: bench_handoff not found")
     for desc, num, den, op, bound in SYNC_BUDGETS:
         if sync_exe:
             failed += check(desc, num, den, op, bound, g, per_round_sync)
