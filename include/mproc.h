@@ -455,7 +455,9 @@ MP_API int mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap,
  * them (from a small server thread the sender starts on its first such
  * send; local only, this user only), as Python's resource sharer does:
  * the sender must still be running when the message is received
- * (otherwise recv gives MP_ENOENT and the message is consumed), a
+ * (otherwise recv gives MP_ENOENT and the message is consumed; a sender
+ * that runs but does not answer, stopped say, costs the receive at most
+ * 30 s past its own wait, then MP_ETIMEDOUT, consumed too), a
  * message never received keeps its handles open in the sender until it
  * exits, and one message gives its objects once (the same bytes sent
  * again: MP_ENOENT).  Only within one computer: a tuple with objects
