@@ -25,7 +25,6 @@
  *             names them (a request that differs takes nothing)
  *   answer  = 'K' u32 count, then the handles; or 'N' (no such entry)
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,21 +174,13 @@ static void serve(void *arg) {
 static int sharer_start(void) {
   if (S.l != NULL && S.pid == mpi_getpid())
     return 0;
-  const char *want = NULL;
-#if defined(__linux__)
-  char name[64];
-  unsigned char r[8];
-  int rc = mpi_random(r, sizeof r);
+  char want[ADDRESS_MAX];
+  int rc = mpi_sharer_name(want, sizeof want);
   if (rc != 0)
     return rc;
-  snprintf(name, sizeof name, "@mproc-share-%lld-%016llx",
-           (long long)mpi_getpid(), (unsigned long long)get_le(r, 8));
-  want = name;
-#else
-  int rc;
-#endif
   mpi_listener *l = NULL;
-  rc = mpi_listen(MPI_AF_LOCAL, want, 64, &l, S.address, sizeof S.address);
+  rc = mpi_listen(MPI_AF_LOCAL, want[0] ? want : NULL, 64, &l, S.address,
+                  sizeof S.address);
   if (rc != 0)
     return rc;
   mpi_thread *t = NULL;
@@ -283,22 +274,6 @@ static void withdraw(uint64_t id) {
     entry_free(e);
 }
 
-/* 1 for an address a sharer could have (sharer_start): a hostile ticket
- * must not send us knocking at just any socket or pipe of this user. */
-static int sharer_address(const char *a) {
-#if defined(__linux__)
-  static const char prefix[] = "@mproc-share-";
-  return strncmp(a, prefix, sizeof prefix - 1) == 0;
-#elif defined(_WIN32)
-  static const char prefix[] = "\\\\.\\pipe\\mproc-";
-  return strncmp(a, prefix, sizeof prefix - 1) == 0;
-#else
-  size_t n = strlen(a);
-  return strstr(a, "/.mproc-") != NULL && n > 9 &&
-         strcmp(a + n - 9, "/listener") == 0;
-#endif
-}
-
 /* The handles a ticket names, from their sender: *out (malloc'd, *n of
  * them; ownership is the caller's). */
 static int claim(const unsigned char *t, size_t tn, mpi_fd **out,
@@ -317,7 +292,7 @@ static int claim(const unsigned char *t, size_t tn, mpi_fd **out,
   char address[ADDRESS_MAX];
   memcpy(address, t + TICKET_FIXED, tn - TICKET_FIXED);
   address[tn - TICKET_FIXED] = '\0';
-  if (strlen(address) != tn - TICKET_FIXED || !sharer_address(address))
+  if (strlen(address) != tn - TICKET_FIXED || !mpi_sharer_address(address))
     return mp__error(MP_EPROTO, "malformed object ticket (address)");
   if (pid == mpi_getpid()) { /* sent to ourselves: no need to ask */
     mpi_lock();

@@ -393,4 +393,13 @@ void mpi_listener_close(mpi_listener *l);
 int mpi_connect(int family, const char *address, double timeout,
                 mpi_fd *out);
 
+/* The sharer of handoff.c listens at a name of a form only sharers use,
+ * so that a hostile ticket cannot send a receiver to any other socket or
+ * pipe.  mpi_sharer_name: into buf a fresh name to listen at (Linux: an
+ * abstract "@mproc-share-<pid>-<random>", nothing to remove), or "" for
+ * mpi_listen's generated local name (elsewhere); 0 or an error.
+ * mpi_sharer_address: 1 when a bound address has a sharer's form. */
+int mpi_sharer_name(char *buf, size_t cap);
+int mpi_sharer_address(const char *address);
+
 #endif /* MPROC_PLATFORM_H */

@@ -613,3 +613,35 @@ int mpi_connect(int family, const char *address, double timeout,
   *out = fd;
   return 0;
 }
+
+/* ---- the sharer's names (handoff.c) ----------------------------------- */
+
+int mpi_sharer_name(char *buf, size_t cap) {
+  buf[0] = '\0';
+#if defined(__linux__)
+  unsigned char r[8];
+  int rc = mpi_random(r, sizeof r);
+  if (rc != 0)
+    return rc;
+  unsigned long long v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | r[i];
+  if ((size_t)snprintf(buf, cap, "@mproc-share-%lld-%016llx",
+                       (long long)mpi_getpid(), v) >= cap)
+    return mp__error(MP_ERANGE, "sharer name too long");
+#else
+  (void)cap;
+#endif
+  return 0;
+}
+
+int mpi_sharer_address(const char *a) {
+#if defined(__linux__)
+  static const char prefix[] = "@mproc-share-";
+  return strncmp(a, prefix, sizeof prefix - 1) == 0;
+#else
+  size_t n = strlen(a); /* mpi_listen's generated name */
+  return strstr(a, "/.mproc-") != NULL && n > 9 &&
+         strcmp(a + n - 9, "/listener") == 0;
+#endif
+}

@@ -820,3 +820,16 @@ int mpi_connect(int family, const char *address, double timeout,
     return tcp_connect(family, address, timeout, out);
   return mp__error(MP_EINVAL, "connect: unknown address family %d", family);
 }
+
+/* ---- the sharer's names (handoff.c) ----------------------------------- */
+
+int mpi_sharer_name(char *buf, size_t cap) {
+  (void)cap;
+  buf[0] = '\0'; /* mpi_listen's generated owner-only pipe */
+  return 0;
+}
+
+int mpi_sharer_address(const char *a) {
+  static const char prefix[] = PIPE_PREFIX "mproc-";
+  return strncmp(a, prefix, sizeof prefix - 1) == 0;
+}
