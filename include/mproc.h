@@ -1208,6 +1208,103 @@ MP_API int mp_pool_worker_pids(mp_pool *p, int64_t *pids, size_t cap);
  * nothing) when called from one of the pool's own callbacks. */
 MP_API void mp_pool_free(mp_pool *p);
 
+/* Array maps and reductions: a kernel over a typed array, run once per
+ * chunk rather than once per item (OpenMP's `parallel for`, where Python
+ * has Pool.map over a list).
+ *
+ *     static int square(const void *in, void *out, size_t first, size_t n,
+ *                       const mp_args *ctx) {
+ *         const int64_t *x = in;  int64_t *y = out;
+ *         for (size_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+ *         return 0;
+ *     }
+ *     mp_pool_map_array(pool, square, x, sizeof *x, y, sizeof *y, count,
+ *                       NULL, 0);
+ *
+ * The kernel gets its slice of the input (`in` + first * in_size) and of
+ * the output (`out` + first * out_size), n elements each, `first` (the
+ * slice's index in the whole array) and ctx, the call's context (plain
+ * values, as task arguments; an empty tuple when ctx is NULL).  It
+ * returns 0, or a non-zero status with a message set by mp_set_error.
+ * Kernels travel as task functions do: nothing to register.
+ *
+ * Where the arrays live.  Thread pools use them where they are.  Process
+ * pools need them in shared memory: arrays that already are (the buffer
+ * of an mp_shm, mp_array_ptr, mp_value_ptr; any part of one) are used in
+ * place, with no copy; any other input is copied into shared memory
+ * before the map and the output copied back as each chunk answers, one
+ * memcpy each way.  So give large arrays an mp_shm for full speed.
+ * Workers map the segments they are given once, keep them while they
+ * have work, and let them go after a second idle (MP__ARRAY_IDLE).
+ *
+ * in may be NULL with in_size 0 (the kernel makes its output from the
+ * index, as a Mandelbrot image), out NULL with out_size 0 (the kernel
+ * only reads); in == out with equal sizes maps in place; arrays that
+ * overlap otherwise are MP_EINVAL.  chunksize 0 chooses the chunks as
+ * OpenMP's schedule(guided) does (large first, smaller towards the end,
+ * none below count / (32 * workers)); otherwise every chunk has
+ * chunksize elements (the last one fewer).
+ *
+ * Returns 0 once every element is written.  A failure is that of the
+ * first failed chunk in input order: MP_ETASK (a kernel's non-zero
+ * status; mp_last_error_message() has its message), MP_EWORKERDIED (a
+ * worker died holding the chunk), MP_EBROKEN, MP_ECLOSED; MP_EINVAL,
+ * MP_ESTATE (closed pool) before anything runs.  Chunks after a failed
+ * one are not started, and the call returns only once no worker works on
+ * its arrays any more; the output is then partly written (in place:
+ * partly mapped).  Unlike a task's, a kernel's failure does not stop the
+ * chunks that were already running. */
+typedef int (*mp_kernel_fn)(const void *in, void *out, size_t first,
+                            size_t n, const mp_args *ctx);
+
+MP_API int mp_pool_map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
+                             size_t in_size, void *out, size_t out_size,
+                             size_t count, const mp_args *ctx,
+                             size_t chunksize);
+/* The same without waiting: `cb` gets an empty tuple once every element
+ * is written, `ecb` the failure.  The arrays must stay as they are, and
+ * allocated, until then (also when the handle is freed early). */
+MP_API int mp_pool_map_array_async(mp_pool *p, mp_kernel_fn kernel,
+                                   const void *in, size_t in_size, void *out,
+                                   size_t out_size, size_t count,
+                                   const mp_args *ctx, size_t chunksize,
+                                   mp_result_cb cb, mp_error_cb ecb,
+                                   void *arg, mp_async **handle);
+
+/* Reductions.  mp_pool_reduce: the sum, minimum or maximum of `count`
+ * elements of a C type named by an mp_array typecode ('b' signed char,
+ * 'B', 'h' short, 'H', 'i' int, 'I', 'l' long, 'L', 'q' long long, 'Q',
+ * 'f' float, 'd' double).  *result: for MP_REDUCE_MIN and _MAX an element
+ * of the array's type; for MP_REDUCE_SUM an int64_t (signed types, wraps
+ * round as unsigned arithmetic does), a uint64_t (unsigned types) or a
+ * double ('f' and 'd').  Over no elements: the sum is 0, the minimum and
+ * maximum MP_EINVAL (Python's min([]) raises).  A NaN anywhere makes the
+ * minimum and maximum NaN.  Sums of floating point add chunk by chunk in
+ * input order, so the result is the same for the same chunks, however
+ * the workers run. */
+enum { MP_REDUCE_SUM = 1, MP_REDUCE_MIN = 2, MP_REDUCE_MAX = 3 };
+
+MP_API int mp_pool_reduce(mp_pool *p, char typecode, int op, const void *in,
+                          size_t count, void *result);
+
+/* A reduction of your own: each chunk starts from a copy of *acc (its
+ * identity: 0 for a sum, say; acc_size bytes, at most 64 KiB, plain
+ * data), and fold(in + first * in_size, first, n, chunk_acc, ctx) folds
+ * its n elements into it in a worker; then, in the calling thread,
+ * combine(acc, chunk_acc, ctx) folds each chunk's result into *acc, in
+ * input order.  fold returns 0 or a failing status (MP_ETASK, as a
+ * kernel).  in may be NULL with in_size 0. */
+typedef int (*mp_fold_fn)(const void *in, size_t first, size_t n, void *acc,
+                          const mp_args *ctx);
+typedef void (*mp_combine_fn)(void *acc, const void *other,
+                              const mp_args *ctx);
+
+MP_API int mp_pool_reduce_fn(mp_pool *p, mp_fold_fn fold,
+                             mp_combine_fn combine, const void *in,
+                             size_t in_size, size_t count, void *acc,
+                             size_t acc_size, const mp_args *ctx,
+                             size_t chunksize);
+
 /* AsyncResult (and Future, section 12).
  * get: wait up to timeout seconds; 0 with *result (borrowed: lives until
  * mp_async_free; may be NULL), MP_ETIMEDOUT, or the task's failure

@@ -43,6 +43,7 @@ typedef struct entry {
   unsigned char token[TOKEN_N];
   mpi_fd *h;
   size_t n;
+  int keep; /* served to any number of claims until withdrawn */
   struct entry *next;
 } entry;
 
@@ -78,8 +79,28 @@ static void entry_free(entry *e) {
   free(e);
 }
 
+static entry *copy_entry(const entry *e) {
+  entry *c = calloc(1, sizeof *c);
+  mpi_fd *h = calloc(e->n ? e->n : 1, sizeof *h);
+  if (c == NULL || h == NULL) {
+    free(c);
+    free(h);
+    return NULL;
+  }
+  c->h = h;
+  for (; c->n < e->n; c->n++)
+    if (mpi_handle_dup(e->h[c->n], &h[c->n]) != 0) {
+      entry_free(c);
+      return NULL;
+    }
+  return c;
+}
+
+static entry *copy_entry(const entry *e);
+
 /* Unlink the entry with this id (and token and count, when a token is
- * given) under mpi_lock. */
+ * given) under mpi_lock.  A claim (token given) of an entry that is
+ * kept gets a copy with handles of its own instead. */
 static entry *take_entry(uint64_t id, const unsigned char *token,
                          uint64_t count) {
   for (entry **pp = &S.entries; *pp != NULL; pp = &(*pp)->next) {
@@ -94,6 +115,8 @@ static entry *take_entry(uint64_t id, const unsigned char *token,
         diff |= (unsigned)(e->token[i] ^ token[i]);
       if (diff != 0)
         return NULL;
+      if (e->keep)
+        return copy_entry(e);
     }
     *pp = e->next;
     return e;
@@ -209,9 +232,10 @@ void mp__handoff_fork_child(void) {
 
 /* ---- offering and claiming ------------------------------------------ */
 
-/* Keep copies of h[0..n) for a receiver: the ticket (malloc'd) and the
- * entry's id (for withdraw). */
-static int offer(const mpi_fd *h, size_t n, unsigned char **ticket,
+/* Keep copies of h[0..n) for a receiver (keep: for every receiver that
+ * asks, until withdrawn): the ticket (malloc'd) and the entry's id (for
+ * withdraw). */
+static int offer(const mpi_fd *h, size_t n, int keep, unsigned char **ticket,
                  size_t *tn, uint64_t *id) {
   *ticket = NULL;
   if (n > HANDLES_MAX)
@@ -230,6 +254,7 @@ static int offer(const mpi_fd *h, size_t n, unsigned char **ticket,
       break;
   e->h = dup;
   e->n = made;
+  e->keep = keep;
   if (rc != 0) {
     entry_free(e);
     return rc;
@@ -417,7 +442,7 @@ int mp__handoff_pack(const mp_args *a, void **msg, size_t *len,
   } else {
     unsigned char *ticket = NULL;
     size_t tn = 0;
-    if ((rc = offer(h, nh, &ticket, &tn, id)) == 0) {
+    if ((rc = offer(h, nh, 0, &ticket, &tn, id)) == 0) {
       rc = envelope("MPX1", ticket, tn, data, dn, msg, len);
       free(ticket);
       if (rc != 0)
@@ -431,6 +456,16 @@ int mp__handoff_pack(const mp_args *a, void **msg, size_t *len,
 void mp__handoff_withdraw(uint64_t id) {
   if (id != 0)
     withdraw(id);
+}
+
+int mp__handoff_offer(const mpi_fd *h, size_t n, unsigned char **ticket,
+                      size_t *tn, uint64_t *id) {
+  return offer(h, n, 1, ticket, tn, id);
+}
+
+int mp__handoff_claim(const unsigned char *t, size_t tn, mpi_fd **out,
+                      size_t *n) {
+  return claim(t, tn, out, n);
 }
 
 int mp__handoff_unpack(const void *p, size_t n, mp_args **out) {
@@ -476,7 +511,7 @@ int mp_conn_send_handle(mp_conn *c, mp_handle h) {
   size_t tn = 0;
   uint64_t id = 0;
   mpi_fd fd = (mpi_fd)h;
-  int rc = offer(&fd, 1, &ticket, &tn, &id);
+  int rc = offer(&fd, 1, 0, &ticket, &tn, &id);
   void *msg = NULL;
   size_t len = 0;
   if (rc == 0) {

@@ -81,6 +81,14 @@ int mp__handoff_pack(const mp_args *a, void **msg, size_t *len, uint64_t *id);
 void mp__handoff_withdraw(uint64_t id);
 int mp__handoff_unpack(const void *p, size_t n, mp_args **out);
 void mp__handoff_fork_child(void);
+/* Raw handles for any number of receivers (an array map's segments,
+ * pool.c): offer keeps copies under a ticket (malloc'd) that every claim
+ * may use until the id is withdrawn; claim gets handles of its own
+ * (*out malloc'd, *n of them). */
+int mp__handoff_offer(const mpi_fd *h, size_t n, unsigned char **ticket,
+                      size_t *tn, uint64_t *id);
+int mp__handoff_claim(const unsigned char *t, size_t tn, mpi_fd **out,
+                      size_t *n);
 
 /* conn.c: a connection from its blob; takes its handle out of the table
  * (sets it to MPI_BAD_FD). */

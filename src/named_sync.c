@@ -185,6 +185,7 @@ static int named_segment(const void *obj, const char *name, int flags,
   }
   seg->shm = s;
   seg->refs = 1;
+  mp__seg_register(seg);
   *out = seg;
   return 0;
 }

@@ -58,10 +58,10 @@
 
 enum { MSG_TASK = 1, MSG_STOP = 2 };
 enum { RES_CHUNK = 1, RES_INIT_FAILED = 2, RES_DEATH = 3, RES_READY = 4 };
-enum { F_STAR = 1, F_TUPLES = 2 };
+enum { F_STAR = 1, F_TUPLES = 2, F_ARRAY = 4 };
 enum { P_RUN = 0, P_CLOSE = 1, P_TERMINATE = 2 };
 enum { W_NONE = 0, W_RUNNING = 1, W_DEAD = 2, W_GONE = 3 };
-enum { J_APPLY = 1, J_MAP = 2, J_IMAP = 3 };
+enum { J_APPLY = 1, J_MAP = 2, J_IMAP = 3, J_ARRAY = 4 };
 
 typedef struct task_hdr {
   uint32_t kind, flags;
@@ -116,7 +116,8 @@ typedef struct mp__job {
   int fail_rc, fail_status;
   char *fail_msg;       /* its error, reported once the chunks before it
                            have answered (the first failure in input order) */
-  int done;             /* J_APPLY/J_MAP: the async is completed */
+  int done;             /* J_APPLY/J_MAP/J_ARRAY: the async is completed */
+  mp__arrjob *arr;      /* J_ARRAY (pool_array.c) */
 } job;
 
 typedef struct chunk {
@@ -180,6 +181,9 @@ struct mp_pool {
   struct done_list *deferred; /* completions with callbacks, for the handler */
   mpi_fd wake_r, wake_w; /* wakes the watcher */
   volatile uint64_t handler_tid; /* callbacks run in this thread (atomics) */
+  mpi_mutex *scratch_mu;
+  mp__seg *scratch;     /* an array map's copies, kept for the next one
+                           (under scratch_mu) */
   void (*fn_cached)(void);
   char fn_module[1024];
   uint64_t fn_offset;
@@ -407,11 +411,9 @@ typedef struct wctx {
   const mp_args *initargs;
 } wctx;
 
-static int put_result(wctx *c, res_hdr *h, const mp_args *values,
-                      const unsigned char *errs, size_t errs_n,
-                      unsigned char **buf, size_t *cap) {
-  size_t vn = 0;
-  const void *vp = values ? mp__args_data(values, &vn) : NULL;
+static int put_raw(wctx *c, res_hdr *h, const void *vp, size_t vn,
+                   const unsigned char *errs, size_t errs_n,
+                   unsigned char **buf, size_t *cap) {
   size_t len = sizeof *h + vn + errs_n;
   if (len > *cap) {
     unsigned char *b = realloc(*buf, len);
@@ -429,6 +431,25 @@ static int put_result(wctx *c, res_hdr *h, const mp_args *values,
   if (errs_n)
     memcpy(*buf + sizeof *h + vn, errs, errs_n);
   return mp_queue_put(c->results, *buf, len, MP_FOREVER);
+}
+
+static int put_result(wctx *c, res_hdr *h, const mp_args *values,
+                      const unsigned char *errs, size_t errs_n,
+                      unsigned char **buf, size_t *cap) {
+  size_t vn = 0;
+  const void *vp = values ? mp__args_data(values, &vn) : NULL;
+  return put_raw(c, h, vp, vn, errs, errs_n, buf, cap);
+}
+
+/* Count the records in errs. */
+static uint32_t count_errs(const unsigned char *errs, size_t errs_n) {
+  uint32_t k = 0;
+  for (size_t at = 0; at < errs_n; k++) {
+    err_rec r;
+    memcpy(&r, errs + at, sizeof r);
+    at += sizeof r + r.len;
+  }
+  return k;
 }
 
 /* Append one failed call's record. */
@@ -450,6 +471,49 @@ static int add_err(unsigned char **errs, size_t *n, size_t *cap, size_t call,
   return 0;
 }
 
+/* One chunk of an array map or reduce (pool_array.c runs it): its
+ * accumulator as the values, or its error. */
+static int array_chunk(wctx *c, const task_hdr *th, mp_task_fn fn, int fn_rc,
+                       const unsigned char *desc, size_t n,
+                       mp__arrcache **cache, unsigned char **errs,
+                       size_t *errs_cap, unsigned char **out,
+                       size_t *out_cap) {
+  double t0 = mpi_now();
+  unsigned char *acc = NULL;
+  size_t acc_n = 0, errs_n = 0;
+  int st = 0, rc;
+  mp__clear_error();
+  if (fn == NULL)
+    rc = mp__error(fn_rc ? fn_rc : MP_EINVAL,
+                   "cannot find the kernel in the worker");
+  else
+    rc = mp__array_run(cache, c->pool != NULL, (void (*)(void))fn, desc, n,
+                       &acc, &acc_n, &st);
+  if (rc != 0 || st != 0) {
+    char text[64];
+    const char *m = mp_last_error_message();
+    if (m[0] == '\0') {
+      snprintf(text, sizeof text, "kernel returned status %d", st);
+      m = text;
+    }
+    if (add_err(errs, &errs_n, errs_cap, rc != 0 ? UINT32_MAX : 0,
+                rc != 0 ? rc : st, m) != 0) {
+      free(acc);
+      return MP_ENOMEM;
+    }
+    acc_n = 0;
+  }
+  res_hdr h;
+  memset(&h, 0, sizeof h);
+  h.kind = RES_CHUNK;
+  h.seq = th->seq;
+  h.elapsed = mpi_now() - t0;
+  h.nerrors = count_errs(*errs, errs_n);
+  rc = put_raw(c, &h, acc, acc_n, *errs, errs_n, out, out_cap);
+  free(acc);
+  return rc;
+}
+
 /* The worker's loop: 0 when told to stop or done with maxtasks. */
 static int worker_loop(wctx *c) {
   unsigned char *in = NULL, *out = NULL, *errs = NULL;
@@ -460,6 +524,7 @@ static int worker_loop(wctx *c) {
   mp_task_fn fn = NULL;
   int fn_rc = 0, rc = 0, tasks = 0;
   char text[160];
+  mp__arrcache *cache = NULL; /* an array map's segments, mapped */
   if (c->init != NULL) {
     mp__clear_error();
     int st = c->init(c->initargs);
@@ -496,7 +561,12 @@ static int worker_loop(wctx *c) {
   }
   for (;;) {
     size_t n = 0;
-    rc = mp_queue_get_into(c->inbox, in, in_cap, &n, MP_FOREVER);
+    rc = mp_queue_get_into(c->inbox, in, in_cap, &n,
+                           cache != NULL ? MP__ARRAY_IDLE : MP_FOREVER);
+    if (rc == MP_ETIMEDOUT) { /* idle: let go of the arrays */
+      mp__array_cache_drop(&cache);
+      continue;
+    }
     if (rc == MP_ERANGE) {
       unsigned char *b = realloc(in, n);
       if (b == NULL) {
@@ -535,6 +605,16 @@ static int worker_loop(wctx *c) {
         fn = fn_rc == 0 ? (mp_task_fn)f : NULL;
       }
       size_t at = sizeof th + th.module_len;
+      if (th.flags & F_ARRAY) { /* after build_msg's 8-byte tuple head */
+        size_t skip = n - at >= 8 ? 8 : n - at;
+        if ((rc = array_chunk(c, &th, fn, fn_rc, in + at + skip,
+                              n - at - skip, &cache,
+                              &errs, &errs_cap, &out, &out_cap)) != 0)
+          break;
+        if (c->maxtasks > 0 && ++tasks >= c->maxtasks)
+          break;
+        continue;
+      }
       bad = mp__args_load(payload, in + at, n - at) != 0 ||
             mp_args_count(payload) != th.ncalls;
     }
@@ -593,19 +673,14 @@ static int worker_loop(wctx *c) {
       add_err(&errs, &errs_n, &errs_cap, UINT32_MAX, MP_EPROTO,
               "malformed task message");
     }
-    h.nerrors = 0;
-    for (size_t at = 0; at < errs_n;) {
-      err_rec r;
-      memcpy(&r, errs + at, sizeof r);
-      at += sizeof r + r.len;
-      h.nerrors++;
-    }
+    h.nerrors = count_errs(errs, errs_n);
     if ((rc = put_result(c, &h, values, errs, errs_n, &out, &out_cap)) != 0)
       break;
     if (c->maxtasks > 0 && ++tasks >= c->maxtasks)
       break;
   }
 done:
+  mp__array_cache_drop(&cache);
   mp_args_free(payload);
   mp_args_free(call);
   mp_args_free(res);
@@ -914,6 +989,7 @@ static void job_free_if_done(job *j) {
   }
   mp_args_free(j->all);
   free(j->fail_msg);
+  mp__array_unref(j->arr);
   free(j);
 }
 
@@ -991,7 +1067,26 @@ static void map_fail(job *j, chunk *c, int rc, int status, const char *msg,
   j->fail_rc = rc;
   j->fail_status = status;
   backlog_drop_from(j->pool, j, c->index + 1);
-  map_settle(j, dl);
+  if (j->type == J_MAP)
+    map_settle(j, dl);
+}
+
+/* An array job ends once none of its chunks is left, so that no worker
+ * still writes to its arrays when the caller hears of it: then it fails
+ * with the first failed chunk in input order, or succeeds (pool lock
+ * held). */
+static void array_settle(job *j, done_list *dl) {
+  if (j->type != J_ARRAY || j->done || j->chunks_left > 0)
+    return;
+  if (j->fail_part != SIZE_MAX) {
+    job_fail(j, j->fail_rc, j->fail_status, j->fail_msg, dl);
+  } else {
+    mp_args *none = NULL;
+    if (mp_args_new(&none) != 0)
+      job_fail(j, MP_ENOMEM, 0, "out of memory", dl);
+    else
+      job_done(j, 0, 0, NULL, none, dl);
+  }
 }
 
 /* A chunk failed as a whole (its worker died, the pool ended ...). */
@@ -1005,12 +1100,13 @@ static void chunk_fail(chunk *c, int rc, const char *msg, done_list *dl) {
       async_broadcast();
       mp__async_unlock();
     }
-  } else if (j->type == J_MAP) {
+  } else if (j->type == J_MAP || j->type == J_ARRAY) {
     map_fail(j, c, rc, 0, msg, dl);
   } else {
     job_fail(j, rc, 0, msg, dl);
   }
   j->chunks_left--;
+  array_settle(j, dl);
   free(c->msg);
   free(c);
   job_free_if_done(j);
@@ -1071,7 +1167,7 @@ static void chunk_answer(chunk *c, const res_hdr *h,
   }
   mp_args *vals = NULL;
   int prc = 0;
-  if (j->type != J_MAP) {
+  if (j->type != J_MAP && j->type != J_ARRAY) {
     prc = mp__args_from_bytes(&vals, values, h->values_len);
     if (prc == 0 && mp_args_count(vals) != c->ncalls)
       prc = MP_EPROTO;
@@ -1102,6 +1198,13 @@ static void chunk_answer(chunk *c, const res_hdr *h,
       job_done(j, 0, 0, NULL, j->all, dl);
       j->all = NULL;
     }
+  } else if (j->type == J_ARRAY && !j->done) {
+    if (h->nerrors > 0)
+      map_fail(j, c, first.call == UINT32_MAX ? first.status : MP_ETASK,
+               first.status, first_msg, dl);
+    else if (mp__array_answer(j->arr, c->index, c->first, c->ncalls, values,
+                              h->values_len) != 0)
+      map_fail(j, c, MP_EPROTO, 0, "malformed result from a worker", dl);
   } else if (j->type == J_IMAP && j->it != NULL) {
     /* As Python: a chunk with a failed call gives that one failure (its
      * worker ran none of the chunk's later calls) and the results of its
@@ -1134,6 +1237,7 @@ static void chunk_answer(chunk *c, const res_hdr *h,
   mp_args_free(vals);
   free(first_copy);
   j->chunks_left--;
+  array_settle(j, dl);
   free(c->msg);
   free(c);
   job_free_if_done(j);
@@ -1583,6 +1687,9 @@ static void pool_release(mp_pool *p) {
     mpi_mutex_free(p->mu);
   mp_args_free(p->initargs);
   free(p->broken_msg);
+  mp__seg_unref(p->scratch);
+  if (p->scratch_mu)
+    mpi_mutex_free(p->scratch_mu);
   free(p);
 }
 
@@ -1637,7 +1744,8 @@ int mp_pool_new_ex(mp_pool **out, const mp_pool_options *opt) {
     goto fail;
   if ((rc = mpi_mutex_new(&p->mu)) != 0 ||
       (rc = mpi_cond_new(&p->feeder_cv)) != 0 ||
-      (rc = mpi_cond_new(&p->steal_cv)) != 0)
+      (rc = mpi_cond_new(&p->steal_cv)) != 0 ||
+      (rc = mpi_mutex_new(&p->scratch_mu)) != 0)
     goto fail;
   if ((p->deferred = calloc(1, sizeof *p->deferred)) == NULL) {
     rc = mp__error(MP_ENOMEM, "mp_pool_new: out of memory");
@@ -2117,6 +2225,136 @@ int mp_pool_starmap(mp_pool *p, mp_task_fn fn, const mp_args *items,
   int rc =
       mp_pool_starmap_async(p, fn, items, chunksize, NULL, NULL, NULL, &a);
   return rc != 0 ? rc : get_owned(a, results);
+}
+
+/* ---- array maps (the arrays' side is pool_array.c) ----------------------- */
+
+int mp__pool_local(mp_pool *p) { return p->kind == MP_POOL_THREAD; }
+
+int mp__pool_check(mp_pool *p, const char *what) {
+  int rc = check_pool(p, what);
+  if (rc == 0) {
+    mpi_mutex_lock(p->mu);
+    rc = check_open(p);
+    mpi_mutex_unlock(p->mu);
+  }
+  return rc;
+}
+
+mp__seg *mp__pool_scratch_take(mp_pool *p, size_t size) {
+  mp__seg *s = NULL;
+  mpi_mutex_lock(p->scratch_mu);
+  if (p->scratch != NULL && mpi_shm_size(p->scratch->shm) >= size) {
+    s = p->scratch;
+    p->scratch = NULL;
+  }
+  mpi_mutex_unlock(p->scratch_mu);
+  return s;
+}
+
+void mp__pool_scratch_give(mp_pool *p, mp__seg *s) {
+  mpi_mutex_lock(p->scratch_mu);
+  if (p->scratch == NULL ||
+      mpi_shm_size(p->scratch->shm) < mpi_shm_size(s->shm)) {
+    mp__seg *old = p->scratch;
+    p->scratch = s;
+    s = old;
+  }
+  mpi_mutex_unlock(p->scratch_mu);
+  mp__seg_unref(s);
+}
+
+/* The chunks of an array job: `chunksize` items each, or guided (as
+ * OpenMP's schedule(guided)): a share of what is left, 1 / (2 * workers)
+ * of it, so that the chunks shrink as the end nears, but not below
+ * 1 / (32 * workers) of the whole. */
+static size_t next_chunk(mp_pool *p, size_t count, size_t left,
+                         size_t chunksize) {
+  if (chunksize > 0)
+    return left < chunksize ? left : chunksize;
+  size_t w = (size_t)p->nworkers;
+  size_t least = count / (32 * w);
+  size_t n = (left + 2 * w - 1) / (2 * w);
+  if (n < least)
+    n = least;
+  if (n == 0)
+    n = 1;
+  return left < n ? left : n;
+}
+
+int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
+                       size_t count, size_t chunksize, mp_result_cb cb,
+                       mp_error_cb ecb, void *arg, mp_async **out,
+                       const char *what) {
+  size_t nchunks = 0;
+  for (size_t left = count; left > 0; nchunks++)
+    left -= next_chunk(p, count, left, chunksize);
+  mp_async *a = async_new(cb, ecb, arg);
+  job *j = a != NULL ? job_new(p, J_ARRAY, count, nchunks) : NULL;
+  if (j == NULL) {
+    free(a);
+    mp__array_unref(arr);
+    return mp__error(MP_ENOMEM, "%s: out of memory", what);
+  }
+  j->async = a;
+  j->arr = arr;
+  a->job = j;
+  a->pool = p;
+  chunk *head = NULL, *tail = NULL;
+  int rc = 0;
+  unsigned char *desc = NULL;
+  size_t k = 0;
+  mpi_mutex_lock(p->mu);
+  rc = check_open(p);
+  for (size_t first = 0; rc == 0 && first < count; k++) {
+    size_t n = next_chunk(p, count, count - first, chunksize);
+    size_t dn = 0;
+    chunk *c = calloc(1, sizeof *c);
+    if (c == NULL || (rc = mp__array_desc(arr, first, n, &desc, &dn)) != 0 ||
+        (rc = build_msg(p, (mp_task_fn)fn, F_ARRAY, desc, dn, 1, c)) != 0) {
+      free(c);
+      if (rc == 0)
+        rc = mp__error(MP_ENOMEM, "%s: out of memory", what);
+      break;
+    }
+    c->job = j;
+    c->index = k;
+    c->first = first;
+    c->ncalls = n;
+    if (tail)
+      tail->next = c;
+    else
+      head = c;
+    tail = c;
+    first += n;
+  }
+  free(desc);
+  if (rc != 0) {
+    mpi_mutex_unlock(p->mu);
+    free_chunks(head);
+    j->done = 1;
+    j->chunks_left = 0;
+    job_free_if_done(j); /* and its arrays */
+    free(a);
+    return rc;
+  }
+  if (out != NULL)
+    *out = a;
+  else
+    a->refs--; /* nobody will free a handle */
+  if (nchunks == 0) { /* over nothing: done now */
+    j->done = 1;
+    j->chunks_left = 0;
+    job_free_if_done(j);
+    mpi_mutex_unlock(p->mu);
+    mp_args *empty = NULL;
+    mp_args_new(&empty);
+    async_complete(a, 0, 0, NULL, empty);
+    return 0;
+  }
+  queue_chunks(p, head);
+  mpi_mutex_unlock(p->mu);
+  return 0;
 }
 
 /* ---- cancel ---------------------------------------------------------------- */

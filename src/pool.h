@@ -7,6 +7,7 @@
 #define MPROC_POOL_H
 
 #include "internal.h"
+#include "shared.h"
 
 enum { MP__ASYNC_PENDING = 0, MP__ASYNC_RUNNING = 1, MP__ASYNC_DONE = 2 };
 
@@ -43,6 +44,45 @@ void mp__async_finish(mp_async *a, int rc, const char *message,
 int mp__pool_cancel(mp_async *a);
 /* pool.c: cancel every job of the pool that has not started. */
 void mp__pool_cancel_pending(mp_pool *p);
+
+/* ---- array maps and reductions --------------------------------------- */
+
+typedef struct mp__arrjob mp__arrjob;     /* one call's arrays */
+typedef struct mp__arrcache mp__arrcache; /* a worker's mapped segments */
+
+/* A worker keeps the segments of array maps mapped while it has work,
+ * and lets them go once idle this long (seconds). */
+#define MP__ARRAY_IDLE 1.0
+
+/* pool_array.c, the caller's side: the descriptor of chunk [first,
+ * first + n) for the workers (*desc realloc'd, *n_out bytes); the answer
+ * of a chunk (pool lock held: copies its output out, keeps its
+ * accumulator); the last reference lets the arrays go. */
+int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
+                   unsigned char **desc, size_t *n_out);
+int mp__array_answer(mp__arrjob *a, size_t chunk, size_t first, size_t n,
+                     const unsigned char *acc, size_t acc_n);
+void mp__array_unref(mp__arrjob *a);
+
+/* pool_array.c, the worker's side: run the kernel of one chunk.  0 when
+ * it ran (*status: its return; *acc, *acc_n: a reduction's accumulator,
+ * malloc'd), or why it could not (a bad descriptor, segments that cannot
+ * be had).  local: a thread pool's worker (addresses, no segments). */
+int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
+                  const unsigned char *desc, size_t n, unsigned char **acc,
+                  size_t *acc_n, int *status);
+void mp__array_cache_drop(mp__arrcache **cache);
+
+/* pool.c, for pool_array.c. */
+int mp__pool_local(mp_pool *p);
+int mp__pool_check(mp_pool *p, const char *what);
+mp__seg *mp__pool_scratch_take(mp_pool *p, size_t size);
+void mp__pool_scratch_give(mp_pool *p, mp__seg *s);
+/* Run an array job (takes arr's reference, also on failure). */
+int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
+                       size_t count, size_t chunksize, mp_result_cb cb,
+                       mp_error_cb ecb, void *arg, mp_async **out,
+                       const char *what);
 
 /* log.c: mproc's own log lines. */
 void mp__log(int level, const char *fmt, ...) MP_PRINTF(2, 3);

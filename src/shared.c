@@ -9,6 +9,52 @@
 
 /* ---- 1. Segments -------------------------------------------------------- */
 
+static mp__seg *all_segs; /* under mpi_lock */
+static uint64_t seg_uids;
+
+void mp__seg_register(mp__seg *s) {
+  mpi_lock();
+  s->uid = ++seg_uids;
+  s->next = all_segs;
+  all_segs = s;
+  mpi_unlock();
+}
+
+static void seg_unregister(mp__seg *s) {
+  mpi_lock();
+  for (mp__seg **pp = &all_segs; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      break;
+    }
+  mpi_unlock();
+}
+
+mp__seg *mp__seg_find(const void *p, size_t len, size_t *off) {
+  const char *b = p;
+  mp__seg *found = NULL;
+  if (b == NULL)
+    return NULL;
+  mpi_lock();
+  for (mp__seg *s = all_segs; s != NULL; s = s->next) {
+    const char *a = mpi_shm_addr(s->shm);
+    size_t n = mpi_shm_size(s->shm);
+    if (b < a || (size_t)(b - a) > n || len > n - (size_t)(b - a))
+      continue;
+    /* A reference, unless its last one is going (then it is not ours). */
+    uint32_t r = mp__load32(&s->refs);
+    while (r != 0 && !mp__cas32(&s->refs, &r, r + 1)) {
+    }
+    if (r != 0) {
+      *off = (size_t)(b - a);
+      found = s;
+    }
+    break;
+  }
+  mpi_unlock();
+  return found;
+}
+
 int mp__seg_new(size_t size, mp__seg **out) {
   mp__seg *s = malloc(sizeof *s);
   if (s == NULL)
@@ -19,6 +65,7 @@ int mp__seg_new(size_t size, mp__seg **out) {
     return rc;
   }
   s->refs = 1;
+  mp__seg_register(s);
   *out = s;
   return 0;
 }
@@ -35,6 +82,7 @@ static int seg_adopt(mpi_fd h, mp__seg **out) {
     return rc;
   }
   s->refs = 1;
+  mp__seg_register(s);
   *out = s;
   return 0;
 }
@@ -43,6 +91,7 @@ void mp__seg_ref(mp__seg *s) { mp__add32(&s->refs, 1); }
 
 void mp__seg_unref(mp__seg *s) {
   if (s != NULL && mp__add32(&s->refs, (uint32_t)-1) == 0) {
+    seg_unregister(s);
     mpi_shm_free(s->shm);
     free(s);
   }

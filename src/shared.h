@@ -30,11 +30,19 @@
 typedef struct mp__seg {
   mpi_shm *shm;
   volatile uint32_t refs; /* in this process */
+  uint64_t uid;           /* unique in this process (never reused) */
+  struct mp__seg *next;   /* every mapped segment (mp__seg_find) */
 } mp__seg;
 
 int mp__seg_new(size_t size, mp__seg **out);
 void mp__seg_ref(mp__seg *s);
 void mp__seg_unref(mp__seg *s);
+/* Make a segment built by hand (seg->shm set, refs 1) findable. */
+void mp__seg_register(mp__seg *s);
+/* The segment of this process that holds bytes [p, p + len), with a
+ * reference (mp__seg_unref it) and p's offset from mpi_shm_addr; NULL
+ * when they are not all in one shared segment. */
+mp__seg *mp__seg_find(const void *p, size_t len, size_t *off);
 
 /* ---- 2. Objects --------------------------------------------------------- */
 

@@ -555,6 +555,7 @@ static int shm_wrap(mpi_shm *s, const char *name, mp_shm **out) {
   }
   seg->shm = s;
   seg->refs = 1;
+  mp__seg_register(seg);
   m->name = copy;
   *out = m;
   return 0;
