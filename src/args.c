@@ -76,6 +76,21 @@ static uint64_t get_u64(const unsigned char *p) {
 
 /* ---- building ------------------------------------------------------- */
 
+/* Room for oc items in the offset and object tables. */
+static int grow_items(mp_args *a, size_t oc) {
+  size_t *o = realloc(a->off, oc * sizeof *o);
+  if (o == NULL)
+    return mp__error(MP_ENOMEM, "mp_args: out of memory");
+  a->off = o;
+  void **obj = realloc(a->objects, oc * sizeof *obj);
+  if (obj == NULL)
+    return mp__error(MP_ENOMEM, "mp_args: out of memory");
+  memset(obj + a->off_cap, 0, (oc - a->off_cap) * sizeof *obj);
+  a->objects = obj;
+  a->off_cap = oc;
+  return 0;
+}
+
 static int reserve(mp_args *a, size_t extra) {
   if (extra > SIZE_MAX / 2 - a->len) /* the doubling below would wrap */
     return mp__error(MP_ENOMEM, "mp_args: out of memory");
@@ -89,19 +104,8 @@ static int reserve(mp_args *a, size_t extra) {
     a->buf = b;
     a->cap = cap;
   }
-  if (a->count == a->off_cap) {
-    size_t oc = a->off_cap ? a->off_cap * 2 : 8;
-    size_t *o = realloc(a->off, oc * sizeof *o);
-    if (o == NULL)
-      return mp__error(MP_ENOMEM, "mp_args: out of memory");
-    a->off = o;
-    void **obj = realloc(a->objects, oc * sizeof *obj);
-    if (obj == NULL)
-      return mp__error(MP_ENOMEM, "mp_args: out of memory");
-    memset(obj + a->off_cap, 0, (oc - a->off_cap) * sizeof *obj);
-    a->objects = obj;
-    a->off_cap = oc;
-  }
+  if (a->count == a->off_cap)
+    return grow_items(a, a->off_cap ? a->off_cap * 2 : 8);
   return 0;
 }
 
@@ -848,6 +852,17 @@ int mp__args_add_raw(mp_args *a, const void *p, size_t n) {
   a->len += n;
   put_u32(a->buf + 4, (uint32_t)a->count);
   return 0;
+}
+
+/* Room for `bytes` more encoded bytes and `count` more items, in one
+ * allocation each (a map's results, whose size is known). */
+int mp__args_reserve(mp_args *a, size_t bytes, size_t count) {
+  int rc = reserve(a, bytes);
+  if (rc != 0 || count <= a->off_cap - a->count)
+    return rc;
+  if (count > SIZE_MAX / sizeof(void *) - a->count)
+    return mp__error(MP_ENOMEM, "mp_args: out of memory");
+  return grow_items(a, a->count + count);
 }
 
 /* Append the items encoded in data (n bytes, `count` items, plain values

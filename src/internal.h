@@ -146,6 +146,7 @@ int mp__args_add_value_of(mp_args *a, const mp_args *res);
 /* Append n bytes of encoded items (validated); a slice borrowing the
  * objects; the encoded items after the header. */
 int mp__args_extend(mp_args *a, const void *data, size_t n, size_t count);
+int mp__args_reserve(mp_args *a, size_t bytes, size_t count);
 int mp__args_slice(const mp_args *a, size_t start, size_t count,
                    mp_args **out);
 const void *mp__args_items(const mp_args *a, size_t *n);

@@ -1123,8 +1123,13 @@ static int map_part(job *j, chunk *c, const unsigned char *values,
   const unsigned char *items = values + 8;
   if (c->index > j->fail_part)
     return 0; /* after the first failure: never needed */
-  if (j->all == NULL && mp_args_new(&j->all) != 0)
-    return MP_ENOMEM;
+  if (j->all == NULL) { /* room for all of them, guessed from this chunk */
+    size_t guess = c->ncalls ? items_n / c->ncalls + 1 : 16;
+    if (mp_args_new(&j->all) != 0)
+      return MP_ENOMEM;
+    if (mp__args_reserve(j->all, guess * j->ncalls, j->ncalls) != 0)
+      mp__clear_error(); /* a guess too large: grow as they come */
+  }
   if (c->index != j->next_part) {
     part *pt = &j->parts[c->index];
     if ((pt->bytes = malloc(items_n ? items_n : 1)) == NULL)
