@@ -13,7 +13,8 @@
  *   8. queues        mp_queue (Queue, SimpleQueue, JoinableQueue)
  *   9. shared memory mp_value, mp_array, mp_shm
  *  10. threads       mp_thread, mp_current_thread
- *  11. pools         mp_pool (process and thread kinds), mp_async, mp_imap
+ *  11. pools         mp_pool (process and thread kinds), mp_async, mp_imap,
+ *                    array maps and reductions
  *  12. executors     mp_executor: submit, futures, wait, as_completed
  *  13. managers      mp_manager, mp_proxy (also remote), listeners
  *  14. logging       mp_log_to_stderr, mp_log, mp_log_set_handler
@@ -1235,7 +1236,7 @@ MP_API void mp_pool_free(mp_pool *p);
  * before the map and the output copied back as each chunk answers, one
  * memcpy each way.  So give large arrays an mp_shm for full speed.
  * Workers map the segments they are given once, keep them while they
- * have work, and let them go after a second idle (MP__ARRAY_IDLE).
+ * have work, and let them go after a second idle.
  *
  * in may be NULL with in_size 0 (the kernel makes its output from the
  * index, as a Mandelbrot image), out NULL with out_size 0 (the kernel

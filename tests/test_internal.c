@@ -5,6 +5,7 @@
  * library's sources, since these functions are not exported.
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,4 +176,107 @@ Test(args_wire, nested_tuples_are_validated) {
   cr_expect_eq(mp__args_from_bytes(&b, q, n), MP_EPROTO);
   mp_args_free(w);
   mp_args_free(o);
+}
+
+/* ---- array map descriptors (pool_array.c): hostile bytes -------------- */
+
+#include "pool.h"
+
+TS_SUITE(array_wire);
+
+/* The descriptor's head as pool_array.c writes it. */
+typedef struct wire_desc {
+  char magic[4];
+  uint32_t flags;
+  uint64_t first, n;
+  uint64_t in_uid, in_off, in_size;
+  uint64_t out_uid, out_off, out_size;
+  uint32_t acc_size, ticket_n;
+  uint64_t ctx_n;
+} wire_desc;
+
+static int twice(const void *in, void *out, size_t first, size_t n,
+                 const mp_args *ctx) {
+  (void)first;
+  (void)ctx;
+  for (size_t i = 0; i < n; i++)
+    ((int32_t *)out)[i] = 2 * ((const int32_t *)in)[i];
+  return 0;
+}
+
+static int run_desc(int local, const void *d, size_t n, int *status) {
+  mp__arrcache *cache = NULL;
+  unsigned char *acc = NULL;
+  size_t acc_n = 0;
+  int rc = mp__array_run(&cache, local, (void (*)(void))twice, d, n, &acc,
+                         &acc_n, status);
+  free(acc);
+  mp__array_cache_drop(&cache);
+  return rc;
+}
+
+Test(array_wire, genuine_and_hostile) {
+  int32_t in[16], out[16];
+  for (int i = 0; i < 16; i++)
+    in[i] = i;
+  wire_desc h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, "MPY1", 4);
+  h.flags = 2; /* local: a thread pool's */
+  h.first = 4;
+  h.n = 8;
+  h.in_off = (uint64_t)(uintptr_t)in;
+  h.in_size = 4;
+  h.out_off = (uint64_t)(uintptr_t)out;
+  h.out_size = 4;
+  int st = -1;
+  cr_assert_eq(run_desc(1, &h, sizeof h, &st), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(st, 0);
+  for (int i = 4; i < 12; i++)
+    cr_assert_eq(out[i], 2 * i);
+  /* An address is never taken from a process pool's message. */
+  cr_assert_eq(run_desc(0, &h, sizeof h, &st), MP_EPROTO);
+  /* Cut anywhere. */
+  for (size_t k = 0; k < sizeof h; k++)
+    cr_assert_eq(run_desc(1, &h, k, &st), MP_EPROTO, "cut at %zu", k);
+  /* The head's claims must add up. */
+  wire_desc b = h;
+  memcpy(b.magic, "MPY2", 4);
+  cr_assert_eq(run_desc(1, &b, sizeof b, &st), MP_EPROTO);
+  b = h;
+  b.ticket_n = 5;
+  cr_assert_eq(run_desc(1, &b, sizeof b, &st), MP_EPROTO);
+  b = h;
+  b.ctx_n = 1u << 30;
+  cr_assert_eq(run_desc(1, &b, sizeof b, &st), MP_EPROTO);
+  b = h;
+  b.acc_size = 8; /* an accumulator without D_REDUCE */
+  cr_assert_eq(run_desc(1, &b, sizeof b, &st), MP_EPROTO);
+  /* A process pool's message: segments named by uid and a ticket. */
+  unsigned char m[sizeof h + 40];
+  memset(m, 0x41, sizeof m);
+  b = h;
+  b.flags = 0;
+  b.in_uid = 7;
+  b.in_off = 0;
+  b.out_uid = 8;
+  b.out_off = 0;
+  b.ticket_n = 40; /* garbage */
+  memcpy(m, &b, sizeof b);
+  cr_assert_eq(run_desc(0, m, sizeof m, &st), MP_EPROTO, "%s",
+               mp_last_error_message());
+  b.in_uid = 0; /* an input size without a segment */
+  memcpy(m, &b, sizeof b);
+  cr_assert_eq(run_desc(0, m, sizeof m, &st), MP_EPROTO);
+  /* Every byte of a process pool's head flipped in turn: refused, never
+   * a read outside the message (the sanitizers' leg runs this too). */
+  b.in_uid = 7;
+  memcpy(m, &b, sizeof b);
+  for (size_t k = 0; k < sizeof h; k++) {
+    unsigned char f[sizeof m];
+    memcpy(f, m, sizeof m);
+    f[k] ^= 0xff;
+    cr_assert_neq(run_desc(0, f, sizeof f, &st), 0, "byte %zu", k);
+  }
 }
