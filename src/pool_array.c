@@ -368,12 +368,12 @@ static int type_class(char tc, size_t *size) {
 
 /* One loop per type and operation, so that each compiles to the
  * machine's vector code. */
-#define SUM_LOOP(T, W, field)                                                 \
+#define SUM_LOOP(T, W, field, CAST)                                           \
   do {                                                                        \
     const T *x = in;                                                          \
     W s = 0;                                                                  \
     for (size_t k = 0; k < n; k++)                                            \
-      s += (W)x[k];                                                           \
+      s += (W)(CAST)x[k];                                                     \
     r->v.field += s;                                                          \
   } while (0)
 
@@ -401,10 +401,12 @@ static int type_class(char tc, size_t *size) {
       r->v.d = (double)m;                                                     \
   } while (0)
 
+/* Sums of integers add as uint64_t: a signed one wraps round instead of
+ * overflowing (undefined behaviour), and reads back as int64_t. */
 #define BY_OP(T, W, field)                                                    \
   do {                                                                        \
     if (op == MP_REDUCE_SUM)                                                  \
-      SUM_LOOP(T, W, field);                                                  \
+      SUM_LOOP(T, uint64_t, u, int64_t);                                      \
     else if (op == MP_REDUCE_MIN)                                             \
       EXT_LOOP(T, W, field, <);                                               \
     else                                                                      \
@@ -414,7 +416,7 @@ static int type_class(char tc, size_t *size) {
 #define BY_OP_FLT(T)                                                          \
   do {                                                                        \
     if (op == MP_REDUCE_SUM)                                                  \
-      SUM_LOOP(T, double, d);                                                 \
+      SUM_LOOP(T, double, d, double);                                         \
     else if (op == MP_REDUCE_MIN)                                             \
       FLT_LOOP(T, <);                                                         \
     else                                                                      \
@@ -655,9 +657,11 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
   unsigned char *out = NULL;
   if (local) {
     if (h.in_size)
-      in = (const unsigned char *)(uintptr_t)h.in_off + h.first * h.in_size;
+      in = (const unsigned char *)(uintptr_t)h.in_off +
+           (size_t)(h.first * h.in_size);
     if (h.out_size)
-      out = (unsigned char *)(uintptr_t)h.out_off + h.first * h.out_size;
+      out = (unsigned char *)(uintptr_t)h.out_off +
+            (size_t)(h.first * h.out_size);
   } else {
     uint64_t uids[2];
     size_t k = 0;
@@ -683,11 +687,11 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
         (so && !fits(h.out_off, h.first, h.n, h.out_size, mpi_shm_size(so))))
       return mp__error(MP_EPROTO, "an array task past its segment's end");
     if (si)
-      in = (const unsigned char *)mpi_shm_addr(si) + h.in_off +
-           h.first * h.in_size;
+      in = (const unsigned char *)mpi_shm_addr(si) +
+           (size_t)(h.in_off + h.first * h.in_size);
     if (so)
-      out = (unsigned char *)mpi_shm_addr(so) + h.out_off +
-            h.first * h.out_size;
+      out = (unsigned char *)mpi_shm_addr(so) +
+            (size_t)(h.out_off + h.first * h.out_size);
   }
   mp_args *ctx = NULL;
   int rc = h.ctx_n ? mp__args_from_bytes(&ctx, ctxb, (size_t)h.ctx_n)
