@@ -55,6 +55,8 @@
 #define HANDLER_BATCH 16  /* messages the handler takes per lock */
 #define LATENCY_TARGET 0.0005 /* queued work per worker, in seconds */
 #define START_DEATHS_MAX 5    /* workers dying before any result: broken */
+#define SPARE_N 8             /* task message buffers kept for reuse, */
+#define SPARE_MAX (32u << 20) /* up to this many bytes in all */
 
 enum { MSG_TASK = 1, MSG_STOP = 2 };
 enum { RES_CHUNK = 1, RES_INIT_FAILED = 2, RES_DEATH = 3, RES_READY = 4 };
@@ -127,7 +129,7 @@ typedef struct chunk {
   uint64_t seq;
   uint64_t sent;        /* position in the worker's inbox */
   unsigned char *msg;
-  size_t len;
+  size_t len, cap;
   struct chunk *next;
 } chunk;
 
@@ -184,6 +186,8 @@ struct mp_pool {
   mpi_mutex *scratch_mu;
   mp__seg *scratch;     /* an array map's copies, kept for the next one
                            (under scratch_mu) */
+  unsigned char *spare[SPARE_N]; /* task message buffers, for reuse */
+  size_t spare_cap[SPARE_N], spare_total;
   void (*fn_cached)(void);
   char fn_module[1024];
   uint64_t fn_offset;
@@ -366,6 +370,48 @@ static int encode_fn(mp_pool *p, mp_task_fn fn) {
   return 0;
 }
 
+/* A buffer of at least len bytes for a task message (pool lock held):
+ * one kept from an earlier message if there is one, so that a big map's
+ * chunks do not fault fresh memory in every time. */
+static unsigned char *msg_alloc(mp_pool *p, size_t len, size_t *cap) {
+  int best = -1;
+  for (int k = 0; k < SPARE_N; k++)
+    if (p->spare[k] != NULL && p->spare_cap[k] >= len &&
+        (best < 0 || p->spare_cap[k] < p->spare_cap[best]))
+      best = k;
+  if (best >= 0) {
+    unsigned char *m = p->spare[best];
+    *cap = p->spare_cap[best];
+    p->spare[best] = NULL;
+    p->spare_total -= *cap;
+    return m;
+  }
+  *cap = len;
+  return malloc(len);
+}
+
+/* Done with a task message's buffer (pool lock held). */
+static void msg_free(mp_pool *p, unsigned char *m, size_t cap) {
+  int slot = -1;
+  for (int k = 0; k < SPARE_N && m != NULL && cap <= SPARE_MAX; k++)
+    if (p->spare[k] == NULL) {
+      slot = k;
+      break;
+    } else if (p->spare_cap[k] < cap && (slot < 0 ||
+                                         p->spare_cap[k] < p->spare_cap[slot])) {
+      slot = k;
+    }
+  size_t out = slot >= 0 && p->spare[slot] ? p->spare_cap[slot] : 0;
+  if (slot < 0 || p->spare_total - out + cap > SPARE_MAX) {
+    free(m);
+    return;
+  }
+  free(p->spare[slot]); /* a smaller one makes room */
+  p->spare[slot] = m;
+  p->spare_cap[slot] = cap;
+  p->spare_total += cap - out;
+}
+
 /* A task message from an encoded tuple's items (`items`, n bytes). */
 static int build_msg(mp_pool *p, mp_task_fn fn, uint32_t flags,
                      const void *items, size_t n, size_t ncalls, chunk *c) {
@@ -373,8 +419,8 @@ static int build_msg(mp_pool *p, mp_task_fn fn, uint32_t flags,
   if (rc != 0)
     return rc;
   size_t mlen = strlen(p->fn_module);
-  size_t len = sizeof(task_hdr) + mlen + 8 + n;
-  unsigned char *m = malloc(len);
+  size_t len = sizeof(task_hdr) + mlen + 8 + n, cap = 0;
+  unsigned char *m = msg_alloc(p, len, &cap);
   if (m == NULL)
     return mp__error(MP_ENOMEM, "no memory for a task of %zu bytes", len);
   task_hdr h;
@@ -396,6 +442,7 @@ static int build_msg(mp_pool *p, mp_task_fn fn, uint32_t flags,
     memcpy(t + 8, items, n);
   c->msg = m;
   c->len = len;
+  c->cap = cap;
   c->ncalls = ncalls;
   return 0;
 }
@@ -926,7 +973,7 @@ static void dispatch(mp_pool *p) {
     }
     p->next_seq++;
     backlog_pop(p);
-    free(c->msg);
+    msg_free(p, c->msg, c->cap);
     c->msg = NULL;
     assign(p, c, i);
   }
@@ -960,15 +1007,15 @@ static void feeder_main(void *arg) {
     worker *w = &p->w[i];
     w->feeding = 1;
     unsigned char *msg = c->msg;
-    size_t len = c->len;
+    size_t len = c->len, cap = c->cap;
     mp_queue *inbox = w->inbox;
     c->msg = NULL;
     assign(p, c, i);
     dispatch(p); /* small chunks waiting behind this one */
     mpi_mutex_unlock(p->mu);
     mp_queue_put(inbox, msg, len, MP_FOREVER); /* closed: terminating */
-    free(msg);
     mpi_mutex_lock(p->mu);
+    msg_free(p, msg, cap);
     w->feeding = 0;
     dispatch(p);
   }
@@ -1693,6 +1740,8 @@ static void pool_release(mp_pool *p) {
   mp_args_free(p->initargs);
   free(p->broken_msg);
   mp__seg_unref(p->scratch);
+  for (int k = 0; k < SPARE_N; k++)
+    free(p->spare[k]);
   if (p->scratch_mu)
     mpi_mutex_free(p->scratch_mu);
   free(p);
