@@ -471,7 +471,8 @@ int main(int argc, char **argv) {
            nproc);
 
   /* Warm-up: the workers' first tasks, page faults, caches, the CPU
-   * frequency; the chunk-time estimate of the pool. */
+   * frequency; the chunk-time estimate of the pool; one map of the
+   * measured size (as bench_pool.py does). */
   {
     mp_args *w = make_items(10000), *res = NULL;
     if (pool != NULL) {
@@ -481,6 +482,11 @@ int main(int argc, char **argv) {
       if ((rc = mp_pool_map(pool, square, w, 1, &res)) != 0)
         die("mp_pool_map (warm-up)", rc);
       mp_args_free(res);
+      if (items != NULL) { /* one map of the measured size: its buffers */
+        if ((rc = mp_pool_map(pool, square, items, 0, &res)) != 0)
+          die("mp_pool_map (warm-up)", rc);
+        mp_args_free(res);
+      }
       for (int i = 0; i < 500; i++)
         (void)apply_once(pool, i);
     }

@@ -134,10 +134,13 @@ def main():
               f"executor_workers="
               f"{ex._max_workers if ex else os.cpu_count()}")
 
-    # Warm-up: the workers' first tasks, caches, the CPU frequency.
+    # Warm-up: the workers' first tasks, caches, the CPU frequency; one
+    # map of the measured size.
     if pool is not None:
         pool.map(square, range(10000))
         pool.map(square, range(2000), chunksize=1)
+        if "map" in tests:  # one map of the measured size (as bench_pool.c)
+            pool.map(square, range(map_n))
         for i in range(200):
             pool.apply_async(square, (i,)).get()
     if ex is not None:

@@ -99,8 +99,8 @@ typedef struct ientry {
 } ientry;
 
 typedef struct part {
-  void *bytes;
-  size_t len, count;
+  unsigned char *bytes;
+  size_t len, count, cap;
 } part;
 
 typedef struct mp__job {
@@ -1179,7 +1179,8 @@ static int map_part(job *j, chunk *c, const unsigned char *values,
   }
   if (c->index != j->next_part) {
     part *pt = &j->parts[c->index];
-    if ((pt->bytes = malloc(items_n ? items_n : 1)) == NULL)
+    if ((pt->bytes = msg_alloc(j->pool, items_n ? items_n : 1, &pt->cap)) ==
+        NULL)
       return mp__error(MP_ENOMEM, "no memory for results");
     memcpy(pt->bytes, items, items_n);
     pt->len = items_n;
@@ -1192,7 +1193,7 @@ static int map_part(job *j, chunk *c, const unsigned char *values,
          j->parts[j->next_part].bytes != NULL) {
     part *pt = &j->parts[j->next_part];
     rc = mp__args_extend(j->all, pt->bytes, pt->len, pt->count);
-    free(pt->bytes);
+    msg_free(j->pool, pt->bytes, pt->cap);
     pt->bytes = NULL;
     j->next_part++;
   }
