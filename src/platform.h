@@ -263,6 +263,13 @@ mpi_fd mpi_shm_handle(const mpi_shm *s);
 void *mpi_shm_addr(const mpi_shm *s);
 size_t mpi_shm_size(const mpi_shm *s);
 
+/* Map all of a segment's pages into this process now, in one go rather
+ * than one fault at a time as they are first touched (a pool worker
+ * that has just mapped an array; faults cost microseconds each in a VM).
+ * Best effort: Linux's MADV_POPULATE_WRITE, else a read of every page;
+ * nothing on Windows. */
+void mpi_shm_prefault(mpi_shm *s);
+
 /* Unmap and close.  The memory lives on while other processes map it. */
 void mpi_shm_free(mpi_shm *s);
 

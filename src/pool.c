@@ -55,6 +55,10 @@
 #define HANDLER_BATCH 16  /* messages the handler takes per lock */
 #define LATENCY_TARGET 0.0005 /* queued work per worker, in seconds */
 #define START_DEATHS_MAX 5    /* workers dying before any result: broken */
+#define KERNELS_N 8           /* array kernels whose speed is kept */
+#define ARRAY_SPIN 2e-3       /* a worker watches its inbox this long after
+                                 an array chunk before it sleeps */
+#define CHUNK_TIME_MIN 30e-6  /* an array chunk's least run time */
 #define SPARE_N 8             /* task message buffers kept for reuse, */
 #define SPARE_MAX (32u << 20) /* up to this many bytes in all */
 
@@ -120,6 +124,7 @@ typedef struct mp__job {
                            have answered (the first failure in input order) */
   int done;             /* J_APPLY/J_MAP/J_ARRAY: the async is completed */
   mp__arrjob *arr;      /* J_ARRAY (pool_array.c) */
+  void (*kernel)(void); /* J_ARRAY */
 } job;
 
 typedef struct chunk {
@@ -168,6 +173,11 @@ struct mp_pool {
   int joined;
   int start_deaths;
   double chunk_time;    /* moving average of a chunk's run time */
+  struct {              /* each kernel's run time per item, averaged */
+    void (*fn)(void);
+    double t;
+  } item_time[KERNELS_N];
+  int item_next;        /* the slot a new kernel takes */
   int prefetch;
   uint64_t next_seq;
   chunk *backlog, *backlog_tail;
@@ -572,6 +582,7 @@ static int worker_loop(wctx *c) {
   int fn_rc = 0, rc = 0, tasks = 0;
   char text[160];
   mp__arrcache *cache = NULL; /* an array map's segments, mapped */
+  double hot_until = 0;       /* after an array chunk: spin until then */
   if (c->init != NULL) {
     mp__clear_error();
     int st = c->init(c->initargs);
@@ -608,9 +619,20 @@ static int worker_loop(wctx *c) {
   }
   for (;;) {
     size_t n = 0;
-    rc = mp_queue_get_into(c->inbox, in, in_cap, &n,
-                           cache != NULL ? MP__ARRAY_IDLE : MP_FOREVER);
-    if (rc == MP_ETIMEDOUT) { /* idle: let go of the arrays */
+    /* After an array chunk the next one often follows at once (a loop of
+     * maps, as of OpenMP parallel loops, whose threads spin likewise):
+     * watch for it a little before sleeping, which costs a wake-up. */
+    rc = MP_EEMPTY;
+    while (hot_until > 0 && rc == MP_EEMPTY && mpi_now() < hot_until) {
+      rc = mp_queue_get_into(c->inbox, in, in_cap, &n, 0);
+      if (rc == MP_EEMPTY)
+        mpi_yield();
+    }
+    hot_until = 0;
+    if (rc == MP_EEMPTY)
+      rc = mp_queue_get_into(c->inbox, in, in_cap, &n,
+                             cache != NULL ? MP__ARRAY_IDLE : MP_FOREVER);
+    if (rc == MP_EEMPTY) { /* idle: let go of the arrays */
       mp__array_cache_drop(&cache);
       continue;
     }
@@ -658,6 +680,7 @@ static int worker_loop(wctx *c) {
                               n - at - skip, &cache,
                               &errs, &errs_cap, &out, &out_cap)) != 0)
           break;
+        hot_until = mpi_now() + ARRAY_SPIN;
         if (c->maxtasks > 0 && ++tasks >= c->maxtasks)
           break;
         continue;
@@ -879,8 +902,40 @@ static int start_worker(mp_pool *p, int i) {
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-static int worker_limit(mp_pool *p, worker *w) {
+/* The run time per item measured for an array kernel (0: not yet), and
+ * the slot that keeps it. */
+static double *kernel_time(mp_pool *p, void (*fn)(void)) {
+  for (int k = 0; k < KERNELS_N; k++)
+    if (p->item_time[k].fn == fn)
+      return &p->item_time[k].t;
+  return NULL;
+}
+
+static void kernel_timed(mp_pool *p, void (*fn)(void), double t) {
+  double *slot = kernel_time(p, fn);
+  if (slot == NULL) {
+    int k = p->item_next++ % KERNELS_N;
+    p->item_time[k].fn = fn;
+    p->item_time[k].t = t;
+  } else {
+    *slot = 0.5 * *slot + 0.5 * t;
+  }
+}
+
+/* How many chunks a worker may hold, chunk c next.  An array map's
+ * chunks go one at a time when each takes longer than LATENCY_TARGET (or
+ * nothing is known yet), so that the chunks at the end go to whichever
+ * worker is free, as OpenMP's dynamic schedules do; short ones queue up
+ * to hide the round trip, as other tasks' do. */
+static int worker_limit(mp_pool *p, worker *w, const chunk *c) {
   int lim = p->prefetch;
+  if (c != NULL && c->job->type == J_ARRAY) {
+    double *t = kernel_time(p, c->job->kernel);
+    double est = t != NULL ? *t * (double)c->ncalls : 0;
+    lim = est <= 0 || est >= LATENCY_TARGET ? 1
+          : LATENCY_TARGET / est > PREFETCH_MAX ? PREFETCH_MAX
+          : (int)(LATENCY_TARGET / est);
+  }
   if (p->maxtasks > 0 && p->maxtasks - w->assigned < lim)
     lim = p->maxtasks - w->assigned;
   return lim;
@@ -888,12 +943,13 @@ static int worker_limit(mp_pool *p, worker *w) {
 
 /* The eligible worker with the fewest chunks outstanding, or -1.  skip:
  * workers whose inbox was found full in this round. */
-static int pick_worker(mp_pool *p, const unsigned char *skip) {
+static int pick_worker(mp_pool *p, const unsigned char *skip,
+                       const chunk *c) {
   int best = -1;
   for (int i = 0; i < p->nworkers; i++) {
     worker *w = &p->w[i];
     if (w->state != W_RUNNING || w->feeding || (skip && skip[i]) ||
-        w->outstanding >= worker_limit(p, w))
+        w->outstanding >= worker_limit(p, w, c))
       continue;
     if (best < 0 || w->outstanding < p->w[best].outstanding)
       best = i;
@@ -959,7 +1015,7 @@ static void dispatch(mp_pool *p) {
       mpi_cond_signal(p->feeder_cv);
       break;
     }
-    int i = pick_worker(p, sk);
+    int i = pick_worker(p, sk, c);
     if (i < 0)
       break;
     c->seq = p->next_seq;
@@ -997,7 +1053,7 @@ static void feeder_main(void *arg) {
     int i = -1;
     while (!p->stopping &&
            !(p->backlog != NULL && p->backlog->len > DIRECT_MAX &&
-             (i = pick_worker(p, NULL)) >= 0))
+             (i = pick_worker(p, NULL, p->backlog)) >= 0))
       mpi_cond_wait(p->feeder_cv, p->mu, -1);
     if (p->stopping)
       break;
@@ -1467,10 +1523,16 @@ static void handle_result(mp_pool *p, const unsigned char *buf, size_t n,
     chunk *c = unassign_head(&p->w[h.worker]);
     p->start_deaths = 0;
     /* Adapt the prefetch to the time a chunk takes. */
-    p->chunk_time = p->chunk_time == 0 ? h.elapsed
-                                       : 0.8 * p->chunk_time + 0.2 * h.elapsed;
-    int pf = (int)(LATENCY_TARGET / (p->chunk_time + 1e-9));
-    p->prefetch = pf < 1 ? 1 : pf > PREFETCH_MAX ? PREFETCH_MAX : pf;
+    if (c->job->type == J_ARRAY) { /* time per item: chunks vary in size */
+      if (c->ncalls > 0 && h.nerrors == 0)
+        kernel_timed(p, c->job->kernel, h.elapsed / (double)c->ncalls);
+    } else {
+      p->chunk_time = p->chunk_time == 0
+                          ? h.elapsed
+                          : 0.8 * p->chunk_time + 0.2 * h.elapsed;
+      int pf = (int)(LATENCY_TARGET / (p->chunk_time + 1e-9));
+      p->prefetch = pf < 1 ? 1 : pf > PREFETCH_MAX ? PREFETCH_MAX : pf;
+    }
     const unsigned char *values = buf + sizeof h;
     chunk_answer(c, &h, values, values + h.values_len,
                  n - sizeof h - h.values_len, dl);
@@ -2322,13 +2384,20 @@ void mp__pool_scratch_give(mp_pool *p, mp__seg *s) {
 /* The chunks of an array job: `chunksize` items each, or guided (as
  * OpenMP's schedule(guided)): a share of what is left, 1 / (2 * workers)
  * of it, so that the chunks shrink as the end nears, but not below
- * 1 / (32 * workers) of the whole. */
+ * 1 / (32 * workers) of the whole, nor below CHUNK_TIME_MIN of work once
+ * the kernel's speed is known (a kernel of nanoseconds gets few chunks:
+ * each costs a message or two), nor above a worker's share. */
 static size_t next_chunk(mp_pool *p, size_t count, size_t left,
-                         size_t chunksize) {
+                         size_t chunksize, double item_time) {
   if (chunksize > 0)
     return left < chunksize ? left : chunksize;
   size_t w = (size_t)p->nworkers;
   size_t least = count / (32 * w);
+  if (item_time > 0 && CHUNK_TIME_MIN / item_time > (double)least) {
+    double share = (double)((count + w - 1) / w);
+    double want = CHUNK_TIME_MIN / item_time;
+    least = (size_t)(want < share ? want : share);
+  }
   size_t n = (left + 2 * w - 1) / (2 * w);
   if (n < least)
     n = least;
@@ -2342,8 +2411,12 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
                        mp_error_cb ecb, void *arg, mp_async **out,
                        const char *what) {
   size_t nchunks = 0;
+  mpi_mutex_lock(p->mu);
+  double *kt = kernel_time(p, fn);
+  double item_time = kt != NULL ? *kt : 0;
+  mpi_mutex_unlock(p->mu);
   for (size_t left = count; left > 0; nchunks++)
-    left -= next_chunk(p, count, left, chunksize);
+    left -= next_chunk(p, count, left, chunksize, item_time);
   mp_async *a = async_new(cb, ecb, arg);
   job *j = a != NULL ? job_new(p, J_ARRAY, count, nchunks) : NULL;
   if (j == NULL) {
@@ -2353,6 +2426,7 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
   }
   j->async = a;
   j->arr = arr;
+  j->kernel = fn;
   a->job = j;
   a->pool = p;
   chunk *head = NULL, *tail = NULL;
@@ -2362,7 +2436,7 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
   mpi_mutex_lock(p->mu);
   rc = check_open(p);
   for (size_t first = 0; rc == 0 && first < count; k++) {
-    size_t n = next_chunk(p, count, count - first, chunksize);
+    size_t n = next_chunk(p, count, count - first, chunksize, item_time);
     size_t dn = 0;
     chunk *c = calloc(1, sizeof *c);
     if (c == NULL || (rc = mp__array_desc(arr, first, n, &desc, &dn)) != 0 ||

@@ -614,8 +614,10 @@ static int fetch(mp__arrcache *c, const uint64_t *uids, size_t k,
       mpi_stream_close(h[i]);
       continue;
     }
-    if ((rc = mpi_shm_adopt(h[i], &out[i])) == 0)
+    if ((rc = mpi_shm_adopt(h[i], &out[i])) == 0) {
+      mpi_shm_prefault(out[i]); /* once, not a fault per page per call */
       cache_put(c, uids[i], out[i], uids[1 - i < k ? 1 - i : 0]);
+    }
   }
   free(h);
   return rc;

@@ -553,3 +553,32 @@ FOR_EACH_METHOD(check_reductions)
 Test(thread_array_map, reductions, .timeout = TS_TIMEOUT) {
   reductions(MP_POOL_THREAD, NULL);
 }
+
+/* Idle workers let their arrays go after a second (MP__ARRAY_IDLE) and
+ * stay: the next map finds the same workers, which map the arrays again. */
+static void check_idle_workers_stay(const char *method) {
+  mp_pool *p = new_pool(MP_POOL_PROCESS, 2, method);
+  mp_shm *s;
+  cr_assert_eq(mp_shm_new(&s, NULL, 2 * N * sizeof(int64_t)), 0);
+  int64_t *x = mp_shm_buf(s), *y = x + N;
+  fill(x, N);
+  cr_assert_eq(mp_pool_map_array(p, square, x, 8, y, 8, N, NULL, 0), 0);
+  int64_t before[2], after[2];
+  cr_assert_eq(mp_pool_worker_pids(p, before, 2), 2);
+  /* Idle for longer than the workers keep arrays: a wait that times out
+   * (the idleness is what is tested, nothing is waited for). */
+  mp_event *never;
+  cr_assert_eq(mp_event_new(&never), 0);
+  cr_assert_eq(mp_event_wait(never, 1.6), MP_ETIMEDOUT);
+  mp_event_free(never);
+  memset(y, 0, N * sizeof *y);
+  cr_assert_eq(mp_pool_map_array(p, square, x, 8, y, 8, N, NULL, 0), 0,
+               "%s", mp_last_error_message());
+  check_squares(y, N);
+  cr_assert_eq(mp_pool_worker_pids(p, after, 2), 2);
+  cr_assert_eq(after[0], before[0], "worker 0 was replaced");
+  cr_assert_eq(after[1], before[1], "worker 1 was replaced");
+  mp_shm_free(s);
+  mp_pool_free(p);
+}
+FOR_EACH_METHOD(check_idle_workers_stay)

@@ -160,6 +160,17 @@ mpi_fd mpi_shm_handle(const mpi_shm *s) { return (mpi_fd)s->fd; }
 void *mpi_shm_addr(const mpi_shm *s) { return s->base + SHM_HEADER; }
 size_t mpi_shm_size(const mpi_shm *s) { return s->size; }
 
+void mpi_shm_prefault(mpi_shm *s) {
+#ifdef MADV_POPULATE_WRITE
+  if (madvise(s->base, s->map_len, MADV_POPULATE_WRITE) == 0)
+    return;
+#endif
+  long page = sysconf(_SC_PAGESIZE);
+  volatile const unsigned char *p = s->base;
+  for (size_t at = 0; page > 0 && at < s->map_len; at += (size_t)page)
+    (void)p[at];
+}
+
 void mpi_shm_free(mpi_shm *s) {
   if (s == NULL)
     return;

@@ -278,6 +278,9 @@ void *mpi_shm_addr(const mpi_shm *s) { return s->base + SHM_HEADER; }
 
 size_t mpi_shm_size(const mpi_shm *s) { return s->size; }
 
+/* Nothing: a view's pages come in as they are touched. */
+void mpi_shm_prefault(mpi_shm *s) { (void)s; }
+
 void mpi_shm_free(mpi_shm *s) {
   if (s == NULL)
     return;
