@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """run.py - run the benchmarks for mproc (bench_start, bench_pipe,
-bench_sync, bench_pool, bench_manager), Python's multiprocessing
-(bench_start.py, bench_pipe.py, bench_sync.py, bench_pool.py,
-bench_manager.py) and the OS floor in one run, print Markdown tables with
-ratios, and check the project's budgets.
+bench_sync, bench_pool, bench_array, bench_manager), Python's
+multiprocessing (bench_start.py, bench_pipe.py, bench_sync.py,
+bench_pool.py, bench_array.py, bench_manager.py), OpenMP and the OS floor
+in one run, print Markdown tables with ratios, and check the project's
+budgets.
 
     python3 bench/run.py --bin build/bench/bench_start [-n 100] [--rounds 4]
                          [--pipe-bin PATH] [--pipe-n 20000]
@@ -11,12 +12,14 @@ ratios, and check the project's budgets.
                          [--sync-pin both|none]
                          [--pool-bin PATH] [--pool-reps 2] [--pool-scale 1]
                          [--pool-extra yes|no]
+                         [--array-bin PATH] [--array-reps 2]
+                         [--array-scale 1] [--array-only]
                          [--manager-bin PATH] [--manager-reps 2]
                          [--manager-scale 1] [--manager-only] [--check]
 
-bench_pipe, bench_sync, bench_pool and bench_manager are looked for next
-to bench_start unless --pipe-bin / --sync-bin / --pool-bin /
---manager-bin is given.  Each round runs
+bench_pipe, bench_sync, bench_pool, bench_array and bench_manager are
+looked for next to bench_start unless --pipe-bin / --sync-bin /
+--pool-bin / --array-bin / --manager-bin is given.  Each round runs
 bench_sync with mproc's default adaptive spin and with MPROC_SPIN_US=0
 (the "nospin" rows: the queues and the shared Value), and bench_sync.py;
 the two-process measurements run once with parent and child pinned to two
@@ -25,7 +28,12 @@ CPUs and once pinned to one (--sync-pin both, the default), or unpinned
 (default start method, as many pool workers as CPUs, unpinned), and
 unless --pool-extra no, bench_pool with MPROC_SPIN_US=0 and the round
 trips of both with everything pinned to one CPU.  Each round also runs
-bench_manager and bench_manager.py (a managed dict used from a child:
+bench_array and bench_array.py (array maps on process and thread pools
+against the serial loop, OpenMP and Pool.map; the first run's calibrated
+work per item is kept for the later ones); bench_array's scaling (1, 2,
+4, 8 workers) and memory (a map over 1,000,000 and 100,000,000 int64)
+runs come once, after the rounds; --array-only runs just these.  Each
+round also runs bench_manager and bench_manager.py (a managed dict used from a child:
 set + get operations per second; default start method, unpinned);
 --manager-only runs just these.
 
@@ -101,6 +109,9 @@ POOL_BUDGETS = [
      "python apply", "mproc apply", "ge", 20.0),
     ("executor submit+wait at least 20x ProcessPoolExecutor's futures/s",
      "mproc executor", "python executor", "ge", 20.0),
+    ("generic mp_pool_map of a trivial function (default chunksize) at "
+     "least the serial loop's items/s", "mproc map", "c serial map", "ge",
+     1.0),
 ]
 
 # The pool table: (row name, mproc label, Python label, floor label,
@@ -123,6 +134,55 @@ POOL_ROWS = [
 POOL_VARIANTS = [("", "", ""), (" nospin", "", ", nospin"),
                  (" @one-cpu", " @one-cpu", ", all on one CPU"),
                  (" nospin @one-cpu", " @one-cpu", ", all on one CPU, nospin")]
+# bench_array: array maps (mp_pool_map_array) against the serial loop,
+# OpenMP's `parallel for` and Python's Pool.map (items/s, see
+# bench_array.c).
+ARRAY_BUDGETS = [
+    ("array map of x*x over 1,000,000 ints on a process pool at least 10x "
+     "Python's Pool.map items/s", "mproc array square", "python map square",
+     "ge", 10.0),
+    ("array map of x*x over 1,000,000 ints on a process pool at least 1.5x "
+     "the serial loop", "mproc array square", "c serial square", "ge", 1.5),
+    ("compute-bound array map (about 1 µs per item) on processes at least "
+     "1.8x the serial loop", "mproc array compute", "c serial compute", "ge",
+     1.8),
+    ("compute-bound array map (about 1 µs per item) on threads at least "
+     "1.8x the serial loop", "mproc thread array compute",
+     "c serial compute", "ge", 1.8),
+    ("compute-bound array map (about 1 µs per item) on processes at least "
+     "0.95x OpenMP's speed", "mproc array compute", "omp compute", "ge",
+     0.95),
+    ("compute-bound array map (about 1 µs per item) on threads at least "
+     "0.95x OpenMP's speed", "mproc thread array compute", "omp compute",
+     "ge", 0.95),
+]
+# (description, label of the big map, label of the small one, bound MB):
+# big - small <= bound.
+ARRAY_MEMORY_BUDGET = (
+    "a 100,000,000-item array map uses at most 64 MB of private memory "
+    "more than a 1,000,000-item one", "mproc array memory 100M",
+    "mproc array memory 1M", 64.0)
+
+# The array table: (row name, mproc label, Python label, serial floor
+# label, OpenMP label).  Rows without an mproc median are left out.
+ARRAY_ROWS = [
+    ("x*x over 1,000,000 int64, process pool, x and y in one mp_shm",
+     "mproc array square", "python map square", "c serial square",
+     "omp square"),
+    ("the same, malloc'd x and y (copied in and out)",
+     "mproc array square copy", "python map square", "c serial square",
+     "omp square"),
+    ("the same on a thread pool (malloc'd)", "mproc thread array square",
+     "python map square", "c serial square", "omp square"),
+    ("for comparison: generic mp_pool_map of x*x over 1,000,000 ints "
+     "(bench_pool)", "mproc map", "python map", "c serial map", None),
+    ("compute, about 1 µs per item, process pool, mp_shm",
+     "mproc array compute", None, "c serial compute", "omp compute"),
+    ("the same on a thread pool (malloc'd)", "mproc thread array compute",
+     None, "c serial compute", "omp compute"),
+]
+ARRAY_SCALING = (1, 2, 4, 8)
+
 # bench_handoff: a connection handed to a fork child through a pipe
 # (Python: c.send(conn), served by its resource sharer), against the
 # descriptor by SCM_RIGHTS straight down a Unix socket.
@@ -172,7 +232,8 @@ SYNC_ROWS = [
 ]
 UNIT_NAMES = {"us": "µs", "ns": "ns ↓", "msgs_s": "msg/s ↑", "MB_s": "MB/s ↑",
               "incs_s": "incr/s ↑", "tasks_s": "tasks/s ↑",
-              "futures_s": "futures/s ↑", "ops_s": "ops/s ↑"}
+              "futures_s": "futures/s ↑", "ops_s": "ops/s ↑",
+              "items_s": "items/s ↑", "MB": "MB ↓"}
 UNITS = {}  # label -> unit, from the programs' summary lines
 
 
@@ -312,6 +373,168 @@ def manager_cmds(exe, python, reps, scale):
     todo = [([exe] + common, None),
             ([python, os.path.join(HERE, "bench_manager.py")] + common, None)]
     return lambda r: todo
+
+
+def info_kv(who):
+    """The key=value pairs of the last "info <who>:" line."""
+    return dict(kv.split("=", 1) for kv in INFO.get(who, "").split()
+                if "=" in kv)
+
+
+def array_cmds(exe, python, reps, scale):
+    """The commands of one bench_array round: the C program and its
+    Python twin.  Once a run has calibrated the work per item of the
+    compute kernel, the later runs reuse it (--iters), so that every
+    sample does the same work."""
+    common = ["--reps", str(reps), "--scale", str(scale), "--samples"]
+
+    def cmds(r):
+        k = info_kv("mproc-array").get("iters")
+        it = ["--iters", k] if k and k != "0" else []
+        return [([exe] + it + common, None),
+                ([python, os.path.join(HERE, "bench_array.py")] + common,
+                 None)]
+    return cmds
+
+
+def array_once(exe, reps, scale, pooled):
+    """bench_array's scaling and memory runs (once, not every round)."""
+    k = info_kv("mproc-array").get("iters")
+    it = ["--iters", k] if k and k != "0" else []
+    common = ["--reps", str(reps), "--scale", str(scale), "--samples"]
+    for what in ("scaling", "memory"):
+        got = run([exe, "--only", what] + it + common)
+        for key, v in got.items():
+            pooled.setdefault(key, []).extend(v)
+        print(f"  bench_array: {what} done", file=sys.stderr)
+
+
+def array_header(exe, a):
+    print(f"bench_array: {exe}")
+    print(f"array: {a.array_reps} samples per measurement and program run "
+          f"(each >= 0.2 s), {a.rounds} alternating rounds, scale "
+          f"{a.array_scale:g}; default start method, workers = CPUs, "
+          "unpinned; scaling and memory once")
+
+
+def array_table(g):
+    print("Array maps: mp_pool_map_array against the serial loop, OpenMP's "
+          "parallel for and Python's Pool.map")
+    print()
+    print("| measurement | mproc (items/s ↑) | Python (items/s ↑) "
+          "| serial floor | OpenMP | mproc / serial | mproc / OpenMP "
+          "| mproc / Python |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, m, py, se, om in ARRAY_ROWS:
+        mv, pv, sv, ov = (g(x) if x else None for x in (m, py, se, om))
+        if mv is None:
+            continue
+        cells = [fmt(mv), fmt(pv), fmt(sv), fmt(ov)]
+        for r in (ratio(mv, sv), ratio(mv, ov), ratio(mv, pv)):
+            cells.append("n/a" if r is None else f"{r:.2f}x")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    who = "; ".join(f"{k}: {v}" for k, v in sorted(INFO.items())
+                    if k in ("mproc-array", "python-array", "omp"))
+    print(f"Medians over the pooled samples ({who}).  Pools are created "
+          "and warmed up outside the timing, arrays allocated and "
+          "pre-faulted outside it; every worker and OpenMP thread count is "
+          "the CPU count.  A rate sample is the items over the time of as "
+          "many repetitions as fill 0.2 s.  The serial floor is the same "
+          "kernel called once in this process; OpenMP runs the same loop "
+          "body (`#pragma omp parallel for`, default schedule).  The "
+          "compute kernel is a chain of logistic-map steps of about 1 µs "
+          "per item (iters, compute_ns_per_item above).")
+    if any(g(f"{lab} w{w}") is not None for w in ARRAY_SCALING
+           for lab in ("mproc array compute", "omp compute")):
+        print()
+        print("| workers | processes (items/s ↑) | threads (items/s ↑) "
+              "| OpenMP (items/s ↑) | processes / OpenMP "
+              "| threads / OpenMP |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        labs = ("mproc array compute", "mproc thread array compute",
+                "omp compute")
+        for w in ARRAY_SCALING:
+            v = [g(f"{lab} w{w}") for lab in labs]
+            cells = []
+            for lab, x in zip(labs, v):
+                one = g(f"{lab} w1")
+                up = ratio(x, one)
+                cells.append(fmt(x) + ("" if up is None or w == 1
+                                       else f" ({up:.2f}x w1)"))
+            for x in v[:2]:
+                r = ratio(x, v[2])
+                cells.append("n/a" if r is None else f"{r:.2f}x")
+            print(f"| {w} | " + " | ".join(cells) + " |")
+        print()
+        print("The compute map over a quarter of the items with 1, 2, 4 "
+              "and 8 workers / threads (a new pool per count); the "
+              "machine's CPUs bound the speed-up.")
+    _, big, small, _ = ARRAY_MEMORY_BUDGET
+    if g(big) is not None and g(small) is not None:
+        print()
+        print(f"Memory: private memory of the program and its pool's "
+              f"workers after an array map over 1,000,000 int64: "
+              f"{g(small):.1f} MB; over 100,000,000: {g(big):.1f} MB; "
+              f"difference {g(big) - g(small):.1f} MB (MB = 10^6 bytes; "
+              f"{INFO.get('mproc-array-memory', '')}).  The arrays live in "
+              "shared memory and are not counted.")
+
+
+def array_budgets(g, per_round, have):
+    """Print the array budget lines (SKIP without bench_array); return the
+    number that failed."""
+    failed = 0
+    for desc, num, den, op, bound in ARRAY_BUDGETS:
+        if have:
+            failed += check(desc, num, den, op, bound, g, per_round)
+        else:
+            print(f"SKIP: {desc}: bench_array not found")
+    desc, big, small, bound = ARRAY_MEMORY_BUDGET
+    if not have:
+        print(f"SKIP: {desc}: bench_array not found")
+    elif g(big) is None or g(small) is None:
+        print(f"SKIP: {desc}: not measured (needs Linux's /proc)")
+    else:
+        d = g(big) - g(small)
+        ok = d <= bound
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'}: {desc}: {big} - {small} = "
+              f"{d:.1f} MB (budget <= {bound:g} MB; {g(small):.1f} MB "
+              f"and {g(big):.1f} MB)")
+    return failed
+
+
+def array_only(a):
+    """--array-only: bench_array and bench_array.py, their tables, spread
+    and budgets."""
+    if a.array_bin:
+        exe = find_sibling(a.array_bin, None, "bench_array")
+    else:
+        exe = find_sibling(None, find_bin(a.bin), "bench_array")
+    if exe is None:
+        sys.exit("run.py: bench_array not found next to bench_start; "
+                 "build it or pass --array-bin PATH")
+    print(machine())
+    array_header(exe, a)
+    pooled = {}
+    per_round = alternate_cmds(
+        "bench_array", array_cmds(exe, a.python, a.array_reps,
+                                  a.array_scale), a.rounds, pooled)
+    array_once(exe, a.array_reps, a.array_scale, pooled)
+    g = {k: statistics.median(v) for k, v in pooled.items()}.get
+    print()
+    array_table(g)
+    print()
+    print("Spread (unit as labelled): min / p10 / median / p90")
+    for k in sorted(pooled):
+        v = pooled[k]
+        print(f"  {k:<34} {fmt(min(v)):>12} {fmt(pct(v, .1)):>12} "
+              f"{fmt(pct(v, .5)):>12} {fmt(pct(v, .9)):>12}   "
+              f"{UNIT_NAMES.get(UNITS[k], UNITS[k]):<9} n={len(v)}")
+    print()
+    failed = array_budgets(g, per_round, True)
+    return 1 if a.check and failed else 0
 
 
 def machine():
@@ -538,6 +761,16 @@ def main():
     ap.add_argument("--pool-extra", choices=("yes", "no"), default="yes",
                     help="also run bench_pool with MPROC_SPIN_US=0 and the "
                     "round trips pinned to one CPU (default yes)")
+    ap.add_argument("--array-bin", help="path to bench_array (default: "
+                    "next to bench_start)")
+    ap.add_argument("--array-reps", type=int, default=2,
+                    help="samples per measurement and program run "
+                    "(default 2; bench_array runs once per round)")
+    ap.add_argument("--array-scale", type=float, default=1.0,
+                    help="multiply bench_array's item counts, not the "
+                    "memory test's (default 1)")
+    ap.add_argument("--array-only", action="store_true",
+                    help="run only bench_array and bench_array.py")
     ap.add_argument("--handoff-bin", help="path to bench_handoff "
                     "(default: next to bench_start)")
     ap.add_argument("--handoff-n", type=int, default=4000,
@@ -557,17 +790,23 @@ def main():
     a = ap.parse_args()
     if a.n < 1 or a.rounds < 1 or a.pipe_n < 1 or a.sync_reps < 1 \
             or a.sync_scale <= 0 or a.pool_reps < 1 or a.pool_scale <= 0 \
-            or a.manager_reps < 1 or a.manager_scale <= 0:
+            or a.manager_reps < 1 or a.manager_scale <= 0 \
+            or a.array_reps < 1 or a.array_scale <= 0:
         ap.error("-n, --pipe-n, --rounds, --sync-reps, --sync-scale, "
-                 "--pool-reps, --pool-scale, --manager-reps and "
-                 "--manager-scale must be positive")
+                 "--pool-reps, --pool-scale, --array-reps, --array-scale, "
+                 "--manager-reps and --manager-scale must be positive")
+    if a.manager_only and a.array_only:
+        ap.error("--manager-only and --array-only exclude each other")
     if a.manager_only:
         return manager_only(a)
+    if a.array_only:
+        return array_only(a)
     rounds = min(a.rounds, a.n)
     exe = find_bin(a.bin)
     pipe_exe = find_sibling(a.pipe_bin, exe, "bench_pipe")
     sync_exe = find_sibling(a.sync_bin, exe, "bench_sync")
     pool_exe = find_sibling(a.pool_bin, exe, "bench_pool")
+    array_exe = find_sibling(a.array_bin, exe, "bench_array")
     manager_exe = find_sibling(a.manager_bin, exe, "bench_manager")
     handoff_exe = find_sibling(a.handoff_bin, exe, "bench_handoff")
 
@@ -603,6 +842,11 @@ def main():
     else:
         print("bench_pool: not found next to bench_start (--pool-bin): "
               "pool rows skipped")
+    if array_exe:
+        array_header(array_exe, a)
+    else:
+        print("bench_array: not found next to bench_start (--array-bin): "
+              "array rows skipped")
     if manager_exe:
         manager_header(manager_exe, a)
     else:
@@ -630,6 +874,12 @@ def main():
             "bench_pool", pool_cmds(pool_exe, a.python, a.pool_reps,
                                     a.pool_scale, a.pool_extra == "yes"),
             a.rounds, pooled)
+    per_round_array = []
+    if array_exe:
+        per_round_array = alternate_cmds(
+            "bench_array", array_cmds(array_exe, a.python, a.array_reps,
+                                      a.array_scale), a.rounds, pooled)
+        array_once(array_exe, a.array_reps, a.array_scale, pooled)
     per_round_handoff = []
     if handoff_exe:
         per_round_handoff = alternate(
@@ -721,6 +971,9 @@ def main():
               "pinned to one CPU (the budgets use the default rows: "
               "spinning, unpinned).")
         print(f"Wall time per item (ns): {per_item(g)}.")
+    if array_exe:
+        print()
+        array_table(g)
     if manager_exe:
         print()
         manager_table(g)
@@ -776,6 +1029,7 @@ def main():
             failed += check(desc, num, den, op, bound, g, per_round_pool)
         else:
             print(f"SKIP: {desc}: bench_pool not found")
+    failed += array_budgets(g, per_round_array, array_exe is not None)
     for desc, num, den, op, bound in MANAGER_BUDGETS:
         if manager_exe:
             failed += check(desc, num, den, op, bound, g, per_round_manager)
