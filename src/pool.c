@@ -125,6 +125,9 @@ typedef struct mp__job {
   int done;             /* J_APPLY/J_MAP/J_ARRAY: the async is completed */
   mp__arrjob *arr;      /* J_ARRAY (pool_array.c) */
   void (*kernel)(void); /* J_ARRAY */
+  int counter;          /* J_ARRAY: the workers take chunks by a counter in
+                           shared memory; a "chunk" here is one worker's
+                           message, answered once it finds none left */
 } job;
 
 typedef struct chunk {
@@ -196,6 +199,8 @@ struct mp_pool {
   mpi_mutex *scratch_mu;
   mp__seg *scratch;     /* an array map's copies, kept for the next one
                            (under scratch_mu) */
+  mp__seg *ctl;         /* array maps' counters, a slot each (scratch_mu) */
+  uint32_t ctl_used[MP__CTL_SLOTS / 32];
   unsigned char *spare[SPARE_N]; /* task message buffers, for reuse */
   size_t spare_cap[SPARE_N], spare_total;
   void (*fn_cached)(void);
@@ -539,13 +544,14 @@ static int array_chunk(wctx *c, const task_hdr *th, mp_task_fn fn, int fn_rc,
   unsigned char *acc = NULL;
   size_t acc_n = 0, errs_n = 0;
   int st = 0, rc;
+  uint32_t at = 0; /* the chunk that failed */
   mp__clear_error();
   if (fn == NULL)
     rc = mp__error(fn_rc ? fn_rc : MP_EINVAL,
                    "cannot find the kernel in the worker");
   else
     rc = mp__array_run(cache, c->pool != NULL, (void (*)(void))fn, desc, n,
-                       &acc, &acc_n, &st);
+                       &acc, &acc_n, &st, &at);
   if (rc != 0 || st != 0) {
     char text[64];
     const char *m = mp_last_error_message();
@@ -553,7 +559,7 @@ static int array_chunk(wctx *c, const task_hdr *th, mp_task_fn fn, int fn_rc,
       snprintf(text, sizeof text, "kernel returned status %d", st);
       m = text;
     }
-    if (add_err(errs, &errs_n, errs_cap, rc != 0 ? UINT32_MAX : 0,
+    if (add_err(errs, &errs_n, errs_cap, rc != 0 ? UINT32_MAX : at,
                 rc != 0 ? rc : st, m) != 0) {
       free(acc);
       return MP_ENOMEM;
@@ -929,7 +935,9 @@ static void kernel_timed(mp_pool *p, void (*fn)(void), double t) {
  * to hide the round trip, as other tasks' do. */
 static int worker_limit(mp_pool *p, worker *w, const chunk *c) {
   int lim = p->prefetch;
-  if (c != NULL && c->job->type == J_ARRAY) {
+  if (c != NULL && c->job->type == J_ARRAY && c->job->counter) {
+    lim = PREFETCH_MAX; /* a message that says: take chunks */
+  } else if (c != NULL && c->job->type == J_ARRAY) {
     double *t = kernel_time(p, c->job->kernel);
     double est = t != NULL ? *t * (double)c->ncalls : 0;
     lim = est <= 0 || est >= LATENCY_TARGET ? 1
@@ -1159,19 +1167,26 @@ static void map_settle(job *j, done_list *dl) {
 
 /* Chunk c of a map failed: kept if it is the first failed so far, and the
  * chunks after it still queued are dropped, never needed (pool lock held). */
-static void map_fail(job *j, chunk *c, int rc, int status, const char *msg,
-                     done_list *dl) {
-  if (j->done || c->index >= j->fail_part)
+static void fail_at(job *j, size_t at, int rc, int status, const char *msg,
+                    done_list *dl) {
+  if (j->done || at >= j->fail_part)
     return;
   char *m = msg ? mp__strdup(msg) : NULL;
   free(j->fail_msg);
   j->fail_msg = m;
-  j->fail_part = c->index;
+  j->fail_part = at;
   j->fail_rc = rc;
   j->fail_status = status;
-  backlog_drop_from(j->pool, j, c->index + 1);
+  if (!j->counter) /* (a counter's messages are not in input order) */
+    backlog_drop_from(j->pool, j, at + 1);
   if (j->type == J_MAP)
     map_settle(j, dl);
+}
+
+static void map_fail(job *j, chunk *c, int rc, int status, const char *msg,
+                     done_list *dl) {
+  /* A counter's message failed whole (its worker died): first of all. */
+  fail_at(j, j->counter ? 0 : c->index, rc, status, msg, dl);
 }
 
 /* An array job ends once none of its chunks is left, so that no worker
@@ -1179,12 +1194,30 @@ static void map_fail(job *j, chunk *c, int rc, int status, const char *msg,
  * with the first failed chunk in input order, or succeeds (pool lock
  * held). */
 static void array_settle(job *j, done_list *dl) {
-  if (j->type != J_ARRAY || j->done || j->chunks_left > 0)
+  if (j->type != J_ARRAY || j->done)
     return;
+  if (j->counter && j->chunks_left > 0) {
+    /* Before every worker has answered: once every chunk is done (run,
+     * or skipped after a failure), no worker writes any more; a failure
+     * then waits for its report. */
+    uint64_t at = 0;
+    if (!mp__array_all_done(j->arr, &at))
+      return;
+    if (at != UINT64_MAX &&
+        (j->fail_part == SIZE_MAX || (uint64_t)j->fail_part > at))
+      return;
+  } else if (j->chunks_left > 0) {
+    return;
+  }
   if (j->fail_part != SIZE_MAX) {
     job_fail(j, j->fail_rc, j->fail_status, j->fail_msg, dl);
+  } else if (j->counter && !mp__array_all_done(j->arr, NULL)) {
+    job_fail(j, MP_EPROTO, 0, "an array map's workers left chunks undone",
+             dl);
   } else {
     mp_args *none = NULL;
+    if (j->counter)
+      mp__array_finish(j->arr); /* the output copied back, if it must be */
     if (mp_args_new(&none) != 0)
       job_fail(j, MP_ENOMEM, 0, "out of memory", dl);
     else
@@ -1308,7 +1341,11 @@ static void chunk_answer(chunk *c, const res_hdr *h,
       j->all = NULL;
     }
   } else if (j->type == J_ARRAY && !j->done) {
-    if (h->nerrors > 0)
+    if (h->nerrors > 0 && j->counter) /* .call: the failed chunk */
+      fail_at(j, first.call == UINT32_MAX ? 0 : first.call,
+              first.call == UINT32_MAX ? first.status : MP_ETASK,
+              first.status, first_msg, dl);
+    else if (h->nerrors > 0)
       map_fail(j, c, first.call == UINT32_MAX ? first.status : MP_ETASK,
                first.status, first_msg, dl);
     else if (mp__array_answer(j->arr, c->index, c->first, c->ncalls, values,
@@ -1524,7 +1561,7 @@ static void handle_result(mp_pool *p, const unsigned char *buf, size_t n,
     p->start_deaths = 0;
     /* Adapt the prefetch to the time a chunk takes. */
     if (c->job->type == J_ARRAY) { /* time per item: chunks vary in size */
-      if (c->ncalls > 0 && h.nerrors == 0)
+      if (c->ncalls > 0 && h.nerrors == 0 && !c->job->counter)
         kernel_timed(p, c->job->kernel, h.elapsed / (double)c->ncalls);
     } else {
       p->chunk_time = p->chunk_time == 0
@@ -1803,6 +1840,7 @@ static void pool_release(mp_pool *p) {
   mp_args_free(p->initargs);
   free(p->broken_msg);
   mp__seg_unref(p->scratch);
+  mp__seg_unref(p->ctl);
   for (int k = 0; k < SPARE_N; k++)
     free(p->spare[k]);
   if (p->scratch_mu)
@@ -2381,6 +2419,31 @@ void mp__pool_scratch_give(mp_pool *p, mp__seg *s) {
   mp__seg_unref(s);
 }
 
+mp__seg *mp__pool_ctl_take(mp_pool *p, size_t *off) {
+  mp__seg *s = NULL;
+  mpi_mutex_lock(p->scratch_mu);
+  if (p->ctl == NULL)
+    mp__seg_new(MP__CTL_SLOTS * MP__CTL_SLOT, &p->ctl); /* else: none */
+  for (int k = 0; p->ctl != NULL && k < MP__CTL_SLOTS; k++)
+    if (!(p->ctl_used[k / 32] & (1u << (k % 32)))) {
+      p->ctl_used[k / 32] |= 1u << (k % 32);
+      *off = (size_t)k * MP__CTL_SLOT;
+      mp__seg_ref(p->ctl);
+      s = p->ctl;
+      break;
+    }
+  mpi_mutex_unlock(p->scratch_mu);
+  mp__clear_error();
+  return s;
+}
+
+void mp__pool_ctl_give(mp_pool *p, size_t off) {
+  size_t k = off / MP__CTL_SLOT;
+  mpi_mutex_lock(p->scratch_mu);
+  p->ctl_used[k / 32] &= ~(1u << (k % 32));
+  mpi_mutex_unlock(p->scratch_mu);
+}
+
 /* The chunks of an array job: `chunksize` items each, or guided (as
  * OpenMP's schedule(guided)): a share of what is left, 1 / (2 * workers)
  * of it, so that the chunks shrink as the end nears, but not below
@@ -2415,7 +2478,11 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
   double *kt = kernel_time(p, fn);
   double item_time = kt != NULL ? *kt : 0;
   mpi_mutex_unlock(p->mu);
-  for (size_t left = count; left > 0; nchunks++)
+  /* By a counter: one message per worker (fewer for fewer chunks). */
+  size_t counted = mp__array_counted(arr);
+  if (counted > 0)
+    nchunks = counted < (size_t)p->nworkers ? counted : (size_t)p->nworkers;
+  for (size_t left = count; counted == 0 && left > 0; nchunks++)
     left -= next_chunk(p, count, left, chunksize, item_time);
   mp_async *a = async_new(cb, ecb, arg);
   job *j = a != NULL ? job_new(p, J_ARRAY, count, nchunks) : NULL;
@@ -2427,6 +2494,7 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
   j->async = a;
   j->arr = arr;
   j->kernel = fn;
+  j->counter = counted > 0;
   a->job = j;
   a->pool = p;
   chunk *head = NULL, *tail = NULL;
@@ -2435,8 +2503,10 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
   size_t k = 0;
   mpi_mutex_lock(p->mu);
   rc = check_open(p);
-  for (size_t first = 0; rc == 0 && first < count; k++) {
-    size_t n = next_chunk(p, count, count - first, chunksize, item_time);
+  for (size_t first = 0; rc == 0 && k < nchunks; k++) {
+    size_t n = counted ? count
+                       : next_chunk(p, count, count - first, chunksize,
+                                    item_time);
     size_t dn = 0;
     chunk *c = calloc(1, sizeof *c);
     if (c == NULL || (rc = mp__array_desc(arr, first, n, &desc, &dn)) != 0 ||
@@ -2448,14 +2518,14 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
     }
     c->job = j;
     c->index = k;
-    c->first = first;
-    c->ncalls = n;
+    c->first = counted ? 0 : first;
+    c->ncalls = counted ? 0 : n;
     if (tail)
       tail->next = c;
     else
       head = c;
     tail = c;
-    first += n;
+    first += counted ? 0 : n;
   }
   free(desc);
   if (rc != 0) {

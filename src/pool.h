@@ -54,6 +54,12 @@ typedef struct mp__arrcache mp__arrcache; /* a worker's mapped segments */
  * and lets them go once idle this long (seconds). */
 #define MP__ARRAY_IDLE 1.0
 
+/* An array map's workers take its chunks by a counter in shared memory
+ * (a slot of 64 bytes in a segment of the pool's); this many slots, so
+ * this many maps at once (more take their chunks one message each). */
+#define MP__CTL_SLOTS 64
+#define MP__CTL_SLOT 64
+
 /* pool_array.c, the caller's side: the descriptor of chunk [first,
  * first + n) for the workers (*desc realloc'd, *n_out bytes); the answer
  * of a chunk (pool lock held: copies its output out, keeps its
@@ -63,6 +69,14 @@ int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
 int mp__array_answer(mp__arrjob *a, size_t chunk, size_t first, size_t n,
                      const unsigned char *acc, size_t acc_n);
 void mp__array_unref(mp__arrjob *a);
+/* The number of chunks its workers take by a counter (one message per
+ * worker), or 0: one message per chunk. */
+size_t mp__array_counted(mp__arrjob *a);
+/* By a counter: 1 once every chunk is done (*fail_at: the first failed
+ * chunk, UINT64_MAX for none; may be NULL); the output copied back
+ * (pool lock held). */
+int mp__array_all_done(mp__arrjob *a, uint64_t *fail_at);
+void mp__array_finish(mp__arrjob *a);
 
 /* pool_array.c, the worker's side: run the kernel of one chunk.  0 when
  * it ran (*status: its return; *acc, *acc_n: a reduction's accumulator,
@@ -70,7 +84,7 @@ void mp__array_unref(mp__arrjob *a);
  * be had).  local: a thread pool's worker (addresses, no segments). */
 int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
                   const unsigned char *desc, size_t n, unsigned char **acc,
-                  size_t *acc_n, int *status);
+                  size_t *acc_n, int *status, uint32_t *fail_chunk);
 void mp__array_cache_drop(mp__arrcache **cache);
 
 /* pool.c, for pool_array.c. */
@@ -78,6 +92,10 @@ int mp__pool_local(mp_pool *p);
 int mp__pool_check(mp_pool *p, const char *what);
 mp__seg *mp__pool_scratch_take(mp_pool *p, size_t size);
 void mp__pool_scratch_give(mp_pool *p, mp__seg *s);
+/* A counter slot: the pool's segment (a reference) and the slot's
+ * offset in it; NULL when all are taken.  give: the slot is free. */
+mp__seg *mp__pool_ctl_take(mp_pool *p, size_t *off);
+void mp__pool_ctl_give(mp_pool *p, size_t off);
 /* Run an array job (takes arr's reference, also on failure). */
 int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
                        size_t count, size_t chunksize, mp_result_cb cb,

@@ -22,6 +22,7 @@
  *   context tuple's bytes.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,17 +31,42 @@
 #define ACC_MAX (64u * 1024u)
 #define CACHE_N 8
 
-enum { D_REDUCE = 1, D_LOCAL = 2 };
+enum { D_REDUCE = 1, D_LOCAL = 2, D_COUNT = 4 };
 
 typedef struct desc_hdr {
   char magic[4]; /* "MPY1" */
   uint32_t flags;
-  uint64_t first, n;
+  uint64_t first, n;                  /* D_COUNT: the whole array */
   uint64_t in_uid, in_off, in_size;   /* D_LOCAL: in_off is the address */
   uint64_t out_uid, out_off, out_size;
   uint32_t acc_size, ticket_n;
   uint64_t ctx_n;
+  uint64_t ctl_uid, ctl_off;          /* D_COUNT: the counter's slot */
+  uint64_t nchunks, chunksize, least, w2; /* D_COUNT: the chunks */
 } desc_hdr;
+
+/* A counter's slot in shared memory (MP__CTL_SLOT bytes). */
+typedef struct ctl_slot {
+  volatile uint64_t next;    /* the next chunk to take */
+  volatile uint64_t done;    /* chunks run, or skipped after a failure */
+  volatile uint64_t fail_at; /* the first failed chunk (UINT64_MAX: none) */
+} ctl_slot;
+
+/* The length of the chunk that starts with `left` elements left:
+ * chunksize, or guided (see next_chunk in pool.c): a share 1 / w2 of
+ * what is left, not below `least`.  Both sides compute the chunks so. */
+static uint64_t chunk_len(uint64_t left, uint64_t chunksize, uint64_t least,
+                          uint64_t w2) {
+  uint64_t n = chunksize;
+  if (n == 0) {
+    n = (left + w2 - 1) / w2;
+    if (n < least)
+      n = least;
+  }
+  if (n == 0)
+    n = 1;
+  return left < n ? left : n;
+}
 
 struct mp__arrjob {
   volatile uint32_t refs;
@@ -61,6 +87,10 @@ struct mp__arrjob {
   unsigned char *init;       /* acc_size bytes */
   unsigned char *accs;       /* a reduction: each chunk's */
   size_t nchunks;
+  mp__seg *ctl;              /* by a counter: the pool's slots (a ref) */
+  size_t ctl_off;
+  ctl_slot *slot;
+  uint64_t counted, chunksize, least, w2;
 };
 
 /* ---- the caller's side ------------------------------------------------- */
@@ -69,6 +99,10 @@ void mp__array_unref(mp__arrjob *a) {
   if (a == NULL || mp__add32(&a->refs, (uint32_t)-1) != 0)
     return;
   mp__handoff_withdraw(a->ticket_id);
+  if (a->ctl != NULL) {
+    mp__pool_ctl_give(a->pool, a->ctl_off);
+    mp__seg_unref(a->ctl);
+  }
   mp__seg_unref(a->in_seg);
   mp__seg_unref(a->out_seg);
   if (a->scratch != NULL)
@@ -97,6 +131,15 @@ int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
   h.acc_size = (uint32_t)a->acc_size;
   h.ticket_n = (uint32_t)a->ticket_n;
   h.ctx_n = a->ctx_n;
+  if (a->counted > 0) {
+    h.flags |= D_COUNT;
+    h.ctl_uid = a->local ? 0 : a->ctl->uid;
+    h.ctl_off = a->local ? (uint64_t)(uintptr_t)a->slot : a->ctl_off;
+    h.nchunks = a->counted;
+    h.chunksize = a->chunksize;
+    h.least = a->least;
+    h.w2 = a->w2;
+  }
   size_t len = sizeof h + a->ticket_n + a->acc_size + a->ctx_n;
   unsigned char *d = realloc(*desc, len);
   if (d == NULL)
@@ -118,6 +161,21 @@ int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
     a->nchunks++;
   }
   return 0;
+}
+
+size_t mp__array_counted(mp__arrjob *a) { return (size_t)a->counted; }
+
+int mp__array_all_done(mp__arrjob *a, uint64_t *fail_at) {
+  if (fail_at != NULL)
+    *fail_at = mp__load64(&a->slot->fail_at);
+  return mp__load64(&a->slot->done) >= a->counted;
+}
+
+void mp__array_finish(mp__arrjob *a) {
+  if (a->copy_out && a->count > 0)
+    memcpy(a->out,
+           (const unsigned char *)mpi_shm_addr(a->out_seg->shm) + a->out_off,
+           a->count * a->out_size);
 }
 
 int mp__array_answer(mp__arrjob *a, size_t chunk, size_t first, size_t n,
@@ -149,8 +207,8 @@ static int overlap(const void *a, size_t an, const void *b, size_t bn) {
  * copy in.  acc_size 0: a map. */
 static int prepare(mp_pool *p, const void *in, size_t in_size, void *out,
                    size_t out_size, size_t count, const mp_args *ctx,
-                   size_t acc_size, const void *init, mp__arrjob **job,
-                   const char *what) {
+                   size_t acc_size, const void *init, size_t chunksize,
+                   mp__arrjob **job, const char *what) {
   *job = NULL;
   int rc = mp__pool_check(p, what);
   if (rc != 0)
@@ -198,6 +256,21 @@ static int prepare(mp_pool *p, const void *in, size_t in_size, void *out,
     if ((a->init = malloc(acc_size)) == NULL)
       goto nomem;
     memcpy(a->init, init, acc_size);
+  }
+  if (acc_size == 0 && count > 0 && mp_pool_workers(p) > 0 &&
+      (a->ctl = mp__pool_ctl_take(p, &a->ctl_off)) != NULL) {
+    /* A map: the workers take its chunks by a counter. */
+    uint64_t w = (uint64_t)mp_pool_workers(p);
+    a->chunksize = chunksize;
+    a->least = count / (32 * w);
+    a->w2 = 2 * w;
+    for (uint64_t left = count; left > 0; a->counted++)
+      left -= chunk_len(left, a->chunksize, a->least, a->w2);
+    a->slot = (ctl_slot *)((unsigned char *)mpi_shm_addr(a->ctl->shm) +
+                           a->ctl_off);
+    mp__store64(&a->slot->next, 0);
+    mp__store64(&a->slot->done, 0);
+    mp__store64(&a->slot->fail_at, UINT64_MAX);
   }
   if (a->local) {
     a->in_off = (uint64_t)(uintptr_t)in;
@@ -249,12 +322,14 @@ static int prepare(mp_pool *p, const void *in, size_t in_size, void *out,
   a->out = out;
   a->in_uid = a->in_seg ? a->in_seg->uid : 0;
   a->out_uid = a->out_seg ? a->out_seg->uid : 0;
-  mpi_fd h[2];
+  mpi_fd h[3];
   size_t nh = 0;
   if (a->in_seg)
     h[nh++] = mpi_shm_handle(a->in_seg->shm);
   if (a->out_seg && a->out_seg != a->in_seg)
     h[nh++] = mpi_shm_handle(a->out_seg->shm);
+  if (a->counted > 0)
+    h[nh++] = mpi_shm_handle(a->ctl->shm);
   if (nh > 0 && (rc = mp__handoff_offer(h, nh, &a->ticket, &a->ticket_n,
                                         &a->ticket_id)) != 0) {
     mp__array_unref(a);
@@ -277,8 +352,8 @@ static int map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
   if (kernel == NULL)
     return mp__error(MP_EINVAL, "%s: NULL kernel", what);
   mp__arrjob *a;
-  int rc = prepare(p, in, in_size, out, out_size, count, ctx, 0, NULL, &a,
-                   what);
+  int rc = prepare(p, in, in_size, out, out_size, count, ctx, 0, NULL,
+                   chunksize, &a, what);
   if (rc != 0)
     return rc;
   return mp__pool_run_array(p, (void (*)(void))kernel, a, count, chunksize,
@@ -315,8 +390,8 @@ int mp_pool_reduce_fn(mp_pool *p, mp_fold_fn fold, mp_combine_fn combine,
     return mp__error(MP_EINVAL, "%s: NULL fold, combine or accumulator",
                      what);
   mp__arrjob *a;
-  int rc = prepare(p, in, in_size, NULL, 0, count, ctx, acc_size, acc, &a,
-                   what);
+  int rc = prepare(p, in, in_size, NULL, 0, count, ctx, acc_size, acc,
+                   chunksize, &a, what);
   if (rc != 0)
     return rc;
   mp__add32(&a->refs, 1); /* ours, for the accumulators */
@@ -635,12 +710,78 @@ static int fits(uint64_t off, uint64_t first, uint64_t n, uint64_t size,
   return first <= cap && n <= cap - first;
 }
 
+/* Take chunks by the counter until none is left: each one run (or,
+ * after a failed one, skipped if it comes later) and counted done.  The
+ * first failure this worker saw is its answer. */
+static int run_counted(const desc_hdr *h, ctl_slot *slot, mp_kernel_fn kernel,
+                       const unsigned char *in, unsigned char *out,
+                       const mp_args *ctx, int *status,
+                       uint32_t *fail_chunk) {
+  uint64_t *starts = NULL, cs = h->chunksize, nchunks = h->nchunks;
+  if (cs == 0) { /* guided: the same chunks as the caller's */
+    if (nchunks > (1u << 20) || h->w2 == 0)
+      return mp__error(MP_EPROTO, "malformed array task");
+    if ((starts = malloc((size_t)(nchunks + 1) * sizeof *starts)) == NULL)
+      return mp__error(MP_ENOMEM, "out of memory");
+    uint64_t at = 0, k = 0;
+    for (; k < nchunks && at < h->n; k++) {
+      starts[k] = at;
+      at += chunk_len(h->n - at, 0, h->least, h->w2);
+    }
+    starts[k] = at;
+    if (k != nchunks || at != h->n) {
+      free(starts);
+      return mp__error(MP_EPROTO, "malformed array task");
+    }
+  } else if (h->n / cs + (h->n % cs != 0) != nchunks) {
+    return mp__error(MP_EPROTO, "malformed array task");
+  }
+  char msg[600] = "";
+  int first_st = 0;
+  uint64_t first_k = UINT64_MAX;
+  for (;;) {
+    uint64_t k = mp__add64(&slot->next, 1) - 1;
+    if (k >= nchunks)
+      break;
+    if (k <= mp__load64(&slot->fail_at)) {
+      uint64_t f = starts ? starts[k] : k * cs;
+      uint64_t n = starts ? starts[k + 1] - f
+                          : (h->n - f < cs ? h->n - f : cs);
+      mp__clear_error();
+      int st = kernel(in ? in + (size_t)(f * h->in_size) : NULL,
+                      out ? out + (size_t)(f * h->out_size) : NULL,
+                      (size_t)f, (size_t)n, ctx);
+      if (st != 0 && k < first_k) {
+        first_k = k;
+        first_st = st;
+        const char *m = mp_last_error_message();
+        if (m[0] != '\0')
+          mp__strlcpy(msg, m, sizeof msg);
+        else
+          snprintf(msg, sizeof msg, "kernel returned status %d", st);
+        uint64_t cur = mp__load64(&slot->fail_at);
+        while (k < cur && !mp__cas64(&slot->fail_at, &cur, k)) {
+        }
+      }
+    }
+    mp__add64(&slot->done, 1);
+  }
+  free(starts);
+  if (first_k != UINT64_MAX) {
+    *status = first_st;
+    *fail_chunk = first_k >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)first_k;
+    mp_set_error(first_st, "%s", msg);
+  }
+  return 0;
+}
+
 int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
                   const unsigned char *desc, size_t len, unsigned char **acc,
-                  size_t *acc_n, int *status) {
+                  size_t *acc_n, int *status, uint32_t *fail_chunk) {
   *acc = NULL;
   *acc_n = 0;
   *status = 0;
+  *fail_chunk = 0;
   desc_hdr h;
   if (len < sizeof h)
     return mp__error(MP_EPROTO, "malformed array task");
@@ -650,14 +791,19 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
       h.ticket_n > rest || h.acc_size > rest - h.ticket_n ||
       h.ctx_n != rest - h.ticket_n - h.acc_size ||
       ((h.flags & D_REDUCE) != 0) != (h.acc_size > 0) ||
-      ((h.flags & D_LOCAL) != 0) != (local != 0))
+      ((h.flags & D_LOCAL) != 0) != (local != 0) ||
+      ((h.flags & D_COUNT) && ((h.flags & D_REDUCE) || h.first != 0 ||
+                               h.nchunks == 0)))
     return mp__error(MP_EPROTO, "malformed array task");
+  ctl_slot *slot = NULL;
   const unsigned char *ticket = desc + sizeof h;
   const unsigned char *init = ticket + h.ticket_n;
   const unsigned char *ctxb = init + h.acc_size;
   const unsigned char *in = NULL;
   unsigned char *out = NULL;
   if (local) {
+    if (h.flags & D_COUNT)
+      slot = (ctl_slot *)(uintptr_t)h.ctl_off;
     if (h.in_size)
       in = (const unsigned char *)(uintptr_t)h.in_off +
            (size_t)(h.first * h.in_size);
@@ -665,16 +811,21 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
       out = (unsigned char *)(uintptr_t)h.out_off +
             (size_t)(h.first * h.out_size);
   } else {
-    uint64_t uids[2];
+    uint64_t uids[3];
     size_t k = 0;
     if (h.in_uid)
       uids[k++] = h.in_uid;
     if (h.out_uid && h.out_uid != h.in_uid)
       uids[k++] = h.out_uid;
+    size_t kc = k; /* the counter's segment */
+    if (h.flags & D_COUNT)
+      uids[k++] = h.ctl_uid;
     if ((h.in_size != 0) != (h.in_uid != 0) ||
-        (h.out_size != 0) != (h.out_uid != 0))
+        (h.out_size != 0) != (h.out_uid != 0) ||
+        ((h.flags & D_COUNT) &&
+         (h.ctl_uid == 0 || h.ctl_uid == h.in_uid || h.ctl_uid == h.out_uid)))
       return mp__error(MP_EPROTO, "malformed array task");
-    mpi_shm *segs[2] = {NULL, NULL};
+    mpi_shm *segs[3] = {NULL, NULL, NULL};
     if (k > 0) {
       if (*cache == NULL && (*cache = calloc(1, sizeof **cache)) == NULL)
         return mp__error(MP_ENOMEM, "out of memory");
@@ -683,8 +834,15 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
         return rc;
     }
     mpi_shm *si = h.in_uid ? segs[0] : NULL;
-    mpi_shm *so = h.out_uid ? (h.out_uid == h.in_uid ? segs[0] : segs[k - 1])
+    mpi_shm *so = h.out_uid ? (h.out_uid == h.in_uid ? segs[0] : segs[kc - 1])
                             : NULL;
+    if (h.flags & D_COUNT) {
+      if (!fits(h.ctl_off, 0, 1, sizeof(ctl_slot), mpi_shm_size(segs[kc])) ||
+          h.ctl_off % 8 != 0)
+        return mp__error(MP_EPROTO, "malformed array task");
+      slot = (ctl_slot *)((unsigned char *)mpi_shm_addr(segs[kc]) +
+                          (size_t)h.ctl_off);
+    }
     if ((si && !fits(h.in_off, h.first, h.n, h.in_size, mpi_shm_size(si))) ||
         (so && !fits(h.out_off, h.first, h.n, h.out_size, mpi_shm_size(so))))
       return mp__error(MP_EPROTO, "an array task past its segment's end");
@@ -701,6 +859,12 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
   if (rc != 0)
     return rc == MP_ENOMEM ? rc
                            : mp__error(MP_EPROTO, "malformed array task");
+  if (h.flags & D_COUNT) {
+    rc = run_counted(&h, slot, (mp_kernel_fn)fn, in, out, ctx, status,
+                     fail_chunk);
+    mp_args_free(ctx);
+    return rc;
+  }
   if (h.flags & D_REDUCE) {
     if ((*acc = malloc(h.acc_size)) == NULL) {
       mp_args_free(ctx);

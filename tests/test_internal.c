@@ -193,6 +193,8 @@ typedef struct wire_desc {
   uint64_t out_uid, out_off, out_size;
   uint32_t acc_size, ticket_n;
   uint64_t ctx_n;
+  uint64_t ctl_uid, ctl_off;
+  uint64_t nchunks, chunksize, least, w2;
 } wire_desc;
 
 static int twice(const void *in, void *out, size_t first, size_t n,
@@ -208,8 +210,9 @@ static int run_desc(int local, const void *d, size_t n, int *status) {
   mp__arrcache *cache = NULL;
   unsigned char *acc = NULL;
   size_t acc_n = 0;
+  uint32_t at = 0;
   int rc = mp__array_run(&cache, local, (void (*)(void))twice, d, n, &acc,
-                         &acc_n, status);
+                         &acc_n, status, &at);
   free(acc);
   mp__array_cache_drop(&cache);
   return rc;
@@ -235,6 +238,33 @@ Test(array_wire, genuine_and_hostile) {
   cr_assert_eq(st, 0);
   for (int i = 4; i < 12; i++)
     cr_assert_eq(out[i], 2 * i);
+  /* By a counter (a map's workers take chunks in turn): all of them. */
+  uint64_t slot[3] = {0, 0, UINT64_MAX};
+  memset(out, 0, sizeof out);
+  wire_desc c = h;
+  c.flags = 2 | 4;
+  c.first = 0;
+  c.n = 16;
+  c.ctl_off = (uint64_t)(uintptr_t)slot;
+  c.nchunks = 4;
+  c.chunksize = 4;
+  cr_assert_eq(run_desc(1, &c, sizeof c, &st), 0, "%s",
+               mp_last_error_message());
+  cr_assert_eq(st, 0);
+  cr_assert_eq(slot[1], 4, "chunks done: %llu", (unsigned long long)slot[1]);
+  for (int i = 0; i < 16; i++)
+    cr_assert_eq(out[i], 2 * i);
+  slot[0] = slot[1] = 0;
+  c.nchunks = 5; /* not what 16 in chunks of 4 make */
+  cr_assert_eq(run_desc(1, &c, sizeof c, &st), MP_EPROTO);
+  c.chunksize = 0; /* guided, with a count that does not add up */
+  c.w2 = 4;
+  c.least = 1;
+  c.nchunks = 1000;
+  cr_assert_eq(run_desc(1, &c, sizeof c, &st), MP_EPROTO);
+  c.nchunks = 1u << 30;
+  cr_assert_eq(run_desc(1, &c, sizeof c, &st), MP_EPROTO);
+  cr_assert_eq(slot[1], 0, "nothing ran");
   /* An address is never taken from a process pool's message. */
   cr_assert_eq(run_desc(0, &h, sizeof h, &st), MP_EPROTO);
   /* Cut anywhere. */
