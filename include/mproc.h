@@ -1236,7 +1236,10 @@ MP_API void mp_pool_free(mp_pool *p);
  * before the map and the output copied back as each chunk answers, one
  * memcpy each way.  So give large arrays an mp_shm for full speed.
  * Workers map the segments they are given once, keep them while they
- * have work, and let them go after a second idle.
+ * have work, and let them go after a second idle.  The workers of a map
+ * take its chunks by a counter in shared memory; after a chunk a worker
+ * watches for the next map for 2 ms before it sleeps (as OpenMP's
+ * threads spin), which costs up to that much CPU after the last map.
  *
  * in may be NULL with in_size 0 (the kernel makes its output from the
  * index, as a Mandelbrot image), out NULL with out_size 0 (the kernel
