@@ -1210,14 +1210,17 @@ static void array_settle(job *j, done_list *dl) {
     return;
   }
   if (j->fail_part != SIZE_MAX) {
+    mp__array_release(j->arr);
     job_fail(j, j->fail_rc, j->fail_status, j->fail_msg, dl);
   } else if (j->counter && !mp__array_all_done(j->arr, NULL)) {
+    mp__array_release(j->arr);
     job_fail(j, MP_EPROTO, 0, "an array map's workers left chunks undone",
              dl);
   } else {
     mp_args *none = NULL;
     if (j->counter)
       mp__array_finish(j->arr); /* the output copied back, if it must be */
+    mp__array_release(j->arr);
     if (mp_args_new(&none) != 0)
       job_fail(j, MP_ENOMEM, 0, "out of memory", dl);
     else

@@ -77,6 +77,10 @@ size_t mp__array_counted(mp__arrjob *a);
  * (pool lock held). */
 int mp__array_all_done(mp__arrjob *a, uint64_t *fail_at);
 void mp__array_finish(mp__arrjob *a);
+/* The call has ended and no worker touches its arrays any more: the
+ * scratch segment goes back to the pool for the next call at once (the
+ * job itself lives on until every worker has answered). */
+void mp__array_release(mp__arrjob *a);
 
 /* pool_array.c, the worker's side: run the kernel of one chunk.  0 when
  * it ran (*status: its return; *acc, *acc_n: a reduction's accumulator,

@@ -178,6 +178,13 @@ void mp__array_finish(mp__arrjob *a) {
            a->count * a->out_size);
 }
 
+void mp__array_release(mp__arrjob *a) {
+  if (a->scratch != NULL) {
+    mp__pool_scratch_give(a->pool, a->scratch);
+    a->scratch = NULL;
+  }
+}
+
 int mp__array_answer(mp__arrjob *a, size_t chunk, size_t first, size_t n,
                      const unsigned char *acc, size_t acc_n) {
   if (a->reduce) {
