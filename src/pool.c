@@ -949,6 +949,15 @@ static int worker_limit(mp_pool *p, worker *w, const chunk *c) {
   return lim;
 }
 
+/* Whether worker w holds a message of job j (a map by a counter gives
+ * each worker one: two to one worker would leave another idle). */
+static int holds_job(const worker *w, const job *j) {
+  for (const chunk *c = w->head; c != NULL; c = c->next)
+    if (c->job == j)
+      return 1;
+  return 0;
+}
+
 /* The eligible worker with the fewest chunks outstanding, or -1.  skip:
  * workers whose inbox was found full in this round. */
 static int pick_worker(mp_pool *p, const unsigned char *skip,
@@ -957,7 +966,8 @@ static int pick_worker(mp_pool *p, const unsigned char *skip,
   for (int i = 0; i < p->nworkers; i++) {
     worker *w = &p->w[i];
     if (w->state != W_RUNNING || w->feeding || (skip && skip[i]) ||
-        w->outstanding >= worker_limit(p, w, c))
+        w->outstanding >= worker_limit(p, w, c) ||
+        (c != NULL && c->job->counter && holds_job(w, c->job)))
       continue;
     if (best < 0 || w->outstanding < p->w[best].outstanding)
       best = i;
