@@ -77,6 +77,9 @@ size_t mp__array_counted(mp__arrjob *a);
  * (pool lock held). */
 int mp__array_all_done(mp__arrjob *a, uint64_t *fail_at);
 void mp__array_finish(mp__arrjob *a);
+/* Sleep until the last chunk is done (its worker wakes us), at most
+ * timeout seconds. */
+void mp__array_sleep(mp__arrjob *a, double timeout);
 /* The call has ended and no worker touches its arrays any more: the
  * scratch segment goes back to the pool for the next call at once (the
  * job itself lives on until every worker has answered). */
@@ -105,6 +108,9 @@ int mp__pool_run_array(mp_pool *p, void (*fn)(void), mp__arrjob *arr,
                        size_t count, size_t chunksize, mp_result_cb cb,
                        mp_error_cb ecb, void *arg, mp_async **out,
                        const char *what);
+
+/* pool.c: a sync map's caller waits on its counter (see pool.c). */
+void mp__pool_array_wait(mp_pool *p, mp_async *a, mp__arrjob *arr);
 
 /* log.c: mproc's own log lines. */
 void mp__log(int level, const char *fmt, ...) MP_PRINTF(2, 3);

@@ -42,6 +42,7 @@ typedef struct desc_hdr {
   uint32_t acc_size, ticket_n;
   uint64_t ctx_n;
   uint64_t ctl_uid, ctl_off;          /* D_COUNT: the counter's slot */
+  uint64_t ctl_shm;                   /* D_COUNT|D_LOCAL: its mpi_shm */
   uint64_t nchunks, chunksize, least, w2; /* D_COUNT: the chunks */
 } desc_hdr;
 
@@ -50,6 +51,8 @@ typedef struct ctl_slot {
   volatile uint64_t next;    /* the next chunk to take */
   volatile uint64_t done;    /* chunks run, or skipped after a failure */
   volatile uint64_t fail_at; /* the first failed chunk (UINT64_MAX: none) */
+  mpi_word all_done;         /* 1 once done == the chunks: the caller
+                                sleeps on it */
 } ctl_slot;
 
 /* The length of the chunk that starts with `left` elements left:
@@ -135,6 +138,7 @@ int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
     h.flags |= D_COUNT;
     h.ctl_uid = a->local ? 0 : a->ctl->uid;
     h.ctl_off = a->local ? (uint64_t)(uintptr_t)a->slot : a->ctl_off;
+    h.ctl_shm = a->local ? (uint64_t)(uintptr_t)a->ctl->shm : 0;
     h.nchunks = a->counted;
     h.chunksize = a->chunksize;
     h.least = a->least;
@@ -164,6 +168,10 @@ int mp__array_desc(mp__arrjob *a, size_t first, size_t n,
 }
 
 size_t mp__array_counted(mp__arrjob *a) { return (size_t)a->counted; }
+
+void mp__array_sleep(mp__arrjob *a, double timeout) {
+  mpi_word_wait(a->ctl->shm, &a->slot->all_done, 0, timeout);
+}
 
 int mp__array_all_done(mp__arrjob *a, uint64_t *fail_at) {
   if (fail_at != NULL)
@@ -278,6 +286,7 @@ static int prepare(mp_pool *p, const void *in, size_t in_size, void *out,
     mp__store64(&a->slot->next, 0);
     mp__store64(&a->slot->done, 0);
     mp__store64(&a->slot->fail_at, UINT64_MAX);
+    mp__store32(&a->slot->all_done.value, 0);
   }
   if (a->local) {
     a->in_off = (uint64_t)(uintptr_t)in;
@@ -380,12 +389,24 @@ int mp_pool_map_array_async(mp_pool *p, mp_kernel_fn kernel, const void *in,
 int mp_pool_map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
                       size_t in_size, void *out, size_t out_size,
                       size_t count, const mp_args *ctx, size_t chunksize) {
+  const char *what = "mp_pool_map_array";
+  if (kernel == NULL)
+    return mp__error(MP_EINVAL, "%s: NULL kernel", what);
+  mp__arrjob *a;
+  int rc = prepare(p, in, in_size, out, out_size, count, ctx, 0, NULL,
+                   chunksize, &a, what);
+  if (rc != 0)
+    return rc;
+  mp__add32(&a->refs, 1); /* ours, to watch its counter */
   mp_async *h = NULL;
-  int rc = map_array(p, kernel, in, in_size, out, out_size, count, ctx,
-                     chunksize, NULL, NULL, NULL, &h, "mp_pool_map_array");
+  rc = mp__pool_run_array(p, (void (*)(void))kernel, a, count, chunksize,
+                          NULL, NULL, NULL, &h, what);
+  if (rc == 0 && a->counted > 0)
+    mp__pool_array_wait(p, h, a);
   if (rc == 0)
     rc = mp_async_get(h, MP_FOREVER, NULL);
   mp_async_free(h);
+  mp__array_unref(a);
   return rc;
 }
 
@@ -720,7 +741,8 @@ static int fits(uint64_t off, uint64_t first, uint64_t n, uint64_t size,
 /* Take chunks by the counter until none is left: each one run (or,
  * after a failed one, skipped if it comes later) and counted done.  The
  * first failure this worker saw is its answer. */
-static int run_counted(const desc_hdr *h, ctl_slot *slot, mp_kernel_fn kernel,
+static int run_counted(const desc_hdr *h, ctl_slot *slot, mpi_shm *ctl,
+                       mp_kernel_fn kernel,
                        const unsigned char *in, unsigned char *out,
                        const mp_args *ctx, int *status,
                        uint32_t *fail_chunk) {
@@ -771,7 +793,10 @@ static int run_counted(const desc_hdr *h, ctl_slot *slot, mp_kernel_fn kernel,
         }
       }
     }
-    mp__add64(&slot->done, 1);
+    if (mp__add64(&slot->done, 1) == nchunks) { /* the last: wake the caller */
+      mp__store32(&slot->all_done.value, 1);
+      mpi_word_wake(ctl, &slot->all_done, 1);
+    }
   }
   free(starts);
   if (first_k != UINT64_MAX) {
@@ -803,14 +828,17 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
                                h.nchunks == 0)))
     return mp__error(MP_EPROTO, "malformed array task");
   ctl_slot *slot = NULL;
+  mpi_shm *ctl = NULL;
   const unsigned char *ticket = desc + sizeof h;
   const unsigned char *init = ticket + h.ticket_n;
   const unsigned char *ctxb = init + h.acc_size;
   const unsigned char *in = NULL;
   unsigned char *out = NULL;
   if (local) {
-    if (h.flags & D_COUNT)
+    if (h.flags & D_COUNT) {
       slot = (ctl_slot *)(uintptr_t)h.ctl_off;
+      ctl = (mpi_shm *)(uintptr_t)h.ctl_shm;
+    }
     if (h.in_size)
       in = (const unsigned char *)(uintptr_t)h.in_off +
            (size_t)(h.first * h.in_size);
@@ -849,6 +877,7 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
         return mp__error(MP_EPROTO, "malformed array task");
       slot = (ctl_slot *)((unsigned char *)mpi_shm_addr(segs[kc]) +
                           (size_t)h.ctl_off);
+      ctl = segs[kc];
     }
     if ((si && !fits(h.in_off, h.first, h.n, h.in_size, mpi_shm_size(si))) ||
         (so && !fits(h.out_off, h.first, h.n, h.out_size, mpi_shm_size(so))))
@@ -867,7 +896,7 @@ int mp__array_run(mp__arrcache **cache, int local, void (*fn)(void),
     return rc == MP_ENOMEM ? rc
                            : mp__error(MP_EPROTO, "malformed array task");
   if (h.flags & D_COUNT) {
-    rc = run_counted(&h, slot, (mp_kernel_fn)fn, in, out, ctx, status,
+    rc = run_counted(&h, slot, ctl, (mp_kernel_fn)fn, in, out, ctx, status,
                      fail_chunk);
     mp_args_free(ctx);
     return rc;

@@ -193,7 +193,7 @@ typedef struct wire_desc {
   uint64_t out_uid, out_off, out_size;
   uint32_t acc_size, ticket_n;
   uint64_t ctx_n;
-  uint64_t ctl_uid, ctl_off;
+  uint64_t ctl_uid, ctl_off, ctl_shm;
   uint64_t nchunks, chunksize, least, w2;
 } wire_desc;
 
@@ -239,13 +239,17 @@ Test(array_wire, genuine_and_hostile) {
   for (int i = 4; i < 12; i++)
     cr_assert_eq(out[i], 2 * i);
   /* By a counter (a map's workers take chunks in turn): all of them. */
-  uint64_t slot[3] = {0, 0, UINT64_MAX};
+  mpi_shm *ctl;
+  cr_assert_eq(mpi_shm_new(64, &ctl), 0);
+  uint64_t *slot = mpi_shm_addr(ctl); /* next, done, fail_at, a word */
+  slot[2] = UINT64_MAX;
   memset(out, 0, sizeof out);
   wire_desc c = h;
   c.flags = 2 | 4;
   c.first = 0;
   c.n = 16;
   c.ctl_off = (uint64_t)(uintptr_t)slot;
+  c.ctl_shm = (uint64_t)(uintptr_t)ctl;
   c.nchunks = 4;
   c.chunksize = 4;
   cr_assert_eq(run_desc(1, &c, sizeof c, &st), 0, "%s",
@@ -265,6 +269,7 @@ Test(array_wire, genuine_and_hostile) {
   c.nchunks = 1u << 30;
   cr_assert_eq(run_desc(1, &c, sizeof c, &st), MP_EPROTO);
   cr_assert_eq(slot[1], 0, "nothing ran");
+  mpi_shm_free(ctl);
   /* An address is never taken from a process pool's message. */
   cr_assert_eq(run_desc(0, &h, sizeof h, &st), MP_EPROTO);
   /* Cut anywhere. */
