@@ -358,11 +358,13 @@ nomem:
   return mp__error(MP_ENOMEM, "out of memory");
 }
 
+/* keep: if not NULL, the call's arrays with a reference of the caller's
+ * (a sync map watches its counter). */
 static int map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
                      size_t in_size, void *out, size_t out_size, size_t count,
                      const mp_args *ctx, size_t chunksize, mp_result_cb cb,
                      mp_error_cb ecb, void *arg, mp_async **handle,
-                     const char *what) {
+                     mp__arrjob **keep, const char *what) {
   if (handle != NULL)
     *handle = NULL;
   if (kernel == NULL)
@@ -372,8 +374,17 @@ static int map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
                    chunksize, &a, what);
   if (rc != 0)
     return rc;
-  return mp__pool_run_array(p, (void (*)(void))kernel, a, count, chunksize,
-                            cb, ecb, arg, handle, what);
+  if (keep != NULL) {
+    mp__add32(&a->refs, 1);
+    *keep = a;
+  }
+  rc = mp__pool_run_array(p, (void (*)(void))kernel, a, count, chunksize, cb,
+                          ecb, arg, handle, what);
+  if (rc != 0 && keep != NULL) {
+    mp__array_unref(a);
+    *keep = NULL;
+  }
+  return rc;
 }
 
 int mp_pool_map_array_async(mp_pool *p, mp_kernel_fn kernel, const void *in,
@@ -382,29 +393,23 @@ int mp_pool_map_array_async(mp_pool *p, mp_kernel_fn kernel, const void *in,
                             size_t chunksize, mp_result_cb cb,
                             mp_error_cb ecb, void *arg, mp_async **handle) {
   return map_array(p, kernel, in, in_size, out, out_size, count, ctx,
-                   chunksize, cb, ecb, arg, handle,
+                   chunksize, cb, ecb, arg, handle, NULL,
                    "mp_pool_map_array_async");
 }
 
 int mp_pool_map_array(mp_pool *p, mp_kernel_fn kernel, const void *in,
                       size_t in_size, void *out, size_t out_size,
                       size_t count, const mp_args *ctx, size_t chunksize) {
-  const char *what = "mp_pool_map_array";
-  if (kernel == NULL)
-    return mp__error(MP_EINVAL, "%s: NULL kernel", what);
-  mp__arrjob *a;
-  int rc = prepare(p, in, in_size, out, out_size, count, ctx, 0, NULL,
-                   chunksize, &a, what);
+  mp_async *h = NULL;
+  mp__arrjob *a = NULL;
+  int rc = map_array(p, kernel, in, in_size, out, out_size, count, ctx,
+                     chunksize, NULL, NULL, NULL, &h, &a,
+                     "mp_pool_map_array");
   if (rc != 0)
     return rc;
-  mp__add32(&a->refs, 1); /* ours, to watch its counter */
-  mp_async *h = NULL;
-  rc = mp__pool_run_array(p, (void (*)(void))kernel, a, count, chunksize,
-                          NULL, NULL, NULL, &h, what);
-  if (rc == 0 && a->counted > 0)
+  if (a->counted > 0)
     mp__pool_array_wait(p, h, a);
-  if (rc == 0)
-    rc = mp_async_get(h, MP_FOREVER, NULL);
+  rc = mp_async_get(h, MP_FOREVER, NULL);
   mp_async_free(h);
   mp__array_unref(a);
   return rc;
