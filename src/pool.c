@@ -1124,6 +1124,11 @@ static void backlog_drop(mp_pool *p, job *j) { backlog_drop_from(p, j, 0); }
 static void job_done(job *j, int rc, int status, const char *msg,
                      mp_args *result, done_list *dl) {
   j->done = 1;
+  /* The job may be freed before the completion runs: nothing may reach
+   * it through the async any more (mp__pool_array_wait, cancel). */
+  mp__async_lock();
+  j->async->job = NULL;
+  mp__async_unlock();
   done_add(dl, j->async, rc, status, msg, result);
   j->async = NULL;
 }
@@ -2581,9 +2586,10 @@ void mp__pool_array_wait(mp_pool *p, mp_async *a, mp__arrjob *arr) {
   while (mp__load32(&a->done_flag) == 0) {
     if (mp__array_all_done(arr, NULL)) {
       done_list dl = {NULL, NULL};
-      mpi_mutex_lock(p->mu);
+      mpi_mutex_lock(p->mu); /* a job is freed under it, after job_done
+                                has cleared a->job (under the async lock) */
       mp__async_lock();
-      job *j = a->state != MP__ASYNC_DONE ? a->job : NULL;
+      job *j = a->job;
       mp__async_unlock();
       if (j != NULL)
         array_settle(j, &dl);
